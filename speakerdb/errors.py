@@ -1,0 +1,102 @@
+"""Typed exceptions of the library.
+
+Library code raises these; only the shells (CLI, HTTP server) turn them into exit codes or
+HTTP statuses. Every message is one line that says what went wrong and where.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SpeakerDBError",
+    "UsageError",
+    "AudioError",
+    "TooShortError",
+    "SilentAudioError",
+    "ManifestError",
+    "CheckpointFormatError",
+    "ModelMismatchError",
+    "DatabaseNotFound",
+    "DatabaseExistsError",
+    "StoreError",
+    "IndexOutOfDateError",
+    "NotFound",
+    "CheckFailed",
+]
+
+
+class SpeakerDBError(Exception):
+    """Base of every error speakerdb raises on purpose."""
+
+    exit_code = 2
+    http_status = 400
+
+    def __str__(self) -> str:  # always one line
+        return " ".join(super().__str__().split())
+
+
+class UsageError(SpeakerDBError):
+    """Arguments that cannot work together or values out of range."""
+
+
+class AudioError(SpeakerDBError):
+    """Audio that cannot be read or used; the message names the input."""
+
+    reason = "unreadable"
+
+    def __init__(self, where: str, message: str):
+        self.where = where
+        self.message = message
+        super().__init__(f"{where}: {message}")
+
+
+class TooShortError(AudioError):
+    reason = "too_short"
+
+
+class SilentAudioError(AudioError):
+    reason = "silent"
+
+
+class ManifestError(SpeakerDBError):
+    """A manifest or trial list with a bad line; the message names file and line."""
+
+
+class CheckpointFormatError(SpeakerDBError):
+    """A model file that is not one of the known formats, or is damaged."""
+
+
+class ModelMismatchError(SpeakerDBError):
+    """A database bound to one model used with another."""
+
+    http_status = 409
+
+
+class DatabaseNotFound(SpeakerDBError):
+    http_status = 404
+
+
+class DatabaseExistsError(SpeakerDBError):
+    http_status = 409
+
+
+class StoreError(SpeakerDBError):
+    """The metadata store could not be opened, migrated or written."""
+
+    http_status = 500
+
+
+class IndexOutOfDateError(SpeakerDBError):
+    """An index file that does not describe the store it belongs to."""
+
+    http_status = 500
+
+
+class NotFound(SpeakerDBError):
+    http_status = 404
+
+
+class CheckFailed(SpeakerDBError):
+    """A check or decision that failed (exit code 1, not bad input)."""
+
+    exit_code = 1
+    http_status = 409
