@@ -1,0 +1,1 @@
+"""Alembic migrations of the speakerdb metadata store (installed as ``speakerdb.migrations``)."""

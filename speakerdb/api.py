@@ -1,0 +1,311 @@
+"""``SpeakerDB``: the Python API, and the one library surface the CLI and server call.
+
+    with SpeakerDB.create("indexes/demo", model="spectral") as db:
+        db.ingest(["../shared/data/speech-dev"])
+        print(db.identify("unknown.wav").speaker)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from speakerdb.audio import AudioInput, AudioPolicy
+from speakerdb.config import (
+    DEFAULT_MODEL,
+    SQLITE_FILE,
+    CascadeConfig,
+    IngestConfig,
+    read_home_file,
+    resolve_home,
+    write_home_file,
+)
+from speakerdb.errors import (
+    DatabaseExistsError,
+    DatabaseNotFound,
+    IndexOutOfDateError,
+    ModelMismatchError,
+    StoreError,
+    UsageError,
+)
+from speakerdb.results import CheckReport, IdentifyResult, VerifyResult
+
+__all__ = ["SpeakerDB"]
+
+
+class SpeakerDB:
+    """A speaker database in a home directory: metadata store, FAISS indexes, bound model.
+
+    Use ``SpeakerDB.create`` or ``SpeakerDB.open``; close it (or use ``with``) when done.
+    """
+
+    def __init__(self, home: Path, store, model, indexes, model_spec: str, embedder=None):
+        self.home, self.store, self.model = home, store, model
+        self.indexes, self.model_spec = indexes, model_spec
+        self._embedder = embedder
+        self.policy = AudioPolicy()
+
+    # life cycle ----------------------------------------------------------------------------
+    @classmethod
+    def create(cls, home=None, model: str = DEFAULT_MODEL, db_url: str | None = None,
+               embedder=None) -> SpeakerDB:
+        """Create a database bound to ``model`` (a built-in name or checkpoint path).
+
+        Creating where a database with the same model exists opens it; another model is a
+        ModelMismatchError. ``embedder`` replaces loading ``model`` (tests pass their own).
+        """
+        from speakerdb.model.registry import load_embedder
+
+        home = resolve_home(home)
+        embedder = embedder or load_embedder(model)
+        if read_home_file(home) is not None:
+            db = cls.open(home, embedder=embedder)
+            if db.model.sha256 != embedder.sha256:
+                db.close()
+                raise ModelMismatchError(
+                    f"{home}: a database bound to {db.model.name} ({db.model.sha256[:12]}) "
+                    f"already exists; {embedder.name} ({embedder.sha256[:12]}) differs"
+                )
+            return db
+        if home.exists() and not home.is_dir():
+            raise UsageError(f"{home}: exists and is not a directory")
+        if home.exists() and any(p.suffix in (".faiss", ".sqlite") for p in home.iterdir()):
+            raise DatabaseExistsError(f"{home}: holds database files but no home.json")
+        home.mkdir(parents=True, exist_ok=True)
+        from speakerdb.store.engine import make_engine, sqlite_url
+        from speakerdb.store.migrate import upgrade
+        from speakerdb.store.store import Store
+
+        url = db_url or sqlite_url(home / SQLITE_FILE)
+        engine = make_engine(url)
+        try:
+            upgrade(engine)
+            store = Store(engine)
+            store.bind_model(embedder.name, embedder.sha256, embedder.dims, embedder.raw_dim)
+            store.set_setting("model_spec", model)
+        except Exception:
+            engine.dispose()
+            raise
+        write_home_file(home, {"db_url": db_url, "model_spec": model})
+        engine.dispose()
+        return cls.open(home, embedder=embedder)
+
+    @classmethod
+    def open(cls, home=None, *, catch_up: bool = True, model: str | None = None,
+             embedder=None) -> SpeakerDB:
+        """Open an existing database; indexes behind the store catch up unless ``catch_up``
+        is false. ``model`` overrides where the bound model is loaded from (same sha256)."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from speakerdb.indexes import Indexes
+        from speakerdb.store.engine import make_engine, sqlite_url
+        from speakerdb.store.migrate import current_revision, head_revision, upgrade
+        from speakerdb.store.store import Store
+
+        home = resolve_home(home)
+        info = read_home_file(home)
+        if info is None:
+            raise DatabaseNotFound(f"{home}: no speakerdb database here (run `speakerdb init`)")
+        url = info.get("db_url") or sqlite_url(home / SQLITE_FILE)
+        engine = make_engine(url)
+        try:
+            rev = current_revision(engine)
+            if rev is None:
+                raise StoreError(f"{home}: the metadata store has no schema (was init interrupted?)")
+            if rev != head_revision():
+                upgrade(engine)
+            store = Store(engine)
+            bound = store.bound_model()
+            if bound is None:
+                raise StoreError(f"{home}: the metadata store is not bound to a model")
+            spec = model or store.get_setting("model_spec") or info.get("model_spec")
+            if embedder is not None and embedder.sha256 != bound.sha256:
+                raise ModelMismatchError(
+                    f"{home}: database model {bound.name} ({bound.sha256[:12]}) is not "
+                    f"{embedder.name} ({embedder.sha256[:12]})"
+                )
+            indexes = Indexes(home, store, bound.sha256, head_revision())
+            indexes.open(catch_up=catch_up) if catch_up else None
+        except SQLAlchemyError as e:
+            engine.dispose()
+            raise StoreError(f"{home}: {str(e).splitlines()[0]}") from None
+        except Exception:
+            engine.dispose()
+            raise
+        return cls(home, store, bound, indexes, spec, embedder)
+
+    def close(self) -> None:
+        if self.indexes.set is not None and self.indexes._dirty:
+            self.indexes.flush(force=True)
+        self.store.engine.dispose()
+
+    def __enter__(self) -> SpeakerDB:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # the model -----------------------------------------------------------------------------
+    @property
+    def embedder(self):
+        """The bound model, loaded on first use; its sha256 must equal the database's."""
+        if self._embedder is None:
+            from speakerdb.model.registry import load_embedder
+
+            emb = load_embedder(self.model_spec)
+            if emb.sha256 != self.model.sha256:
+                raise ModelMismatchError(
+                    f"{self.home}: database model {self.model.name} ({self.model.sha256[:12]}) "
+                    f"is not {self.model_spec} ({emb.sha256[:12]})"
+                )
+            self._embedder = emb
+        return self._embedder
+
+    def _require_indexes(self):
+        if self.indexes.set is None:
+            self.indexes.open(catch_up=True)
+        return self.indexes.set
+
+    # operations ----------------------------------------------------------------------------
+    def ingest(self, sources, layout: str = "auto", config: IngestConfig = IngestConfig(),
+               progress: Callable[[int], None] | None = None, on_start=None):
+        """Ingest audio from ``sources`` (dirs, files, CSV manifests). Returns IngestStats.
+
+        ``on_start(total_inputs)`` is called once the inputs are known (for progress bars).
+        """
+        from speakerdb.ingest.reader import Reader
+        from speakerdb.ingest.runner import Runner
+        from speakerdb.ingest.sources import discover
+        from speakerdb.ingest.writer import StoreWriter
+
+        items = discover([str(s) for s in sources], layout, config.extensions)
+        if on_start:
+            on_start(len(items))
+        embedder = self.embedder
+        self._require_indexes()
+        self.indexes.flush_s = config.index_flush_s
+        run_id = self.store.start_run([str(s) for s in sources], layout)
+
+        def known(shas):
+            have = self.store.known_recordings(shas)
+            return have if config.retry_failed else have | self.store.known_failures(shas)
+
+        reader = Reader(items, known, self.policy, config.files_per_batch)
+        writer = StoreWriter(self.store, self.indexes, run_id)
+        t0 = time.perf_counter()
+        status = "failed"
+        try:
+            stats = Runner(reader, embedder, writer, config.embed_batch, progress).run()
+            t1 = time.perf_counter()
+            self.indexes.flush(force=True)
+            stats.write_s += time.perf_counter() - t1
+            status = "done"
+        finally:
+            summary = None if status != "done" else stats.as_dict()
+            if summary is not None:
+                summary["wall_s"] = round(time.perf_counter() - t0, 3)
+                summary.pop("failures")
+            self.store.finish_run(run_id, status, summary)
+        return stats
+
+    def embed(self, audio: AudioInput, name: str | None = None):
+        """AudioEmbedding of ``audio`` with the database's model."""
+        from speakerdb.embedding import embed_audio
+
+        return embed_audio(self.embedder, audio, self.policy, name=name)
+
+    def threshold(self) -> float:
+        """The decision threshold: a calibrated one stored in the database, else the model's."""
+        stored = self.store.get_setting("threshold")
+        if isinstance(stored, dict) and "value" in stored:
+            return float(stored["value"])
+        return float(self.embedder.default_threshold)
+
+    def identify(self, audio: AudioInput, cascade: CascadeConfig = CascadeConfig(),
+                 threshold: float | None = None, min_margin: float = 0.0,
+                 exhaustive: bool = False, name: str | None = None) -> IdentifyResult:
+        """Who is speaking in ``audio``: cascade search, speaker aggregation, open-set decision."""
+        from speakerdb.search.cascade import cascade_search, exhaustive_search
+        from speakerdb.search.decision import aggregate, decide
+
+        emb = self.embed(audio, name=name)
+        t0 = time.perf_counter()
+        indexes = self._require_indexes().by_dim
+        if exhaustive:
+            full = max(indexes)
+            hits = exhaustive_search(indexes[full], emb.nested[full], cascade.k192)
+        else:
+            hits = cascade_search(indexes, emb.nested, cascade)
+        refs = self.store.segment_refs(h.segment_id for h in hits)
+        labels = {i: r.speaker for i, r in refs.items()}
+        candidates = aggregate(hits, labels, cascade.aggregation)
+        thr = self.threshold() if threshold is None else threshold
+        d = decide(candidates, thr, min_margin)
+        return IdentifyResult(
+            input=emb.input, decision=d.decision, speaker=d.speaker, score=d.score,
+            threshold=thr, margin=d.margin, min_margin=min_margin,
+            candidates=candidates[: cascade.top_k], mode="exhaustive" if exhaustive else "cascade",
+            segments_scored=len(hits), seconds=time.perf_counter() - t0,
+        )
+
+    def verify(self, a: AudioInput, b: AudioInput, threshold: float | None = None) -> VerifyResult:
+        """Cosine score of ``a`` against ``b`` at every dimension and a same/different decision."""
+        return verify_with(self.embedder, a, b,
+                           self.threshold() if threshold is None else threshold, self.policy)
+
+    def check(self, repair: bool = False) -> CheckReport:
+        """Compare the saved indexes with the store; ``repair`` rebuilds them if they differ."""
+        problems = self.indexes.problems()
+        repaired = False
+        if problems and repair:
+            self.indexes.rebuild()
+            repaired = True
+            problems_after = self.indexes.problems()
+            return CheckReport(not problems_after, problems, self.store.counts(), repaired)
+        return CheckReport(not problems, problems, self.store.counts(), repaired)
+
+    def rebuild_indexes(self) -> None:
+        self.indexes.rebuild()
+
+    def delete_speaker(self, label: str) -> int:
+        """Delete a speaker and its recordings; returns the number of segments removed."""
+        removed = self.store.delete_speaker(label)
+        self._require_indexes()
+        self.indexes.remove(removed)
+        return len(removed)
+
+    def delete_recording(self, key: str) -> int:
+        removed = self.store.delete_recording(key)
+        self._require_indexes()
+        self.indexes.remove(removed)
+        return len(removed)
+
+    def stats(self) -> dict:
+        from speakerdb.index import IndexSet
+
+        try:
+            infos = IndexSet.state(self.home) or {}
+        except IndexOutOfDateError:
+            infos = {}
+        return {
+            "home": str(self.home),
+            "model": {"name": self.model.name, "sha256": self.model.sha256,
+                      "dims": list(self.model.dims)},
+            "counts": self.store.counts(),
+            "indexes": {str(d): {"index_key": i.index_key, "ntotal": i.ntotal,
+                                 "size_bytes": i.size_bytes} for d, i in sorted(infos.items())},
+            "threshold": self.store.get_setting("threshold"),
+        }
+
+
+def verify_with(embedder, a: AudioInput, b: AudioInput, threshold: float,
+                policy: AudioPolicy = AudioPolicy()) -> VerifyResult:
+    """Verify with a model alone (no database needed)."""
+    from speakerdb.embedding import embed_audio
+
+    ea, eb = embed_audio(embedder, a, policy), embed_audio(embedder, b, policy)
+    scores = {d: float(ea.nested[d] @ eb.nested[d]) for d in embedder.dims}
+    score = scores[max(scores)]
+    return VerifyResult(ea.input, eb.input, scores, score, threshold,
+                        "same" if score >= threshold else "different")

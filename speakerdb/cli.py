@@ -1,0 +1,311 @@
+"""The ``speakerdb`` command line: every command parses, calls one library function, prints.
+
+Imports only typer and the standard library at module level, so ``--help`` is instant; the
+library (numpy, torch, faiss, SQLAlchemy) loads inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="speakerdb",
+    help="Vector-search speaker identification with Matryoshka speaker embeddings.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+Home = Annotated[
+    Optional[Path],
+    typer.Option("--home", help="Database directory [env SPEAKERDB_HOME; default indexes/default]."),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+def _err(message: str) -> None:
+    print(f"speakerdb: error: {message}", file=sys.stderr)
+
+
+def shell(fn):
+    """Turn library errors into one stderr line and an exit code; never a traceback."""
+
+    @wraps(fn)
+    def run(*args, **kwargs):
+        from speakerdb.errors import SpeakerDBError
+
+        try:
+            return fn(*args, **kwargs)
+        except SpeakerDBError as e:
+            _err(str(e))
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            _err("interrupted")
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as e:  # a bug, not bad input: still one line unless debugging
+            if os.environ.get("SPEAKERDB_DEBUG"):
+                raise
+            _err(f"internal error: {e.__class__.__name__}: {e} (SPEAKERDB_DEBUG=1 shows more)")
+            raise typer.Exit(2) from None
+
+    return run
+
+
+def _print_json(doc) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+
+
+def _open(home, **kw):
+    from speakerdb.api import SpeakerDB
+
+    return SpeakerDB.open(home, **kw)
+
+
+def _model_for(home, model: str | None):
+    """The embedder named by ``model``, else the database's at ``home``, else the default."""
+    from speakerdb.config import DEFAULT_MODEL, read_home_file, resolve_home
+    from speakerdb.model.registry import load_embedder
+
+    if model is None and read_home_file(resolve_home(home)) is not None:
+        with _open(home, catch_up=False) as db:
+            return db.embedder, db.threshold()
+    emb = load_embedder(model or DEFAULT_MODEL)
+    return emb, emb.default_threshold
+
+
+@app.command()
+@shell
+def init(
+    home: Home = None,
+    model: Annotated[Optional[str], typer.Option(help="Built-in model name or checkpoint path.")] = None,
+    db_url: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the metadata store (default: SQLite in the home).")] = None,
+    json_: Json = False,
+):
+    """Create a database bound to one model (runs the store migrations)."""
+    from speakerdb.api import SpeakerDB
+    from speakerdb.config import DEFAULT_MODEL, read_home_file, resolve_home
+    from speakerdb.store.engine import redact
+
+    existed = read_home_file(resolve_home(home)) is not None
+    with SpeakerDB.create(home, model=model or DEFAULT_MODEL, db_url=db_url) as db:
+        doc = {
+            "home": str(db.home),
+            "created": not existed,
+            "model": {"name": db.model.name, "sha256": db.model.sha256, "dims": list(db.model.dims)},
+            "db_url": redact(db.store.engine.url.render_as_string(hide_password=False)),
+        }
+    if json_:
+        _print_json(doc)
+    else:
+        verb = "created" if doc["created"] else "already exists:"
+        print(f"{verb} {doc['home']} (model {doc['model']['name']} {doc['model']['sha256'][:12]})")
+
+
+@app.command()
+@shell
+def ingest(
+    sources: Annotated[list[Path], typer.Argument(help="Directories, audio files or CSV manifests.")],
+    home: Home = None,
+    layout: Annotated[str, typer.Option(help="auto | voxceleb | folders | manifest")] = "auto",
+    batch: Annotated[int, typer.Option(help="Files per store transaction.", min=1)] = 32,
+    retry_failed: Annotated[bool, typer.Option(help="Try inputs that failed before again.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    json_: Json = False,
+):
+    """Embed and store audio; re-running skips what is already in (by content hash)."""
+    from tqdm import tqdm
+
+    from speakerdb.config import IngestConfig
+
+    bar = tqdm(total=0, unit="file", desc="ingest", file=sys.stderr, disable=quiet,
+               mininterval=0.5, dynamic_ncols=True)
+
+    def on_start(n):
+        bar.total = n
+        bar.refresh()
+
+    cfg = IngestConfig(files_per_batch=batch, retry_failed=retry_failed)
+    with _open(home) as db:
+        try:
+            stats = db.ingest(sources, layout, cfg, progress=bar.update, on_start=on_start)
+        finally:
+            bar.close()
+    doc = {"home": str(db.home), **stats.as_dict()}
+    if json_:
+        _print_json(doc)
+        return
+    s = doc["seconds"]
+    print(
+        f"{doc['inputs']} inputs: {doc['added']} added ({doc['segments']} segments), "
+        f"{doc['skipped']} already in, {doc['failed']} failed "
+        f"[decode {s['decode']:.1f} s, embed {s['embed']:.1f} s, write {s['write']:.1f} s]"
+    )
+    for f in doc["failures"]:
+        print(f"  failed: {f['error']}")
+
+
+@app.command()
+@shell
+def identify(
+    audio: Annotated[list[Path], typer.Argument(help="Audio files to identify.")],
+    home: Home = None,
+    top_k: Annotated[int, typer.Option(help="Speakers to list.", min=1)] = 5,
+    threshold: Annotated[Optional[float], typer.Option(help="Cosine threshold (default: calibrated or the model's).")] = None,
+    margin: Annotated[float, typer.Option(help="Least lead of the best speaker over the second.")] = 0.0,
+    exhaustive: Annotated[bool, typer.Option(help="Plain 256-D search instead of the cascade.")] = False,
+    k64: Annotated[int, typer.Option(help="Shortlist after the 64-D screen.", min=1)] = 1000,
+    k128: Annotated[int, typer.Option(help="Shortlist after 128-D rescoring.", min=1)] = 300,
+    k192: Annotated[int, typer.Option(help="Shortlist after 192-D rescoring.", min=1)] = 100,
+    aggregation: Annotated[str, typer.Option(help="Speaker score: max | mean | top2.")] = "max",
+    json_: Json = False,
+):
+    """Who is speaking: cascade search, per-speaker scores, match or unknown."""
+    from speakerdb.config import CascadeConfig
+    from speakerdb.errors import AudioError
+
+    cfg = CascadeConfig(k64=k64, k128=k128, k192=k192, top_k=top_k, aggregation=aggregation)
+    results, bad = [], 0
+    with _open(home) as db:
+        for a in audio:
+            try:
+                results.append(db.identify(a, cfg, threshold, margin, exhaustive).as_dict())
+            except AudioError as e:
+                bad += 1
+                results.append({"input": str(a), "error": str(e)})
+                if not json_:
+                    _err(str(e))
+    if json_:
+        _print_json({"results": results})
+    else:
+        for r in results:
+            if "error" in r:
+                continue
+            who = r["speaker"] if r["decision"] == "match" else "unknown"
+            score = "n/a" if r["score"] is None else f"{r['score']:.4f}"
+            lead = "" if r["margin"] is None else f", margin {r['margin']:.4f}"
+            print(f"{r['input']}: {who} (score {score}, threshold {r['threshold']:.4f}{lead})")
+            for c in r["candidates"]:
+                print(f"  {c['score']:.4f}  {c['speaker']}")
+    if bad:
+        raise typer.Exit(2)
+
+
+@app.command()
+@shell
+def verify(
+    a: Annotated[Path, typer.Argument(help="First audio file.")],
+    b: Annotated[Path, typer.Argument(help="Second audio file.")],
+    home: Home = None,
+    model: Annotated[Optional[str], typer.Option(help="Model (default: the database's, else the built-in default).")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="Cosine threshold at 256-D.")] = None,
+    json_: Json = False,
+):
+    """Same speaker or not: cosine score at every dimension and a decision."""
+    from speakerdb.api import verify_with
+
+    emb, default = _model_for(home, model)
+    r = verify_with(emb, a, b, default if threshold is None else threshold)
+    if json_:
+        _print_json(r.as_dict())
+        return
+    dims = "  ".join(f"{d}-D {s:.4f}" for d, s in r.scores.items())
+    print(f"{r.decision} (score {r.score:.4f}, threshold {r.threshold:.4f})\n  {dims}")
+
+
+@app.command()
+@shell
+def embed(
+    audio: Annotated[list[Path], typer.Argument(help="Audio files to embed.")],
+    home: Home = None,
+    model: Annotated[Optional[str], typer.Option(help="Model (default: the database's, else the built-in default).")] = None,
+    raw: Annotated[bool, typer.Option("--raw", help="Also give the raw model outputs.")] = False,
+    json_: Json = False,
+):
+    """Nested 64/128/192/256-D embeddings of audio files (no database needed)."""
+    from speakerdb.embedding import embed_audio
+    from speakerdb.errors import AudioError
+    from speakerdb.model.base import model_info
+
+    emb, _ = _model_for(home, model)
+    results, bad = [], 0
+    for a in audio:
+        try:
+            results.append(embed_audio(emb, a).as_dict(raw=raw))
+        except AudioError as e:
+            bad += 1
+            results.append({"input": str(a), "error": str(e)})
+            if not json_:
+                _err(str(e))
+    if json_:
+        _print_json({"model": model_info(emb), "results": results})
+    else:
+        for r in results:
+            if "error" not in r:
+                head = " ".join(f"{x:+.3f}" for x in r["embeddings"]["64"][:4])
+                print(f"{r['input']}: {r['duration_s']:.2f} s, {r['segments']} segment(s), "
+                      f"64-D [{head} ...]")
+    if bad:
+        raise typer.Exit(2)
+
+
+@app.command()
+@shell
+def check(
+    home: Home = None,
+    repair: Annotated[bool, typer.Option(help="Rebuild the indexes from the store if they disagree.")] = False,
+    json_: Json = False,
+):
+    """Prove the indexes agree with the store (counts, ids, vectors, model); exit 1 if not."""
+    with _open(home, catch_up=False) as db:
+        report = db.check(repair=repair)
+    if json_:
+        _print_json(report.as_dict())
+    else:
+        for p in report.problems:
+            print(f"problem: {p}")
+        c = report.counts
+        state = "ok" if report.ok else "FAILED"
+        fixed = " (repaired)" if report.repaired else ""
+        print(f"check {state}{fixed}: {c['segments']} segments, {c['recordings']} recordings, "
+              f"{c['speakers']} speakers")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+@shell
+def stats(home: Home = None, json_: Json = False):
+    """What the database holds: counts, durations, model, indexes."""
+    with _open(home, catch_up=False) as db:
+        doc = db.stats()
+    if json_:
+        _print_json(doc)
+        return
+    c = doc["counts"]
+    print(f"{doc['home']}: model {doc['model']['name']} ({doc['model']['sha256'][:12]})")
+    print(f"  {c['speakers']} speakers, {c['recordings']} recordings "
+          f"({c['unlabelled_recordings']} unlabelled), {c['segments']} segments, "
+          f"{c['duration_s'] / 3600:.2f} h, {c['failures']} failed inputs, "
+          f"{c['ingest_runs']} ingest runs")
+    for d, i in doc["indexes"].items():
+        print(f"  index {d}-D: {i['index_key']}, {i['ntotal']} vectors, {i['size_bytes']} bytes")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

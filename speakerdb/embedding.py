@@ -1,0 +1,52 @@
+"""Embedding one piece of audio for a query: prepare, embed every segment, combine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from speakerdb.audio import AudioInput, AudioPolicy, prepare
+from speakerdb.errors import AudioError
+from speakerdb.ingest.runner import embed_segments
+from speakerdb.model.base import Embedder
+from speakerdb.model.prefixes import mean_embedding
+
+__all__ = ["AudioEmbedding", "embed_audio"]
+
+
+@dataclass(frozen=True)
+class AudioEmbedding:
+    input: str
+    duration_s: float
+    segments: int
+    raw: np.ndarray  # (raw_dim,) float32: the model output (mean over segments if several)
+    nested: dict[int, np.ndarray]  # {dim: (dim,) unit vector}
+
+    def as_dict(self, raw: bool = False) -> dict:
+        d = {
+            "input": self.input,
+            "duration_s": round(self.duration_s, 3),
+            "segments": self.segments,
+            "embeddings": {str(k): [float(x) for x in v] for k, v in self.nested.items()},
+        }
+        if raw:
+            d["raw"] = [float(x) for x in self.raw]
+        return d
+
+
+def embed_audio(
+    embedder: Embedder, audio: AudioInput, policy: AudioPolicy = AudioPolicy(), *, name=None
+) -> AudioEmbedding:
+    """Embed ``audio``; long audio is cut into segments whose embeddings are averaged per dim."""
+    prepared = prepare(audio, policy, name=name)
+    raw = embed_segments(embedder, [s.samples for s in prepared.segments], batch=16)
+    if not np.all(np.isfinite(raw)):
+        raise AudioError(prepared.name, "the model returned NaN or infinite values")
+    return AudioEmbedding(
+        input=prepared.name,
+        duration_s=prepared.duration_s,
+        segments=len(prepared.segments),
+        raw=raw.mean(axis=0),
+        nested=mean_embedding(raw, embedder.dims),
+    )

@@ -1,0 +1,120 @@
+"""Runner: reader → embedder → writer, with per-phase timings. The parts are passed in."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from speakerdb.ingest.reader import Decoded, ReadBatch
+from speakerdb.model.base import Embedder
+from speakerdb.store.records import FailureIn, RecordingIn
+
+__all__ = ["IngestStats", "Writer", "Runner", "embed_segments"]
+
+
+@dataclass
+class IngestStats:
+    inputs: int = 0
+    added: int = 0  # recordings written
+    segments: int = 0
+    skipped: int = 0  # already in the database
+    failed: int = 0
+    decode_s: float = 0.0
+    embed_s: float = 0.0
+    write_s: float = 0.0
+    failures: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["seconds"] = {k: round(d.pop(f"{k}_s"), 4) for k in ("decode", "embed", "write")}
+        return d
+
+
+class Writer(Protocol):
+    def write(self, recordings: list[RecordingIn], failures: list[FailureIn]) -> int:
+        """Store one batch in one transaction; returns the number of segments written."""
+        ...
+
+
+def embed_segments(embedder: Embedder, segments: list[np.ndarray], batch: int) -> np.ndarray:
+    """Raw outputs (n, raw_dim) for ``segments``, embedded in batches of similar length."""
+    out = np.zeros((len(segments), embedder.raw_dim), dtype=np.float32)
+    order = sorted(range(len(segments)), key=lambda i: len(segments[i]))
+    for start in range(0, len(order), batch):
+        idx = order[start : start + batch]
+        out[idx] = embedder([segments[i] for i in idx])
+    return out
+
+
+class Runner:
+    """Loops over the reader's batches; one writer call (one transaction) per batch."""
+
+    def __init__(
+        self,
+        reader: Iterable[ReadBatch],
+        embedder: Embedder,
+        writer: Writer,
+        embed_batch: int = 16,
+        progress: Callable[[int], None] | None = None,
+    ):
+        self.reader, self.embedder, self.writer = reader, embedder, writer
+        self.embed_batch, self.progress = embed_batch, progress
+
+    def run(self) -> IngestStats:
+        stats = IngestStats()
+        for batch in self.reader:
+            stats.inputs += batch.n_inputs
+            stats.skipped += batch.skipped
+            stats.decode_s += batch.decode_s
+
+            t0 = time.perf_counter()
+            recordings, failures = self._embed(batch.decoded)
+            failures = batch.failures + failures
+            stats.embed_s += time.perf_counter() - t0
+
+            t0 = time.perf_counter()
+            stats.segments += self.writer.write(recordings, failures)
+            stats.write_s += time.perf_counter() - t0
+
+            stats.added += len(recordings)
+            stats.failed += len(failures)
+            stats.failures.extend(
+                {"input": f.path, "reason": f.reason, "error": f.message} for f in failures
+            )
+            if self.progress:
+                self.progress(batch.n_inputs)
+        return stats
+
+    def _embed(self, decoded: list[Decoded]) -> tuple[list[RecordingIn], list[FailureIn]]:
+        segs = [s.samples for d in decoded for s in d.prepared.segments]
+        raw = embed_segments(self.embedder, segs, self.embed_batch)
+        recordings, failures, at = [], [], 0
+        for d in decoded:
+            n = len(d.prepared.segments)
+            vecs = raw[at : at + n]
+            at += n
+            if not np.all(np.isfinite(vecs)):
+                failures.append(
+                    FailureIn(d.prepared.name, d.sha256, "embedding_nan",
+                              f"{d.prepared.name}: the model returned NaN or infinite values")
+                )
+                continue
+            recordings.append(
+                RecordingIn(
+                    sha256=d.sha256,
+                    path=d.prepared.name,
+                    speaker=d.item.speaker,
+                    duration_s=d.prepared.duration_s,
+                    sample_rate=d.prepared.sample_rate,
+                    channels=d.prepared.channels,
+                    source=d.item.source,
+                    starts=[s.start_s for s in d.prepared.segments],
+                    ends=[s.end_s for s in d.prepared.segments],
+                    raw=vecs,
+                )
+            )
+        return recordings, failures

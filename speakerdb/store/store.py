@@ -1,0 +1,304 @@
+"""The metadata store: every function one transaction, plain values in and out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+from sqlalchemy import Engine, delete, func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from speakerdb.errors import ModelMismatchError, NotFound, StoreError
+from speakerdb.store.models import (
+    Failure,
+    IngestRun,
+    ModelRow,
+    Recording,
+    Segment,
+    Setting,
+    Speaker,
+    utcnow,
+)
+from speakerdb.store.records import BoundModel, FailureIn, RecordingIn, SegmentRef
+
+__all__ = ["Store"]
+
+
+class Store:
+    """Typed access to one metadata store. ``engine`` must already be migrated."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed on success, rolled back on any error."""
+        try:
+            with self._sessions.begin() as s:
+                yield s
+        except SQLAlchemyError as e:
+            msg = str(e).splitlines()[0]
+            raise StoreError(f"{self.engine.url.render_as_string()}: {msg}") from e
+
+    # model binding -------------------------------------------------------------------------
+    def bound_model(self) -> BoundModel | None:
+        with self.session() as s:
+            row = s.scalars(select(ModelRow).order_by(ModelRow.id)).first()
+            if row is None:
+                return None
+            return BoundModel(row.name, row.sha256, tuple(row.dims), row.raw_dim)
+
+    def bind_model(self, name: str, sha256: str, dims: Iterable[int], raw_dim: int) -> BoundModel:
+        """Bind an empty database to a model; a bound one must match (else ModelMismatchError)."""
+        current = self.bound_model()
+        if current is not None:
+            if current.sha256 != sha256:
+                raise ModelMismatchError(
+                    f"database is bound to model {current.name} ({current.sha256[:12]}), "
+                    f"not {name} ({sha256[:12]})"
+                )
+            return current
+        with self.session() as s:
+            s.add(ModelRow(name=name, sha256=sha256, dims=list(dims), raw_dim=raw_dim))
+        return self.bound_model()
+
+    # settings ------------------------------------------------------------------------------
+    def get_setting(self, key: str, default=None):
+        with self.session() as s:
+            row = s.get(Setting, key)
+            return default if row is None else row.value
+
+    def set_setting(self, key: str, value) -> None:
+        with self.session() as s:
+            s.merge(Setting(key=key, value=value))
+
+    # ingest --------------------------------------------------------------------------------
+    def known_recordings(self, shas: Iterable[str]) -> set[str]:
+        shas = list(set(shas))
+        found: set[str] = set()
+        with self.session() as s:
+            for i in range(0, len(shas), 500):
+                chunk = shas[i : i + 500]
+                found.update(s.scalars(select(Recording.sha256).where(Recording.sha256.in_(chunk))))
+        return found
+
+    def known_failures(self, shas: Iterable[str]) -> set[str]:
+        shas = list(set(shas))
+        found: set[str] = set()
+        with self.session() as s:
+            for i in range(0, len(shas), 500):
+                chunk = shas[i : i + 500]
+                found.update(s.scalars(select(Failure.sha256).where(Failure.sha256.in_(chunk))))
+        return found
+
+    def start_run(self, sources: list[str], layout: str) -> int:
+        with self.session() as s:
+            run = IngestRun(sources=sources, layout=layout, status="running")
+            s.add(run)
+            s.flush()
+            return run.id
+
+    def finish_run(self, run_id: int, status: str, summary: dict) -> None:
+        with self.session() as s:
+            run = s.get(IngestRun, run_id)
+            if run is not None:
+                run.status, run.summary, run.finished_at = status, summary, utcnow()
+
+    def write_batch(
+        self, run_id: int | None, recordings: list[RecordingIn], failures: list[FailureIn]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Write one batch in one transaction. Content already present is skipped.
+
+        Returns the new segments' ids (n,) int64 and raw vectors (n, raw_dim) float32.
+        """
+        new_ids: list[int] = []
+        new_raw: list[np.ndarray] = []
+        with self.session() as s:
+            present = set(
+                s.scalars(
+                    select(Recording.sha256).where(
+                        Recording.sha256.in_([r.sha256 for r in recordings])
+                    )
+                )
+            )
+            speakers = self._speaker_ids(s, {r.speaker for r in recordings if r.speaker})
+            added = []
+            for r in recordings:
+                if r.sha256 in present:
+                    continue
+                present.add(r.sha256)
+                rec = Recording(
+                    sha256=r.sha256,
+                    path=r.path,
+                    speaker_id=speakers.get(r.speaker) if r.speaker else None,
+                    duration_s=r.duration_s,
+                    sample_rate=r.sample_rate,
+                    channels=r.channels,
+                    source=r.source,
+                    run_id=run_id,
+                )
+                raw = np.asarray(r.raw, dtype="<f4")
+                rec.segments = [
+                    Segment(start_s=a, end_s=b, vector=v.tobytes())
+                    for a, b, v in zip(r.starts, r.ends, raw)
+                ]
+                s.add(rec)
+                added.append((rec, raw))
+            failed = {(f.path, f.sha256) for f in failures}
+            if failed:
+                old = s.execute(
+                    select(Failure.path, Failure.sha256).where(
+                        Failure.sha256.in_([f.sha256 for f in failures])
+                    )
+                )
+                failed -= {tuple(row) for row in old}
+            for f in failures:
+                if (f.path, f.sha256) in failed:
+                    failed.discard((f.path, f.sha256))
+                    s.add(Failure(path=f.path, sha256=f.sha256, reason=f.reason,
+                                  message=f.message, run_id=run_id))
+            s.flush()
+            for rec, raw in added:
+                new_ids.extend(seg.id for seg in rec.segments)
+                new_raw.append(raw)
+        raw_dim = recordings[0].raw.shape[1] if recordings and recordings[0].raw is not None else 0
+        raw_all = np.concatenate(new_raw) if new_raw else np.zeros((0, raw_dim), np.float32)
+        return np.asarray(new_ids, dtype=np.int64), raw_all.astype(np.float32)
+
+    @staticmethod
+    def _speaker_ids(s: Session, labels: set[str]) -> dict[str, int]:
+        if not labels:
+            return {}
+        have = dict(s.execute(select(Speaker.label, Speaker.id).where(Speaker.label.in_(labels))))
+        for label in sorted(labels - have.keys()):
+            sp = Speaker(label=label)
+            s.add(sp)
+            s.flush()
+            have[label] = sp.id
+        return have
+
+    # vectors -------------------------------------------------------------------------------
+    def segment_ids(self) -> np.ndarray:
+        """All segment ids, sorted, (n,) int64."""
+        with self.session() as s:
+            ids = s.scalars(select(Segment.id).order_by(Segment.id)).all()
+        return np.asarray(ids, dtype=np.int64)
+
+    def vectors(self, ids: np.ndarray | None = None, chunk: int = 20000):
+        """Yield ``(ids (n,) int64, raw (n, raw_dim) float32)`` in id order, all or those given."""
+        with self.session() as s:
+            if ids is None:
+                last = 0
+                while True:
+                    rows = s.execute(
+                        select(Segment.id, Segment.vector)
+                        .where(Segment.id > last)
+                        .order_by(Segment.id)
+                        .limit(chunk)
+                    ).all()
+                    if not rows:
+                        return
+                    last = rows[-1][0]
+                    yield _unpack(rows)
+            else:
+                wanted = [int(i) for i in np.sort(np.asarray(ids))]
+                for i in range(0, len(wanted), 500):
+                    rows = s.execute(
+                        select(Segment.id, Segment.vector)
+                        .where(Segment.id.in_(wanted[i : i + 500]))
+                        .order_by(Segment.id)
+                    ).all()
+                    if rows:
+                        yield _unpack(rows)
+
+    def all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        parts = list(self.vectors())
+        if not parts:
+            model = self.bound_model()
+            return np.zeros(0, np.int64), np.zeros((0, model.raw_dim if model else 0), np.float32)
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def segment_refs(self, ids: Iterable[int]) -> dict[int, SegmentRef]:
+        ids = [int(i) for i in ids]
+        out: dict[int, SegmentRef] = {}
+        with self.session() as s:
+            for i in range(0, len(ids), 500):
+                q = (
+                    select(Segment.id, Speaker.label, Recording.path, Segment.start_s, Segment.end_s)
+                    .join(Recording, Segment.recording_id == Recording.id)
+                    .outerjoin(Speaker, Recording.speaker_id == Speaker.id)
+                    .where(Segment.id.in_(ids[i : i + 500]))
+                )
+                for sid, label, path, a, b in s.execute(q):
+                    out[sid] = SegmentRef(sid, label, path, a, b)
+        return out
+
+    # management ----------------------------------------------------------------------------
+    def delete_speaker(self, label: str) -> np.ndarray:
+        """Delete a speaker with all its recordings; returns the removed segment ids."""
+        with self.session() as s:
+            sp = s.scalars(select(Speaker).where(Speaker.label == label)).first()
+            if sp is None:
+                raise NotFound(f"speaker {label!r} is not in the database")
+            rec_ids = list(s.scalars(select(Recording.id).where(Recording.speaker_id == sp.id)))
+            removed = self._delete_recordings(s, rec_ids)
+            s.delete(sp)
+        return removed
+
+    def delete_recording(self, key: str) -> np.ndarray:
+        """Delete a recording by content sha256 (or a unique prefix of it) or by its stored path."""
+        with self.session() as s:
+            recs = list(
+                s.scalars(
+                    select(Recording.id).where(
+                        (Recording.path == key) | (Recording.sha256.startswith(key))
+                    )
+                )
+            )
+            if not recs:
+                raise NotFound(f"recording {key!r} is not in the database")
+            if len(recs) > 1:
+                raise NotFound(f"recording {key!r} is ambiguous ({len(recs)} match)")
+            return self._delete_recordings(s, recs)
+
+    @staticmethod
+    def _delete_recordings(s: Session, rec_ids: list[int]) -> np.ndarray:
+        if not rec_ids:
+            return np.zeros(0, np.int64)
+        seg_ids = list(s.scalars(select(Segment.id).where(Segment.recording_id.in_(rec_ids))))
+        s.execute(delete(Segment).where(Segment.recording_id.in_(rec_ids)))
+        s.execute(delete(Recording).where(Recording.id.in_(rec_ids)))
+        return np.asarray(sorted(seg_ids), dtype=np.int64)
+
+    # reporting -----------------------------------------------------------------------------
+    def counts(self) -> dict:
+        with self.session() as s:
+            return {
+                "speakers": s.scalar(select(func.count(Speaker.id))),
+                "recordings": s.scalar(select(func.count(Recording.id))),
+                "unlabelled_recordings": s.scalar(
+                    select(func.count(Recording.id)).where(Recording.speaker_id.is_(None))
+                ),
+                "segments": s.scalar(select(func.count(Segment.id))),
+                "failures": s.scalar(select(func.count(Failure.id))),
+                "ingest_runs": s.scalar(select(func.count(IngestRun.id))),
+                "duration_s": float(s.scalar(select(func.coalesce(func.sum(Recording.duration_s), 0.0)))),
+            }
+
+    def failures(self, run_id: int | None = None) -> list[dict]:
+        with self.session() as s:
+            q = select(Failure).order_by(Failure.id)
+            if run_id is not None:
+                q = q.where(Failure.run_id == run_id)
+            return [
+                {"input": f.path, "reason": f.reason, "error": f.message} for f in s.scalars(q)
+            ]
+
+
+def _unpack(rows) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    raw = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
+    return ids, raw.astype(np.float32)
