@@ -172,7 +172,8 @@ class Store:
     def _speaker_ids(s: Session, labels: set[str]) -> dict[str, int]:
         if not labels:
             return {}
-        have = dict(s.execute(select(Speaker.label, Speaker.id).where(Speaker.label.in_(labels))))
+        rows = s.execute(select(Speaker.label, Speaker.id).where(Speaker.label.in_(labels)))
+        have = {label: sid for label, sid in rows}
         for label in sorted(labels - have.keys()):
             sp = Speaker(label=label)
             s.add(sp)

@@ -1,0 +1,75 @@
+"""The cascade against exhaustive search, on a numpy stand-in for the indexes."""
+
+import numpy as np
+import pytest
+
+from speakerdb.config import CascadeConfig
+from speakerdb.errors import UsageError
+from speakerdb.model.prefixes import nested
+from speakerdb.search.cascade import cascade_search, exhaustive_search
+
+
+class NumpyIndex:
+    def __init__(self, ids, vecs):
+        self.ids, self.vecs = np.asarray(ids), vecs
+        self.ntotal = len(ids)
+        self.pos = {int(i): k for k, i in enumerate(self.ids)}
+
+    def search(self, q, k):
+        s = q @ self.vecs.T
+        order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(s, order, 1), self.ids[order]
+
+    def score(self, q, ids):
+        return self.vecs[[self.pos[int(i)] for i in ids]] @ q
+
+
+def make(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    raw = rng.standard_normal((n, 256)).astype(np.float32)
+    ids = np.arange(10, 10 + 3 * n, 3)
+    parts = nested(raw)
+    return ids, raw, {d: NumpyIndex(ids, v) for d, v in parts.items()}
+
+
+def test_full_shortlist_equals_exhaustive_ranking():
+    ids, raw, idx = make()
+    q = nested(raw[7] + 0.3)
+    cfg = CascadeConfig(k64=400, k128=400, k192=400)
+    hits = cascade_search(idx, q, cfg)
+    exact = exhaustive_search(idx[256], q[256], 400)
+    assert [h.segment_id for h in hits] == [h.segment_id for h in exact]
+    np.testing.assert_allclose([h.score for h in hits], [h.score for h in exact], rtol=1e-6)
+    assert set(hits[0].scores) == {64, 128, 192, 256}
+
+
+def test_shortlists_shrink_and_scores_are_exact():
+    ids, raw, idx = make()
+    q = nested(raw[3])
+    hits = cascade_search(idx, q, CascadeConfig(k64=50, k128=20, k192=5))
+    assert len(hits) == 5
+    assert hits[0].segment_id == ids[3] and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    pos = {int(i): k for k, i in enumerate(ids)}
+    for h in hits:
+        for d, s in h.scores.items():
+            assert s == pytest.approx(float(nested(raw[pos[h.segment_id]])[d] @ q[d]), abs=1e-5)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_near_duplicate_query_finds_its_source_top1():
+    ids, raw, idx = make(n=2000, seed=1)
+    rng = np.random.default_rng(5)
+    for k in rng.choice(2000, 40, replace=False):
+        q = nested(raw[k] + 0.2 * rng.standard_normal(256).astype(np.float32))
+        top = cascade_search(idx, q, CascadeConfig(k64=100, k128=30, k192=10))[0]
+        assert top.segment_id == ids[k]
+
+
+def test_empty_index_gives_no_hits():
+    idx = {d: NumpyIndex(np.zeros(0, np.int64), np.zeros((0, d), np.float32)) for d in (64, 128, 192, 256)}
+    assert cascade_search(idx, nested(np.ones(256)), CascadeConfig()) == []
+
+
+def test_shortlists_must_shrink():
+    with pytest.raises(UsageError, match="must shrink"):
+        CascadeConfig(k64=10, k128=20)
