@@ -1,0 +1,113 @@
+"""Every way a set of indexes can disagree with the store, as one human line each."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from speakerdb.index.infos import IndexInfo, ids_digest
+from speakerdb.index.vector_index import VectorIndex
+from speakerdb.model.prefixes import prefix
+
+__all__ = ["index_problems", "short_sha"]
+
+TOLERANCE = 1e-5  # largest difference allowed between a stored vector and its index copy
+
+
+def short_sha(sha: str) -> str:
+    return sha if len(sha) <= 12 else sha[:12] + "…"
+
+
+def _count_absent(a: np.ndarray, b: np.ndarray) -> int:
+    """How many values of sorted ``a`` are not in sorted ``b``."""
+    if b.size == 0:
+        return int(a.size)
+    pos = np.minimum(np.searchsorted(b, a), b.size - 1)
+    return int(np.count_nonzero(b[pos] != a))
+
+
+def _file_problems(name: str, directory: Path) -> list[str]:
+    return [f"{name}: {name}{ext} is missing" for ext in (".faiss", ".json")
+            if not (directory / f"{name}{ext}").is_file()]
+
+
+def _info_problems(name: str, info: IndexInfo, index: VectorIndex, digest: str) -> list[str]:
+    out = []
+    if info.dim != index.dim:
+        out.append(f"{name}: {name}.json says dimension {info.dim}, index has {index.dim}")
+    if info.ntotal != index.ntotal:
+        out.append(f"{name}: {name}.json says {info.ntotal} vectors, index has {index.ntotal}")
+    elif info.ids_digest != digest:
+        out.append(f"{name}: {name}.json ids digest does not match the index")
+    return out
+
+
+def _sample_problems(name: str, index: VectorIndex,
+                     raw_sample: tuple[np.ndarray, np.ndarray]) -> list[str]:
+    ids = np.asarray(raw_sample[0], dtype=np.int64)
+    raw = np.asarray(raw_sample[1], dtype=np.float32).reshape(ids.size, -1)
+    present = index.contains(ids)  # absent ids are reported as missing already
+    if not present.any():
+        return []
+    ids, raw = ids[present], raw[present]
+    stored = index.reconstruct(ids)
+    bad = np.abs(stored - prefix(raw, index.dim)).max(axis=1) > TOLERANCE
+    return [f"{name}: vector of segment {int(i)} differs from the store" for i in ids[bad]]
+
+
+def index_problems(
+    by_dim: Mapping[int, VectorIndex],
+    infos: Mapping[int, IndexInfo] | None,
+    directory: Path | None,
+    dims: tuple[int, ...],
+    store_ids: np.ndarray,
+    store_max_id: int,
+    model_sha256: str,
+    schema_revision: str,
+    set_model_sha256: str,
+    set_schema_revision: str,
+    raw_sample: tuple[np.ndarray, np.ndarray] | None = None,
+) -> list[str]:
+    """Disagreements of the indexes (and their JSON descriptions, where saved) with the store.
+
+    ``infos``/``directory`` are None for a set never saved; the model and schema it was built
+    for (``set_*``) are then compared instead of the JSONs'.
+    """
+    store_ids = np.sort(np.asarray(store_ids, dtype=np.int64))  # cheap when already sorted
+    out: list[str] = []
+    for dim in dims:
+        name = f"index-{dim}"
+        index = by_dim.get(dim)
+        if index is None:
+            out.append(f"{name}: no {dim}-D index in the set")
+            continue
+        if directory is not None:
+            out += _file_problems(name, directory)
+        have = index.ids()
+        digest = ids_digest(have)
+        info = infos.get(dim) if infos is not None else None
+        if infos is not None and info is None:
+            out.append(f"{name}: no description ({name}.json) was read")
+        if info is not None:
+            out += _info_problems(name, info, index, digest)
+        if index.ntotal != store_ids.size:
+            out.append(f"{name}: {index.ntotal} vectors, store has {store_ids.size}")
+        missing = _count_absent(store_ids, have)
+        extra = _count_absent(have, store_ids)
+        if missing or extra:
+            out.append(f"{name}: ids differ from the store ({missing} missing, {extra} extra)")
+        elif info is not None and info.store_max_id != store_max_id:
+            out.append(f"{name}: saved when the store's largest id was {info.store_max_id}, "
+                       f"store has {store_max_id}")
+        sha = info.model_sha256 if info is not None else set_model_sha256
+        if sha != model_sha256:
+            out.append(f"{name}: model sha256 {short_sha(sha)} but the database model is "
+                       f"{short_sha(model_sha256)}")
+        rev = info.schema_revision if info is not None else set_schema_revision
+        if rev != schema_revision:
+            out.append(f"{name}: schema revision {rev}, store {schema_revision}")
+        if raw_sample is not None and len(raw_sample[0]):
+            out += _sample_problems(name, index, raw_sample)
+    return out

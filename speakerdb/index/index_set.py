@@ -1,0 +1,164 @@
+"""One index per nested dimension, saved side by side in a database's directory.
+
+Files: ``index-<dim>.faiss`` (the FAISS index) and ``index-<dim>.json`` (its ``IndexInfo``).
+Everything here is derived from the metadata store and can be rebuilt from it.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from speakerdb.errors import IndexOutOfDateError
+from speakerdb.index.checks import index_problems
+from speakerdb.index.choose import choose_index_key
+from speakerdb.index.infos import IndexInfo, ids_digest, read_info, write_info
+from speakerdb.index.vector_index import VectorIndex, _ids_array
+from speakerdb.model.prefixes import DIMS, FULL_DIM, nested
+
+__all__ = ["IndexSet", "index_paths"]
+
+
+def index_paths(directory: str | os.PathLike, dim: int) -> tuple[Path, Path]:
+    """(``index-<dim>.faiss``, ``index-<dim>.json``) inside ``directory``."""
+    directory = Path(directory)
+    return directory / f"index-{dim}.faiss", directory / f"index-{dim}.json"
+
+
+def _raw_array(raw, n: int) -> np.ndarray:
+    x = np.asarray(raw, dtype=np.float32)
+    if x.shape != (n, FULL_DIM):
+        raise ValueError(f"raw vectors must have shape ({n}, {FULL_DIM}), got {x.shape}")
+    return x
+
+
+class IndexSet:
+    """``by_dim[dim]``: a ``VectorIndex`` of the normalised ``dim``-prefixes, for every DIMS."""
+
+    def __init__(self, directory: str | os.PathLike, by_dim: dict[int, VectorIndex],
+                 infos: dict[int, IndexInfo] | None = None,
+                 model_sha256: str = "", schema_revision: str = ""):
+        self.directory = Path(directory)
+        self.by_dim = by_dim
+        self.infos = infos  # as last read or written; None until saved or loaded
+        self.model_sha256, self.schema_revision = model_sha256, schema_revision
+
+    # construction ------------------------------------------------------------------------
+    @classmethod
+    def build(cls, directory: str | os.PathLike, ids, raw, model_sha256: str,
+              schema_revision: str) -> IndexSet:
+        """Indexes of raw (n, 256) vectors under segment ``ids`` (n,); nothing is written."""
+        ids = _ids_array(ids)
+        raw = _raw_array(raw, ids.size)
+        by_dim = {d: VectorIndex.empty(d) for d in DIMS}
+        out = cls(directory, by_dim, None, model_sha256, schema_revision)
+        out.add(ids, raw)
+        return out
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> IndexSet:
+        """Read every index and its JSON; ``IndexOutOfDateError`` if any is missing,
+        unreadable or does not match its description."""
+        by_dim, infos = {}, {}
+        for d in DIMS:
+            faiss_path, json_path = index_paths(directory, d)
+            info = read_info(json_path)
+            index = VectorIndex.load(faiss_path, d)
+            if info.dim != d:
+                raise IndexOutOfDateError(f"{json_path}: describes dimension {info.dim}, not {d}")
+            if info.ntotal != index.ntotal:
+                raise IndexOutOfDateError(
+                    f"{faiss_path}: {index.ntotal} vectors but {json_path.name} says {info.ntotal}")
+            if info.ids_digest != ids_digest(index.ids()):
+                raise IndexOutOfDateError(
+                    f"{faiss_path}: ids do not match the digest in {json_path.name}")
+            by_dim[d], infos[d] = index, info
+        first = infos[DIMS[0]]
+        return cls(directory, by_dim, infos, first.model_sha256, first.schema_revision)
+
+    @staticmethod
+    def state(directory: str | os.PathLike) -> dict[int, IndexInfo] | None:
+        """The JSON descriptions alone (cheap): None when none exists (never saved);
+        ``IndexOutOfDateError`` if only some exist or one is unreadable."""
+        present = {d: index_paths(directory, d)[1] for d in DIMS}
+        if not any(p.is_file() for p in present.values()):
+            return None
+        return {d: read_info(p) for d, p in present.items()}
+
+    # contents ----------------------------------------------------------------------------
+    @property
+    def ntotal(self) -> int:
+        return self.by_dim[DIMS[-1]].ntotal
+
+    def ids(self) -> np.ndarray:
+        """Sorted int64 ids (of the full-dimension index; every index holds the same)."""
+        return self.by_dim[DIMS[-1]].ids()
+
+    def __repr__(self) -> str:
+        return f"IndexSet({str(self.directory)!r}, ntotal={self.ntotal})"
+
+    # changes -----------------------------------------------------------------------------
+    def add(self, ids, raw) -> None:
+        """Add raw (n, 256) vectors; every index gets its normalised prefix."""
+        ids = _ids_array(ids)
+        raw = _raw_array(raw, ids.size)
+        if ids.size == 0:
+            return
+        ordered = np.sort(ids)
+        if np.any(ordered[1:] == ordered[:-1]):
+            raise ValueError("an id appears more than once in the batch")
+        for index in self.by_dim.values():  # check all before changing any
+            clash = ids[index.contains(ids)]
+            if clash.size:
+                raise ValueError(f"id {int(clash[0])} is already in the {index.dim}-D index")
+        for d, x in nested(raw, tuple(self.by_dim)).items():
+            self.by_dim[d].add(ids, x)
+
+    def remove(self, ids) -> int:
+        """Remove these ids from every index (absent ids are ignored); returns how many."""
+        counts = [index.remove(ids) for index in self.by_dim.values()]
+        return counts[-1] if counts else 0
+
+    def save(self, model_sha256: str, schema_revision: str, store_max_id: int) -> None:
+        """Write every index, each followed by its JSON description (atomic file by file).
+
+        store_max_id: the store's largest segment id now (0 when empty); passed in because
+        the largest id may have been deleted from the indexes.
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        infos = {}
+        for d, index in sorted(self.by_dim.items()):
+            faiss_path, json_path = index_paths(self.directory, d)
+            index.save(faiss_path)
+            infos[d] = IndexInfo(
+                index_key=choose_index_key(index.ntotal, d),
+                index_param="",
+                dim=d,
+                ntotal=index.ntotal,
+                model_sha256=model_sha256,
+                schema_revision=schema_revision,
+                store_max_id=int(store_max_id),
+                ids_digest=ids_digest(index.ids()),
+                size_bytes=faiss_path.stat().st_size,
+                created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            )
+            write_info(json_path, infos[d])
+        self.infos = infos
+        self.model_sha256, self.schema_revision = model_sha256, schema_revision
+
+    # checking ----------------------------------------------------------------------------
+    def problems(self, store_ids, store_max_id: int, model_sha256: str, schema_revision: str,
+                 raw_sample: tuple[np.ndarray, np.ndarray] | None = None) -> list[str]:
+        """Every disagreement between this set (FAISS indexes and, once saved or loaded, its
+        files and JSONs) and the store, one line each; empty when they agree.
+
+        store_ids: the store's ids, sorted; raw_sample: (ids, raw (m, 256)) of a few stored
+        vectors, compared with the index copies to within 1e-5.
+        """
+        return index_problems(
+            self.by_dim, self.infos, self.directory if self.infos is not None else None, DIMS,
+            store_ids, store_max_id, model_sha256, schema_revision,
+            self.model_sha256, self.schema_revision, raw_sample)
