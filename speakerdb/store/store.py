@@ -77,21 +77,19 @@ class Store:
 
     # ingest --------------------------------------------------------------------------------
     def known_recordings(self, shas: Iterable[str]) -> set[str]:
-        shas = list(set(shas))
-        found: set[str] = set()
-        with self.session() as s:
-            for i in range(0, len(shas), 500):
-                chunk = shas[i : i + 500]
-                found.update(s.scalars(select(Recording.sha256).where(Recording.sha256.in_(chunk))))
-        return found
+        """The given content hashes that are stored recordings."""
+        return self._present(Recording.sha256, shas)
 
     def known_failures(self, shas: Iterable[str]) -> set[str]:
-        shas = list(set(shas))
+        """The given content hashes already recorded as failed inputs."""
+        return self._present(Failure.sha256, shas)
+
+    def _present(self, column, values: Iterable[str]) -> set[str]:
+        values = list(set(values))
         found: set[str] = set()
         with self.session() as s:
-            for i in range(0, len(shas), 500):
-                chunk = shas[i : i + 500]
-                found.update(s.scalars(select(Failure.sha256).where(Failure.sha256.in_(chunk))))
+            for i in range(0, len(values), 500):
+                found.update(s.scalars(select(column).where(column.in_(values[i : i + 500]))))
         return found
 
     def start_run(self, sources: list[str], layout: str) -> int:
