@@ -184,6 +184,17 @@ def _from_waveform(w: Waveform, name: str) -> Waveform:
     return Waveform(np.ascontiguousarray(a), int(rate))
 
 
+_HEAD_BYTES = 65536
+
+
+def _check_header(head: bytes, size: int, name: str) -> None:
+    from speakerdb.riff import wav_truncation
+
+    reason = wav_truncation(head, size)
+    if reason:
+        raise AudioError(name, reason)
+
+
 def decode(x: AudioInput, name: str | None = None) -> Waveform:
     """Decode ``x`` at its own rate and channel count: samples float32, (n,) for mono or
     (n, channels). Files are read by soundfile first, then by PyAV. Raises ``AudioError``."""
@@ -204,6 +215,12 @@ def decode(x: AudioInput, name: str | None = None) -> Waveform:
             raise AudioError(name, f"cannot read ({_short(e)})") from None
         if st.st_size == 0:
             raise AudioError(name, "empty file (0 bytes)")
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(_HEAD_BYTES)
+        except OSError as e:
+            raise AudioError(name, f"cannot read ({_short(e)})") from None
+        _check_header(head, st.st_size, name)
         sources = (path, path)
     elif hasattr(x, "read"):
         try:
@@ -214,6 +231,7 @@ def decode(x: AudioInput, name: str | None = None) -> Waveform:
             raise AudioError(name, "file object must be opened in binary mode")
         if len(data) == 0:
             raise AudioError(name, "empty file (0 bytes)")
+        _check_header(bytes(data[:_HEAD_BYTES]), len(data), name)
         sources = (io.BytesIO(data), io.BytesIO(data))
     else:
         raise TypeError(f"cannot read audio from {type(x).__name__}; expected a path, "

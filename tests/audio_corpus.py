@@ -26,7 +26,7 @@ EXPECTED: dict[str, tuple[str, object]] = {
     "empty.wav": ("error", AudioError),  # 0 bytes
     "text.wav": ("error", AudioError),  # a text file named .wav
     "truncated_header.wav": ("error", AudioError),  # cut inside the RIFF header
-    "truncated_data.wav": ("ok", 1),  # 3 s file cut mid-data: the first half reads
+    "truncated_data.wav": ("error", AudioError),  # 3 s file cut mid-data: header says more
     "nan.wav": ("error", AudioError),  # float32 wav with NaN samples
     "short.wav": ("error", TooShortError),  # 0.2 s clip
     "sparse.wav": ("error", TooShortError),  # 0.3 s of speech inside 5 s of digital silence
