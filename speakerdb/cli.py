@@ -122,6 +122,7 @@ def ingest(
     batch: Annotated[int, typer.Option(help="Files per store transaction.", min=1)] = 32,
     retry_failed: Annotated[bool, typer.Option(help="Try inputs that failed before again.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    strict: Annotated[bool, typer.Option(help="Exit 2 when any input failed (they are stored as failures either way).")] = False,
     json_: Json = False,
 ):
     """Embed and store audio; re-running skips what is already in (by content hash)."""
@@ -129,23 +130,34 @@ def ingest(
 
     from speakerdb.config import IngestConfig
 
-    bar = tqdm(total=0, unit="file", desc="ingest", file=sys.stderr, disable=quiet,
-               mininterval=0.5, dynamic_ncols=True)
+    bar = None  # made once the inputs are known, so a usage error leaves stderr one line
 
     def on_start(n):
-        bar.total = n
-        bar.refresh()
+        nonlocal bar
+        bar = tqdm(total=n, unit="file", desc="ingest", file=sys.stderr, disable=quiet,
+                   mininterval=0.5, dynamic_ncols=True)
+
+    def progress(k):
+        if bar is not None:
+            bar.update(k)
 
     cfg = IngestConfig(files_per_batch=batch, retry_failed=retry_failed)
     with _open(home) as db:
         try:
-            stats = db.ingest(sources, layout, cfg, progress=bar.update, on_start=on_start)
+            stats = db.ingest(sources, layout, cfg, progress=progress, on_start=on_start)
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
     doc = {"home": str(db.home), **stats.as_dict()}
     if json_:
         _print_json(doc)
-        return
+    else:
+        _print_ingest(doc)
+    if strict and doc["failed"]:
+        raise typer.Exit(2)
+
+
+def _print_ingest(doc: dict) -> None:
     s = doc["seconds"]
     print(
         f"{doc['inputs']} inputs: {doc['added']} added ({doc['segments']} segments), "
@@ -303,8 +315,33 @@ def stats(home: Home = None, json_: Json = False):
         print(f"  index {d}-D: {i['index_key']}, {i['ntotal']} vectors, {i['size_bytes']} bytes")
 
 
+def _click_exceptions():
+    try:  # typer >= 0.16 carries its own click
+        import typer._click.exceptions as exceptions
+    except ImportError:  # pragma: no cover - older typer on the real click
+        import click.exceptions as exceptions
+    return exceptions
+
+
 def main() -> None:
-    app()
+    """The console script: usage errors become one stderr line too (exit 2)."""
+    ex = _click_exceptions()
+    try:
+        rv = app(standalone_mode=False, prog_name="speakerdb")
+    except ex.UsageError as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare `speakerdb`: the help, not an error
+            print(e.format_message())
+            sys.exit(0)
+        where = e.ctx.command_path if e.ctx is not None else "speakerdb"
+        _err(f"{where}: {e.format_message()} (see '{where} --help')")
+        sys.exit(2)
+    except ex.ClickException as e:
+        _err(e.format_message())
+        sys.exit(e.exit_code)
+    except ex.Abort:
+        _err("aborted")
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":

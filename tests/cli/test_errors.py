@@ -1,0 +1,275 @@
+"""Exit codes (0 ok, 1 check failed, 2 bad usage or input) and one stderr line, never a
+traceback (the ``cli`` fixture asserts "Traceback" appears in no output)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+
+# a database that is not there ----------------------------------------------------------------
+@pytest.mark.parametrize("command", ["identify", "ingest", "check", "stats"])
+def test_missing_database(cli, built, tmp_path, command):
+    home = tmp_path / "nothing-here"
+    args = {"identify": [built.files["spk00"][0]], "ingest": [built.corpus]}.get(command, [])
+    run = cli(command, *args, "--home", home, expect=2)
+    line = run.error_line()
+    assert str(home) in line and "speakerdb init" in line
+    assert run.stdout == ""
+    assert not home.exists()
+
+
+@pytest.mark.parametrize("command", ["check", "stats"])
+def test_missing_database_json_mode_prints_nothing_on_stdout(cli, tmp_path, command):
+    run = cli(command, "--home", tmp_path / "nothing", "--json", expect=2)
+    run.error_line()
+    assert run.stdout == ""
+
+
+# bad inputs among good ones ------------------------------------------------------------------
+def test_identify_nonexistent_input_json(cli, built, tmp_path):
+    good, missing = built.files["spk01"][0], tmp_path / "nope.wav"
+    run = cli("identify", missing, good, "--home", built.home, "--json", expect=2)
+    bad, ok = run.json()["results"]
+    assert bad["input"] == str(missing)
+    assert str(missing) in bad["error"] and "\n" not in bad["error"]
+    assert "decision" not in bad
+    assert ok["input"] == str(good) and ok["speaker"] == "spk01"
+
+
+def test_identify_nonexistent_input_text(cli, built, tmp_path):
+    good, missing = built.files["spk01"][0], tmp_path / "nope.wav"
+    run = cli("identify", good, missing, "--home", built.home, expect=2)
+    assert str(missing) in run.error_line()
+    assert run.stdout.startswith(f"{good}: spk01")
+
+
+def test_embed_nonexistent_input_json(cli, built, tmp_path):
+    good, missing = built.files["spk02"][0], tmp_path / "nope.wav"
+    run = cli("embed", good, missing, "--home", tmp_path / "no-db", "--json", expect=2)
+    doc = run.json()
+    assert doc["model"]["name"] == "spectral"
+    ok, bad = doc["results"]
+    assert bad == {"input": str(missing), "error": bad["error"]}
+    assert str(missing) in bad["error"]
+    assert len(ok["embeddings"]["256"]) == 256
+
+
+def test_embed_nonexistent_input_text(cli, built, tmp_path):
+    missing = tmp_path / "nope.wav"
+    run = cli("embed", missing, built.files["spk02"][0], "--home", built.home, expect=2)
+    assert str(missing) in run.error_line()
+    assert len(run.stdout.splitlines()) == 1
+
+
+@pytest.mark.parametrize("kind", ["directory", "text", "empty", "short", "silent"])
+def test_unusable_audio(cli, built, tmp_path, kind):
+    import numpy as np
+    import soundfile as sf
+
+    p = tmp_path / f"{kind}.wav"
+    if kind == "directory":
+        p.mkdir()
+    elif kind == "text":
+        p.write_text("hello, not audio\n")
+    elif kind == "empty":
+        p.write_bytes(b"")
+    elif kind == "short":
+        sf.write(p, np.full(1600, 0.3, np.float32) * np.sin(np.arange(1600)), 16000)
+    else:
+        sf.write(p, np.zeros(32000, np.float32), 16000)
+    for command in ("identify", "embed"):
+        run = cli(command, p, "--home", built.home, expect=2)
+        assert str(p) in run.error_line()
+    run = cli("verify", p, built.files["spk00"][0], "--home", built.home, expect=2)
+    assert str(p) in run.error_line()
+
+
+def test_verify_nonexistent_input(cli, built, tmp_path):
+    missing = tmp_path / "nope.wav"
+    run = cli("verify", built.files["spk00"][0], missing, "--home", built.home, "--json",
+              expect=2)
+    assert str(missing) in run.error_line()
+    assert run.stdout == ""
+
+
+# bad usage -----------------------------------------------------------------------------------
+def test_bad_layout(cli, built, home_copy):
+    run = cli("ingest", built.corpus, "--home", home_copy, "--layout", "bogus", expect=2)
+    line = run.error_line()  # no progress bar before the error either
+    assert "--layout" in line and "bogus" in line
+    assert run.stdout == ""
+
+
+def test_ingest_nonexistent_source(cli, home_copy, tmp_path):
+    missing = tmp_path / "no-such-dir"
+    run = cli("ingest", missing, "--home", home_copy, "--json", expect=2)
+    assert str(missing) in run.error_line()
+    assert run.stdout == ""
+
+
+def test_manifest_with_a_bad_line(cli, built, home_copy, tmp_path):
+    manifest = tmp_path / "list.csv"
+    good = built.files["spk00"][0]
+    manifest.write_text(f"path,speaker\n{good},spk00\n,spk01\n")
+    run = cli("ingest", manifest, "--home", home_copy, "--layout", "manifest", expect=2)
+    line = run.error_line()
+    assert str(manifest) in line and "line 3" in line
+    # nothing was ingested from a manifest that does not parse
+    stats = cli("stats", "--home", home_copy, "--json").json()
+    assert stats["counts"]["ingest_runs"] == 1
+
+
+def test_manifest_without_path_column(cli, home_copy, tmp_path):
+    manifest = tmp_path / "list.csv"
+    manifest.write_text("file,speaker\na.wav,x\n")
+    run = cli("ingest", manifest, "--home", home_copy, expect=2)  # auto: .csv is a manifest
+    line = run.error_line()
+    assert str(manifest) in line and "path" in line
+
+
+@pytest.mark.parametrize("command", ["init", "embed", "verify"])
+def test_unknown_model_name(cli, built, tmp_path, command):
+    home = tmp_path / "h"
+    audio = {"init": [], "embed": [built.files["spk00"][0]],
+             "verify": [built.files["spk00"][0], built.files["spk00"][1]]}[command]
+    run = cli(command, *audio, "--home", home, "--model", "no-such-model", "--json", expect=2)
+    assert "no-such-model" in run.error_line()
+    assert run.stdout == ""
+    assert not (home / "home.json").exists()
+
+
+@pytest.mark.parametrize("command", ["init", "embed"])
+def test_checkpoint_path_given(cli, built, tmp_path, command):
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(os.urandom(4096))
+    home = tmp_path / "h"
+    audio = [built.files["spk00"][0]] if command == "embed" else []
+    run = cli(command, *audio, "--home", home, "--model", ckpt, expect=2)
+    assert str(ckpt) in run.error_line()
+    assert run.stdout == ""
+    assert not (home / "home.json").exists()
+
+
+def test_directory_as_model(cli, tmp_path):
+    run = cli("init", "--home", tmp_path / "h", "--model", tmp_path, expect=2)
+    assert str(tmp_path) in run.error_line()
+
+
+@pytest.mark.parametrize("sizes", [("10", "20", "5"), ("100", "50", "60"), ("5", "5", "6")])
+def test_shortlists_that_do_not_shrink(cli, built, sizes):
+    k64, k128, k192 = sizes
+    run = cli("identify", built.files["spk00"][0], "--home", built.home, "--json",
+              "--k64", k64, "--k128", k128, "--k192", k192, expect=2)
+    assert "shrink" in run.error_line()
+    assert run.stdout == ""
+
+
+def test_bad_aggregation(cli, built):
+    run = cli("identify", built.files["spk00"][0], "--home", built.home,
+              "--aggregation", "median", expect=2)
+    assert "median" in run.error_line()
+
+
+@pytest.mark.parametrize("args", [["identify"], ["identify", "x.wav", "--top-k", "0"],
+                                  ["verify", "only-one.wav"], ["ingest"], ["nosuchcommand"]])
+def test_argument_errors_exit_2(cli, built, args):
+    run = cli(*args, "--home", built.home, expect=2)
+    assert run.stdout == ""
+
+
+def test_init_where_a_file_is(cli, tmp_path):
+    f = tmp_path / "a-file"
+    f.write_text("x")
+    assert str(f) in cli("init", "--home", f, expect=2).error_line()
+
+
+# init twice ----------------------------------------------------------------------------------
+def test_init_twice_with_the_same_model(cli, built, home_copy):
+    doc = cli("init", "--home", home_copy, "--json").json()
+    assert doc["created"] is False
+    assert doc["model"] == built.init_doc["model"]
+    run = cli("init", "--home", home_copy, "--model", "spectral")
+    assert run.stdout.startswith("already exists:")
+    counts = cli("stats", "--home", home_copy, "--json").json()["counts"]
+    assert counts["segments"] == 12  # nothing was wiped
+
+
+# check after tampering -----------------------------------------------------------------------
+def _delete_faiss(home):
+    (home / "index-64.faiss").unlink()
+    return "index-64.faiss"
+
+
+def _garbage_json(home):
+    (home / "index-64.json").write_text("{not json")
+    return "index-64.json"
+
+
+def _wrong_ntotal(home):
+    p = home / "index-128.json"
+    info = json.loads(p.read_text())
+    info["ntotal"] += 3
+    p.write_text(json.dumps(info))
+    return "128"
+
+
+def _wrong_model(home):
+    p = home / "index-192.json"
+    info = json.loads(p.read_text())
+    info["model_sha256"] = "0" * 64
+    p.write_text(json.dumps(info))
+    return "192"
+
+
+def _truncated_faiss(home):
+    p = home / "index-256.faiss"
+    p.write_bytes(p.read_bytes()[:100])
+    return "256"
+
+
+@pytest.mark.parametrize("tamper", [_delete_faiss, _garbage_json, _wrong_ntotal, _wrong_model,
+                                    _truncated_faiss])
+def test_check_fails_after_tampering_and_repair_fixes_it(cli, home_copy, tamper):
+    cli("check", "--home", home_copy)  # ok before
+    where = tamper(home_copy)
+
+    doc = cli("check", "--home", home_copy, "--json", expect=1).json()
+    assert doc["ok"] is False and doc["repaired"] is False
+    assert doc["problems"] and all(isinstance(p, str) and "\n" not in p for p in doc["problems"])
+    assert any(where in p for p in doc["problems"]), doc["problems"]
+
+    run = cli("check", "--home", home_copy, expect=1)
+    assert any(ln.startswith("problem: ") for ln in run.stdout.splitlines())
+    assert "check FAILED" in run.stdout
+
+    doc = cli("check", "--home", home_copy, "--repair", "--json").json()
+    assert doc["ok"] is True and doc["repaired"] is True
+
+    doc = cli("check", "--home", home_copy, "--json").json()
+    assert doc == {**doc, "ok": True, "problems": [], "repaired": False}
+    assert doc["counts"]["segments"] == 12
+
+
+def test_check_repair_text(cli, home_copy):
+    _delete_faiss(home_copy)
+    run = cli("check", "--home", home_copy, "--repair")
+    assert "check ok (repaired)" in run.stdout
+    assert "problem: " in run.stdout  # what was found is still reported
+
+
+def test_identify_after_tampering_catches_up(cli, built, home_copy):
+    """Opening a database rebuilds a damaged index from the store (the source of truth)."""
+    _garbage_json(home_copy)
+    [r] = cli("identify", built.files["spk03"][1], "--home", home_copy,
+              "--json").json()["results"]
+    assert r["speaker"] == "spk03"
+    cli("check", "--home", home_copy)
+
+
+def test_check_on_a_store_without_schema(cli, home_copy):
+    (home_copy / "speakerdb.sqlite").write_bytes(b"")
+    run = cli("check", "--home", home_copy, expect=2)
+    assert str(home_copy) in run.error_line()

@@ -1,0 +1,36 @@
+"""The README documents every command of the CLI, and every command has help text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import typer.main
+
+from speakerdb.cli import app
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+COMMANDS = typer.main.get_command(app).commands
+
+
+def test_there_are_commands():
+    assert {"init", "ingest", "identify", "verify", "embed", "check", "stats"} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_command_in_readme(name):
+    assert README.is_file(), f"{README} is missing"
+    assert f"speakerdb {name}" in README.read_text(encoding="utf-8"), (
+        f"README.md does not show `speakerdb {name}`"
+    )
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_command_has_help(name):
+    cmd = COMMANDS[name]
+    text = (cmd.help or "").strip()
+    assert text, f"`speakerdb {name}` has no help text"
+    assert (cmd.short_help or text.splitlines()[0]).strip()
+    for param in cmd.params:
+        if param.param_type_name == "option" and param.name != "help":
+            assert (param.help or "").strip(), f"`speakerdb {name}` option {param.opts} has no help"
