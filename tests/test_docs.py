@@ -34,3 +34,14 @@ def test_command_has_help(name):
     for param in cmd.params:
         if param.param_type_name == "option" and param.name != "help":
             assert (param.help or "").strip(), f"`speakerdb {name}` option {param.opts} has no help"
+
+
+def test_ci_runs_the_readme_test_command():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    blocks = re.findall(r"```bash\n(.*?)\n```", (root / "README.md").read_text(), re.S)
+    assert len(blocks) >= 2, "README opens with the main-job command and the test command"
+    assert "pytest" in blocks[1]
+    assert blocks[1].strip() in (root / ".ci" / "run").read_text()
