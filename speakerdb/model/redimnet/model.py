@@ -1,0 +1,178 @@
+"""``RedimnetModel``: a whole ReDimNet speaker model (front end → backbone → pooling → head).
+
+Two module layouts, so that upstream state dicts load strictly as they are:
+
+- official (``OfficialRedimnet``): ``spec``, ``backbone``, ``pool``, ``bn``, ``linear``
+  [, ``bn2``][, ``cls_head``] — ReDimNetWrap;
+- MRL (``MrlRedimnet``): ``backbone.{spec,backbone,pool}`` and ``projection.{bn,linear}`` —
+  ReDimNetMRL, whose wrapped ReDimNetWrap has its bn/linear replaced by Identity.
+
+All methods take waveforms (B, n) (or (B, 1, n)) float at 16 kHz, equal lengths within a batch,
+and run in float32; the model is built in eval mode (BatchNorm uses running statistics).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from speakerdb.model.redimnet.backbone import ReDimNetBackbone
+from speakerdb.model.redimnet.config import RedimnetConfig, resolve_spec_params
+from speakerdb.model.redimnet.frontend import MelFrontEnd
+from speakerdb.model.redimnet.heads import MrlProjection, make_pooling
+
+__all__ = ["RedimnetModel", "OfficialRedimnet", "MrlRedimnet", "build_model"]
+
+
+class RedimnetModel(nn.Module):
+    """Base of both layouts. Attributes: ``config``, ``kind`` ('official' | 'mrl'), ``raw_dim``
+    (192 official, 256 MRL), ``hop_length`` (samples), ``mrl_dims`` (None or (64, 128, 192, 256)),
+    ``feature_dim`` (F mel bands), ``sample_rate`` (Hz), ``min_samples`` (shortest input accepted)."""
+
+    config: RedimnetConfig
+
+    def _init_common(self, cfg: RedimnetConfig) -> None:
+        self.config = cfg
+        self.kind = cfg.kind
+        self.raw_dim = cfg.embed_dim
+        self.hop_length = cfg.hop_length
+        self.mrl_dims = cfg.mrl_dims
+        self.feature_dim = cfg.F
+        spec = resolve_spec_params(cfg.spec_params)
+        self.sample_rate = int(spec["sample_rate"])
+        self.min_samples = max(int(spec["n_fft"]) // 2 + 1, cfg.hop_length)
+
+    # the parts, whichever layout holds them
+    def _spec(self) -> MelFrontEnd:
+        raise NotImplementedError
+
+    def _body(self) -> ReDimNetBackbone:
+        raise NotImplementedError
+
+    def _pool(self) -> nn.Module:
+        raise NotImplementedError
+
+    def _head_bn(self) -> nn.Module:
+        raise NotImplementedError
+
+    def _head_out(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @staticmethod
+    def _wave(wave: torch.Tensor) -> torch.Tensor:
+        if wave.ndim == 1:
+            wave = wave.unsqueeze(0)
+        if wave.ndim == 3 and wave.shape[1] == 1:
+            wave = wave[:, 0]
+        if wave.ndim != 2:
+            raise ValueError(f"expected waveforms (B, n), got shape {tuple(wave.shape)}")
+        return wave.float()
+
+    def features(self, wave: torch.Tensor) -> torch.Tensor:
+        """(B, n) → log-mel features (B, F, 1 + n // hop_length) float32."""
+        return self._spec()(self._wave(wave))
+
+    def backbone_out(self, wave: torch.Tensor) -> torch.Tensor:
+        """(B, n) → frame-level backbone output (B, out_channels or C·F, T), after mfa."""
+        return self._body()(self.features(wave).unsqueeze(1))
+
+    def pooled(self, wave: torch.Tensor) -> torch.Tensor:
+        """(B, n) → pooled statistics (B, 2·D)."""
+        return self._pool()(self.backbone_out(wave))
+
+    def pooled_bn(self, wave: torch.Tensor) -> torch.Tensor:
+        """(B, n) → pooled statistics after the head's BatchNorm (B, 2·D): the final Linear's input."""
+        return self._head_bn()(self.pooled(wave))
+
+    def embed_from_pooled(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(B, 2·D) pooled statistics → (B, raw_dim) raw embedding."""
+        return self._head_out(pooled)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        """(B, n) → (B, raw_dim) raw embedding (not normalised; MRL prefixes are slices)."""
+        return self._head_out(self.pooled(wave))
+
+    def trace(self, wave: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every intermediate of one pass: ``features`` (B, F, T), ``backbone_out`` (B, D, T),
+        ``pooled`` (B, 2·D), ``pooled_bn`` (B, 2·D) and ``embedding`` (B, raw_dim)."""
+        feats = self.features(wave)
+        body = self._body()(feats.unsqueeze(1))
+        pooled = self._pool()(body)
+        return {"features": feats, "backbone_out": body, "pooled": pooled,
+                "pooled_bn": self._head_bn()(pooled), "embedding": self._head_out(pooled)}
+
+
+class OfficialRedimnet(RedimnetModel):
+    """IDRnD ReDimNetWrap layout. A classification head (num_classes set) is built so the
+    state dict loads, but never applied: the output is the speaker embedding."""
+
+    def __init__(self, cfg: RedimnetConfig):
+        super().__init__()
+        self._init_common(cfg)
+        self.backbone = ReDimNetBackbone(cfg)
+        self.spec = MelFrontEnd(cfg.F, cfg.hop_length, resolve_spec_params(cfg.spec_params))
+        self.pool = make_pooling(cfg.pooling_func, cfg.pool_in_dim, cfg.global_context_att)
+        self.bn = nn.BatchNorm1d(cfg.pool_out_dim)
+        self.linear = nn.Linear(cfg.pool_out_dim, cfg.embed_dim)
+        self.bn2: Optional[nn.Module] = nn.BatchNorm1d(cfg.embed_dim) if cfg.emb_bn else None
+        if cfg.num_classes is not None:
+            self.cls_head = nn.Sequential(nn.ReLU(), nn.Dropout(cfg.class_dropout),
+                                          nn.Linear(cfg.embed_dim, cfg.num_classes), nn.Identity())
+
+    def _spec(self):
+        return self.spec
+
+    def _body(self):
+        return self.backbone
+
+    def _pool(self):
+        return self.pool
+
+    def _head_bn(self):
+        return self.bn
+
+    def _head_out(self, x):
+        x = self.linear(self.bn(x))
+        return self.bn2(x) if self.bn2 is not None else x
+
+
+class _MrlTrunk(nn.Module):
+    def __init__(self, cfg: RedimnetConfig):
+        super().__init__()
+        self.backbone = ReDimNetBackbone(cfg)
+        self.spec = MelFrontEnd(cfg.F, cfg.hop_length, resolve_spec_params(cfg.spec_params))
+        self.pool = make_pooling(cfg.pooling_func, cfg.pool_in_dim, cfg.global_context_att)
+
+
+class MrlRedimnet(RedimnetModel):
+    """sappho192/redimnet-mrl ReDimNetMRL layout: raw 256-D output whose prefixes are the
+    nested embeddings."""
+
+    def __init__(self, cfg: RedimnetConfig):
+        super().__init__()
+        self._init_common(cfg)
+        self.backbone = _MrlTrunk(cfg)
+        self.projection = MrlProjection(cfg.pool_out_dim, cfg.embed_dim)
+
+    def _spec(self):
+        return self.backbone.spec
+
+    def _body(self):
+        return self.backbone.backbone
+
+    def _pool(self):
+        return self.backbone.pool
+
+    def _head_bn(self):
+        return self.projection.bn
+
+    def _head_out(self, x):
+        return self.projection(x)
+
+
+def build_model(cfg: RedimnetConfig) -> RedimnetModel:
+    """A freshly initialised model for ``cfg`` (random weights, real front-end buffers), eval mode."""
+    model = MrlRedimnet(cfg) if cfg.kind == "mrl" else OfficialRedimnet(cfg)
+    return model.eval()
