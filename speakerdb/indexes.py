@@ -68,6 +68,8 @@ class Indexes:
             return "rebuild"
         if not infos:
             return "rebuild"
+        if len({(i.ntotal, i.ids_digest) for i in infos.values()}) > 1:
+            return "rebuild"  # a save interrupted between dimensions: they hold different ids
         store_ids = self.store.segment_ids()
         store_max = int(store_ids[-1]) if store_ids.size else 0
         plans = set()

@@ -122,7 +122,9 @@ class Store:
                     )
                 )
             )
-            speakers = self._speaker_ids(s, {r.speaker for r in recordings if r.speaker})
+            speakers = self._speaker_ids(
+                s, {r.speaker for r in recordings if r.speaker and r.sha256 not in present}
+            )
             added = []
             for r in recordings:
                 if r.sha256 in present:
