@@ -57,8 +57,16 @@ class SpeakerDB:
         """
         from speakerdb.model.registry import load_embedder
 
+        from speakerdb.model.prefixes import DIMS
+
         home = resolve_home(home)
         embedder = embedder or load_embedder(model)
+        if tuple(embedder.dims) != DIMS:
+            raise UsageError(
+                f"{model}: {embedder.name} gives only {'/'.join(map(str, embedder.dims))}-D "
+                f"embeddings, not nested {'/'.join(map(str, DIMS))}-D ones; a database needs "
+                "nested embeddings (embed and verify work with it)"
+            )
         if read_home_file(home) is not None:
             db = cls.open(home, embedder=embedder)
             if db.model.sha256 != embedder.sha256:

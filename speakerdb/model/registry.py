@@ -1,4 +1,9 @@
-"""Model specs: a built-in name or a checkpoint path, resolved to an Embedder."""
+"""Model specs: a built-in name or a checkpoint path, resolved to an Embedder.
+
+A checkpoint's format is detected from its content (``speakerdb.model.checkpoint``), never from
+its name. An embedder's ``sha256`` is the sha256 of the file it was loaded from, which is what a
+database is bound to.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +12,54 @@ from pathlib import Path
 from speakerdb.errors import CheckpointFormatError, UsageError
 from speakerdb.model.base import Embedder
 
-__all__ = ["BUILTIN", "load_embedder"]
+__all__ = ["BUILTIN", "REDIMNET_THRESHOLD", "load_embedder"]
 
 BUILTIN = {
     "spectral": "deterministic spectral-statistics embedder (no weights; for tests and demos)",
 }
+REDIMNET_THRESHOLD = 0.5  # cosine at the full dimension, until a database is calibrated
 
 
-def load_embedder(spec: str) -> Embedder:
+def load_embedder(spec: str, device: str = "auto") -> Embedder:
     """The embedder for ``spec``: a name from ``BUILTIN`` or a path to a checkpoint file."""
     if spec == "spectral":
         from speakerdb.model.spectral import SpectralEmbedder
 
         return SpectralEmbedder()
     path = Path(spec)
-    if path.exists():
-        if path.is_dir():
-            raise UsageError(f"{spec}: is a directory, not a model checkpoint")
-        raise CheckpointFormatError(
-            f"{spec}: checkpoint files are not supported by this version "
-            f"(built-in models: {', '.join(BUILTIN)})"
-        )
+    if path.is_dir():
+        raise UsageError(f"{spec}: is a directory, not a model checkpoint")
+    if path.is_file():
+        return _from_checkpoint(path, device)
     raise UsageError(
         f"unknown model {spec!r}: not a built-in name ({', '.join(BUILTIN)}) nor an existing file"
     )
+
+
+def _from_checkpoint(path: Path, device: str) -> Embedder:
+    from speakerdb.model.checkpoint import read_checkpoint, sha256_file
+
+    fmt, _ = read_checkpoint(path)  # raises CheckpointFormatError for anything unknown or unsafe
+    if fmt in ("redimnet-official", "redimnet-mrl") or (fmt == "speakerdb" and _is_redimnet(path)):
+        from speakerdb.model.redimnet import load_redimnet
+        from speakerdb.model.torch_embedder import TorchEmbedder
+
+        model = load_redimnet(path)
+        nested = model.mrl_dims is not None
+        kind = "mrl-redimnet" if nested else "redimnet"
+        return TorchEmbedder(
+            model, name=f"{kind}:{path.name}", sha256=sha256_file(path), raw_dim=model.raw_dim,
+            dims=tuple(model.mrl_dims) if nested else (model.raw_dim,),
+            default_threshold=REDIMNET_THRESHOLD, device=device, min_samples=model.min_samples,
+        )
+    raise CheckpointFormatError(
+        f"{path}: a {fmt} checkpoint cannot be used as a model spec "
+        f"(give a ReDimNet release, an MRL-ReDimNet training checkpoint or a built-in name)"
+    )
+
+
+def _is_redimnet(path: Path) -> bool:
+    from speakerdb.model.checkpoint import read_checkpoint
+
+    _, payload = read_checkpoint(path)
+    return "redimnet" in str(payload["speakerdb_model"].get("kind", ""))
