@@ -1,0 +1,13 @@
+"""CAM++ (3D-Speaker CAMPPlus) speaker model in plain torch.
+
+Modules (import them directly; this package file imports nothing so that importing
+``speakerdb.model.campplus.weights`` stays free of torch):
+
+* ``fbank``   - Kaldi-compatible log-mel fbank, ``fbank(wave) -> (B, T, 80)``.
+* ``network`` - ``CAMPPlus`` (features → 192-D) and ``CamppWave`` (16 kHz waveform → 192-D).
+* ``ops``     - matrix-product forms of the 1×1 and kernel-3 (dilated) convs, stats pooling.
+* ``weights`` - ``ensure_weights(CAMPPLUS)``: the verified weight file in the user cache.
+* ``loader``  - ``load_campplus(path)``: checked, strict state-dict loading.
+"""
+
+__all__: list[str] = []
