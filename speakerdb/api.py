@@ -40,16 +40,17 @@ class SpeakerDB:
     Use ``SpeakerDB.create`` or ``SpeakerDB.open``; close it (or use ``with``) when done.
     """
 
-    def __init__(self, home: Path, store, model, indexes, model_spec: str, embedder=None):
+    def __init__(self, home: Path, store, model, indexes, model_spec: str, embedder=None,
+                 device: str = "auto"):
         self.home, self.store, self.model = home, store, model
         self.indexes, self.model_spec = indexes, model_spec
-        self._embedder = embedder
+        self._embedder, self.device = embedder, device
         self.policy = AudioPolicy()
 
     # life cycle ----------------------------------------------------------------------------
     @classmethod
     def create(cls, home=None, model: str = DEFAULT_MODEL, db_url: str | None = None,
-               embedder=None) -> SpeakerDB:
+               embedder=None, device: str = "auto") -> SpeakerDB:
         """Create a database bound to ``model`` (a built-in name or checkpoint path).
 
         Creating where a database with the same model exists opens it; another model is a
@@ -60,7 +61,7 @@ class SpeakerDB:
         from speakerdb.model.prefixes import DIMS
 
         home = resolve_home(home)
-        embedder = embedder or load_embedder(model)
+        embedder = embedder or load_embedder(model, device)
         if tuple(embedder.dims) != DIMS:
             raise UsageError(
                 f"{model}: {embedder.name} gives only {'/'.join(map(str, embedder.dims))}-D "
@@ -68,7 +69,7 @@ class SpeakerDB:
                 "nested embeddings (embed and verify work with it)"
             )
         if read_home_file(home) is not None:
-            db = cls.open(home, embedder=embedder)
+            db = cls.open(home, embedder=embedder, device=device)
             if db.model.sha256 != embedder.sha256:
                 db.close()
                 raise ModelMismatchError(
@@ -97,11 +98,11 @@ class SpeakerDB:
             raise
         write_home_file(home, {"db_url": db_url, "model_spec": model})
         engine.dispose()
-        return cls.open(home, embedder=embedder)
+        return cls.open(home, embedder=embedder, device=device)
 
     @classmethod
     def open(cls, home=None, *, catch_up: bool = True, model: str | None = None,
-             embedder=None) -> SpeakerDB:
+             embedder=None, device: str = "auto") -> SpeakerDB:
         """Open an existing database; indexes behind the store catch up unless ``catch_up``
         is false. ``model`` overrides where the bound model is loaded from (same sha256)."""
         from sqlalchemy.exc import SQLAlchemyError
@@ -141,7 +142,7 @@ class SpeakerDB:
         except Exception:
             engine.dispose()
             raise
-        return cls(home, store, bound, indexes, spec, embedder)
+        return cls(home, store, bound, indexes, spec, embedder, device)
 
     def close(self) -> None:
         if self.indexes.set is not None and self.indexes._dirty:
@@ -161,7 +162,7 @@ class SpeakerDB:
         if self._embedder is None:
             from speakerdb.model.registry import load_embedder
 
-            emb = load_embedder(self.model_spec)
+            emb = load_embedder(self.model_spec, self.device)
             if emb.sha256 != self.model.sha256:
                 raise ModelMismatchError(
                     f"{self.home}: database model {self.model.name} ({self.model.sha256[:12]}) "

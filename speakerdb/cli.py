@@ -31,6 +31,7 @@ Home = Annotated[
     typer.Option("--home", help="Database directory [env SPEAKERDB_HOME; default indexes/default]."),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+Device = Annotated[str, typer.Option(help="Where the model runs: auto | cpu | cuda.")]
 
 
 def _err(message: str) -> None:
@@ -73,15 +74,15 @@ def _open(home, **kw):
     return SpeakerDB.open(home, **kw)
 
 
-def _model_for(home, model: str | None):
+def _model_for(home, model: str | None, device: str = "auto"):
     """The embedder named by ``model``, else the database's at ``home``, else the default."""
     from speakerdb.config import DEFAULT_MODEL, read_home_file, resolve_home
     from speakerdb.model.registry import load_embedder
 
     if model is None and read_home_file(resolve_home(home)) is not None:
-        with _open(home, catch_up=False) as db:
+        with _open(home, catch_up=False, device=device) as db:
             return db.embedder, db.threshold()
-    emb = load_embedder(model or DEFAULT_MODEL)
+    emb = load_embedder(model or DEFAULT_MODEL, device)
     return emb, emb.default_threshold
 
 
@@ -91,6 +92,7 @@ def init(
     home: Home = None,
     model: Annotated[Optional[str], typer.Option(help="Built-in model name or checkpoint path.")] = None,
     db_url: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the metadata store (default: SQLite in the home).")] = None,
+    device: Device = "auto",
     json_: Json = False,
 ):
     """Create a database bound to one model (runs the store migrations)."""
@@ -99,7 +101,7 @@ def init(
     from speakerdb.store.engine import redact
 
     existed = read_home_file(resolve_home(home)) is not None
-    with SpeakerDB.create(home, model=model or DEFAULT_MODEL, db_url=db_url) as db:
+    with SpeakerDB.create(home, model=model or DEFAULT_MODEL, db_url=db_url, device=device) as db:
         doc = {
             "home": str(db.home),
             "created": not existed,
@@ -123,6 +125,7 @@ def ingest(
     retry_failed: Annotated[bool, typer.Option(help="Try inputs that failed before again.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     strict: Annotated[bool, typer.Option(help="Exit 2 when any input failed (they are stored as failures either way).")] = False,
+    device: Device = "auto",
     json_: Json = False,
 ):
     """Embed and store audio; re-running skips what is already in (by content hash)."""
@@ -142,7 +145,7 @@ def ingest(
             bar.update(k)
 
     cfg = IngestConfig(files_per_batch=batch, retry_failed=retry_failed)
-    with _open(home) as db:
+    with _open(home, device=device) as db:
         try:
             stats = db.ingest(sources, layout, cfg, progress=progress, on_start=on_start)
         finally:
@@ -181,6 +184,7 @@ def identify(
     k128: Annotated[int, typer.Option(help="Shortlist after 128-D rescoring.", min=1)] = 300,
     k192: Annotated[int, typer.Option(help="Shortlist after 192-D rescoring.", min=1)] = 100,
     aggregation: Annotated[str, typer.Option(help="Speaker score: max | mean | top2.")] = "max",
+    device: Device = "auto",
     json_: Json = False,
 ):
     """Who is speaking: cascade search, per-speaker scores, match or unknown."""
@@ -189,7 +193,7 @@ def identify(
 
     cfg = CascadeConfig(k64=k64, k128=k128, k192=k192, top_k=top_k, aggregation=aggregation)
     results, bad = [], 0
-    with _open(home) as db:
+    with _open(home, device=device) as db:
         for a in audio:
             try:
                 results.append(db.identify(a, cfg, threshold, margin, exhaustive).as_dict())
@@ -222,12 +226,13 @@ def verify(
     home: Home = None,
     model: Annotated[Optional[str], typer.Option(help="Model (default: the database's, else the built-in default).")] = None,
     threshold: Annotated[Optional[float], typer.Option(help="Cosine threshold at 256-D.")] = None,
+    device: Device = "auto",
     json_: Json = False,
 ):
     """Same speaker or not: cosine score at every dimension and a decision."""
     from speakerdb.api import verify_with
 
-    emb, default = _model_for(home, model)
+    emb, default = _model_for(home, model, device)
     r = verify_with(emb, a, b, default if threshold is None else threshold)
     if json_:
         _print_json(r.as_dict())
@@ -243,6 +248,7 @@ def embed(
     home: Home = None,
     model: Annotated[Optional[str], typer.Option(help="Model (default: the database's, else the built-in default).")] = None,
     raw: Annotated[bool, typer.Option("--raw", help="Also give the raw model outputs.")] = False,
+    device: Device = "auto",
     json_: Json = False,
 ):
     """Nested 64/128/192/256-D embeddings of audio files (no database needed)."""
@@ -250,7 +256,7 @@ def embed(
     from speakerdb.errors import AudioError
     from speakerdb.model.base import model_info
 
-    emb, _ = _model_for(home, model)
+    emb, _ = _model_for(home, model, device)
     results, bad = [], 0
     for a in audio:
         try:

@@ -17,11 +17,16 @@ __all__ = ["BUILTIN", "REDIMNET_THRESHOLD", "load_embedder"]
 BUILTIN = {
     "spectral": "deterministic spectral-statistics embedder (no weights; for tests and demos)",
 }
+DEVICES = ("auto", "cpu", "cuda")
 REDIMNET_THRESHOLD = 0.5  # cosine at the full dimension, until a database is calibrated
 
 
 def load_embedder(spec: str, device: str = "auto") -> Embedder:
-    """The embedder for ``spec``: a name from ``BUILTIN`` or a path to a checkpoint file."""
+    """The embedder for ``spec``: a name from ``BUILTIN`` or a path to a checkpoint file.
+
+    ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda``; weightless models ignore it."""
+    if device not in DEVICES:
+        raise UsageError(f"--device {device!r}: choose one of {', '.join(DEVICES)}")
     if spec == "spectral":
         from speakerdb.model.spectral import SpectralEmbedder
 

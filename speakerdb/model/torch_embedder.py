@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from speakerdb.errors import UsageError
+from speakerdb.model.registry import DEVICES
 
 __all__ = ["DEVICES", "resolve_device", "set_threads", "TorchEmbedder"]
 
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(device: str = "auto") -> torch.device:

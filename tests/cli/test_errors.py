@@ -273,3 +273,12 @@ def test_check_on_a_store_without_schema(cli, home_copy):
     (home_copy / "speakerdb.sqlite").write_bytes(b"")
     run = cli("check", "--home", home_copy, expect=2)
     assert str(home_copy) in run.error_line()
+
+
+@pytest.mark.parametrize("command", ["init", "embed", "verify"])
+def test_unknown_device(cli, built, tmp_path, command):
+    audio = {"init": [], "embed": [built.files["spk00"][0]],
+             "verify": [built.files["spk00"][0], built.files["spk00"][1]]}[command]
+    run = cli(command, *audio, "--home", tmp_path / "h", "--model", "spectral", "--device",
+              "tpu", expect=2)
+    assert "--device 'tpu'" in run.error_line()
