@@ -62,12 +62,9 @@ class SpeakerDB:
 
         home = resolve_home(home)
         embedder = embedder or load_embedder(model, device)
-        if tuple(embedder.dims) != DIMS:
-            raise UsageError(
-                f"{model}: {embedder.name} gives only {'/'.join(map(str, embedder.dims))}-D "
-                f"embeddings, not nested {'/'.join(map(str, DIMS))}-D ones; a database needs "
-                "nested embeddings (embed and verify work with it)"
-            )
+        if tuple(embedder.dims) != DIMS and tuple(embedder.dims) != (embedder.raw_dim,):
+            raise UsageError(f"{model}: {embedder.name} has nested dimensions "
+                             f"{embedder.dims}; a database needs {DIMS} or none")
         if read_home_file(home) is not None:
             db = cls.open(home, embedder=embedder, device=device)
             if db.model.sha256 != embedder.sha256:
@@ -134,7 +131,8 @@ class SpeakerDB:
                     f"{home}: database model {bound.name} ({bound.sha256[:12]}) is not "
                     f"{embedder.name} ({embedder.sha256[:12]})"
                 )
-            indexes = Indexes(home, store, bound.sha256, head_revision())
+            space = _space(store, bound)
+            indexes = Indexes(home, store, bound.sha256, head_revision(), space)
             indexes.open(catch_up=catch_up) if catch_up else None
         except SQLAlchemyError as e:
             engine.dispose()
@@ -208,6 +206,7 @@ class SpeakerDB:
             stats = Runner(reader, embedder, writer, config.embed_batch, progress).run()
             t1 = time.perf_counter()
             self.indexes.flush(force=True)
+            self.fit_rotation()
             stats.write_s += time.perf_counter() - t1
             status = "done"
         finally:
@@ -241,11 +240,13 @@ class SpeakerDB:
         emb = self.embed(audio, name=name)
         t0 = time.perf_counter()
         indexes = self._require_indexes().by_dim
+        query = self.space.query(emb.segments_raw)
+        exhaustive = exhaustive or len(indexes) == 1  # a space without nested prefixes yet
         if exhaustive:
             full = max(indexes)
-            hits = exhaustive_search(indexes[full], emb.nested[full], cascade.k192)
+            hits = exhaustive_search(indexes[full], query[full], cascade.k192)
         else:
-            hits = cascade_search(indexes, emb.nested, cascade)
+            hits = cascade_search(indexes, query, cascade)
         refs = self.store.segment_refs(h.segment_id for h in hits)
         labels = {i: r.speaker for i, r in refs.items()}
         candidates = aggregate(hits, labels, cascade.aggregation)
@@ -277,6 +278,28 @@ class SpeakerDB:
     def rebuild_indexes(self) -> None:
         self.indexes.rebuild()
 
+    @property
+    def space(self):
+        """The database's vector space (``speakerdb.space``)."""
+        return self.indexes.space
+
+    def fit_rotation(self, force: bool = False) -> bool:
+        """For a model without nested prefixes: learn the database's rotation from its stored
+        vectors once there are ``MIN_ROTATION_VECTORS`` (or now, with ``force``), store it and
+        rebuild the indexes in the rotated space. Returns whether a rotation was fitted."""
+        from speakerdb.space import MIN_ROTATION_VECTORS, ROTATION_KEY, encode_rotation, fit_rotation
+
+        if self.space.rotation is not None or len(self.space.dims) > 1:
+            return False
+        n = self.store.counts()["segments"]
+        if n < (2 if force else MIN_ROTATION_VECTORS):
+            return False
+        _, raw = self.store.all_vectors()
+        self.store.set_setting(ROTATION_KEY, encode_rotation(fit_rotation(raw), len(raw)))
+        self.indexes.space = _space(self.store, self.model)
+        self.indexes.rebuild()
+        return True
+
     def delete_speaker(self, label: str) -> int:
         """Delete a speaker and its recordings; returns the number of segments removed."""
         removed = self.store.delete_speaker(label)
@@ -294,7 +317,7 @@ class SpeakerDB:
         from speakerdb.index import IndexSet
 
         try:
-            infos = IndexSet.state(self.home) or {}
+            infos = IndexSet.state(self.home, self.space.dims) or {}
         except IndexOutOfDateError:
             infos = {}
         return {
@@ -305,7 +328,18 @@ class SpeakerDB:
             "indexes": {str(d): {"index_key": i.index_key, "ntotal": i.ntotal,
                                  "size_bytes": i.size_bytes} for d, i in sorted(infos.items())},
             "threshold": self.store.get_setting("threshold"),
+            "space": {"name": self.space.name, "dims": list(self.space.dims)},
         }
+
+
+def _space(store, bound):
+    from speakerdb.space import ROTATION_KEY, space_for
+
+    stored = store.get_setting(ROTATION_KEY)
+    try:
+        return space_for(bound.dims, bound.raw_dim, stored)
+    except (ValueError, KeyError, TypeError) as e:
+        raise StoreError(f"the database's stored rotation is unusable ({e})") from None
 
 
 def verify_with(embedder, a: AudioInput, b: AudioInput, threshold: float,

@@ -22,6 +22,7 @@ class AudioEmbedding:
     segments: int
     raw: np.ndarray  # (raw_dim,) float32: the model output (mean over segments if several)
     nested: dict[int, np.ndarray]  # {dim: (dim,) unit vector}
+    segments_raw: np.ndarray  # (segments, raw_dim) float32: each segment's model output
 
     def as_dict(self, raw: bool = False) -> dict:
         d = {
@@ -49,4 +50,5 @@ def embed_audio(
         segments=len(prepared.segments),
         raw=raw.mean(axis=0),
         nested=mean_embedding(raw, embedder.dims),
+        segments_raw=raw,
     )

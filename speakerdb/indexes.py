@@ -14,6 +14,7 @@ import numpy as np
 
 from speakerdb.errors import IndexOutOfDateError
 from speakerdb.index import IndexSet, catch_up_plan
+from speakerdb.space import VectorSpace
 from speakerdb.store.store import Store
 
 __all__ = ["Indexes"]
@@ -23,8 +24,8 @@ _SAMPLE = 64  # stored vectors compared with their index copies by check
 
 class Indexes:
     def __init__(self, directory: Path, store: Store, model_sha256: str, revision: str,
-                 flush_s: float = 30.0):
-        self.directory, self.store = Path(directory), store
+                 space: VectorSpace, flush_s: float = 30.0):
+        self.directory, self.store, self.space = Path(directory), store, space
         self.model_sha256, self.revision, self.flush_s = model_sha256, revision, flush_s
         self.set: IndexSet | None = None
         self._dirty = False
@@ -37,22 +38,22 @@ class Indexes:
         Returns what was done: ``current``, ``append``, ``rebuild``, or ``loaded`` (no catch-up).
         """
         if not catch_up:
-            self.set = IndexSet.load(self.directory)
+            self.set = IndexSet.load(self.directory, self.space.dims)
             return "loaded"
         action = self.plan()
         if action == "current":
             try:
-                self.set = IndexSet.load(self.directory)
+                self.set = IndexSet.load(self.directory, self.space.dims)
             except IndexOutOfDateError:
                 action = "rebuild"
         if action == "append":
             try:
-                self.set = IndexSet.load(self.directory)
+                self.set = IndexSet.load(self.directory, self.space.dims)
                 have = self.set.ids()
                 store_ids = self.store.segment_ids()
                 missing = np.setdiff1d(store_ids, have, assume_unique=True)
                 for ids, raw in self.store.vectors(missing):
-                    self.set.add(ids, raw)
+                    self.set.add(ids, self.space.transform(raw))
                 self.flush(force=True)
             except IndexOutOfDateError:
                 action = "rebuild"
@@ -63,7 +64,7 @@ class Indexes:
     def plan(self) -> str:
         """``current``, ``append`` or ``rebuild``: what open() would do, from the JSONs alone."""
         try:
-            infos = IndexSet.state(self.directory)
+            infos = IndexSet.state(self.directory, self.space.dims)
         except IndexOutOfDateError:
             return "rebuild"
         if not infos:
@@ -74,7 +75,8 @@ class Indexes:
         store_max = int(store_ids[-1]) if store_ids.size else 0
         plans = set()
         for info in infos.values():
-            if info.model_sha256 != self.model_sha256 or info.schema_revision != self.revision:
+            if (info.model_sha256, info.schema_revision, info.space) != (
+                    self.model_sha256, self.revision, self.space.name):
                 return "rebuild"
             plans.add(catch_up_plan(info, store_ids, store_max))
         if "rebuild" in plans:
@@ -83,13 +85,24 @@ class Indexes:
 
     def rebuild(self) -> None:
         ids, raw = self.store.all_vectors()
-        self.set = IndexSet.build(self.directory, ids, raw, self.model_sha256, self.revision)
+        self.set = IndexSet.build(self.directory, ids, self.space.transform(raw),
+                                  self.model_sha256, self.revision, self.space.dims,
+                                  self.space.name)
         self.flush(force=True)
+        self._remove_stale_files()
+
+    def _remove_stale_files(self) -> None:
+        """Index files of dimensions this space does not use (left by an earlier space)."""
+        from speakerdb.index import index_paths, saved_dims
+
+        for d in set(saved_dims(self.directory)) - set(self.space.dims):
+            for p in index_paths(self.directory, d):
+                p.unlink(missing_ok=True)
 
     # changes -------------------------------------------------------------------------------
     def add(self, ids: np.ndarray, raw: np.ndarray) -> None:
         if len(ids):
-            self.set.add(ids, raw)
+            self.set.add(ids, self.space.transform(raw))
             self._dirty = True
             self.flush()
 
@@ -112,7 +125,7 @@ class Indexes:
     def problems(self) -> list[str]:
         """Every disagreement between the saved indexes and the store (empty when they agree)."""
         try:
-            saved = IndexSet.load(self.directory)
+            saved = IndexSet.load(self.directory, self.space.dims)
         except IndexOutOfDateError as e:
             return [str(e)]
         store_ids = self.store.segment_ids()
@@ -120,11 +133,14 @@ class Indexes:
         if store_ids.size:
             pick = np.unique(np.linspace(0, store_ids.size - 1, _SAMPLE).astype(int))
             parts = list(self.store.vectors(store_ids[pick]))
-            sample = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+            sample = (np.concatenate([p[0] for p in parts]),
+                      self.space.transform(np.concatenate([p[1] for p in parts])))
         return saved.problems(
             store_ids,
             int(store_ids[-1]) if store_ids.size else 0,
             self.model_sha256,
             self.revision,
             raw_sample=sample,
+            dims=self.space.dims,
+            space=self.space.name,
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from speakerdb.index.catch_up import CatchUp, catch_up_plan
 from speakerdb.index.choose import FLAT_MAX_VECTORS, choose_index_key
-from speakerdb.index.index_set import IndexSet, index_paths
+from speakerdb.index.index_set import IndexSet, index_paths, saved_dims
 from speakerdb.index.infos import IndexInfo, ids_digest, read_info, write_info
 from speakerdb.index.vector_index import VectorIndex
 
@@ -22,6 +22,7 @@ __all__ = [
     "choose_index_key",
     "ids_digest",
     "index_paths",
+    "saved_dims",
     "read_info",
     "write_info",
 ]

@@ -19,7 +19,7 @@ from speakerdb.index.infos import IndexInfo, ids_digest, read_info, write_info
 from speakerdb.index.vector_index import VectorIndex, _ids_array
 from speakerdb.model.prefixes import DIMS, FULL_DIM, nested
 
-__all__ = ["IndexSet", "index_paths"]
+__all__ = ["IndexSet", "index_paths", "saved_dims"]
 
 
 def index_paths(directory: str | os.PathLike, dim: int) -> tuple[Path, Path]:
@@ -28,42 +28,63 @@ def index_paths(directory: str | os.PathLike, dim: int) -> tuple[Path, Path]:
     return directory / f"index-{dim}.faiss", directory / f"index-{dim}.json"
 
 
-def _raw_array(raw, n: int) -> np.ndarray:
+def _raw_array(raw, n: int, width: int = FULL_DIM) -> np.ndarray:
     x = np.asarray(raw, dtype=np.float32)
-    if x.shape != (n, FULL_DIM):
-        raise ValueError(f"raw vectors must have shape ({n}, {FULL_DIM}), got {x.shape}")
+    if x.ndim != 2 or x.shape[0] != n or x.shape[1] < width:
+        raise ValueError(f"raw vectors must have shape ({n}, >={width}), got {x.shape}")
     return x
 
 
+def saved_dims(directory: str | os.PathLike) -> tuple[int, ...]:
+    """The dimensions that have an ``index-<dim>.json`` in ``directory``, ascending."""
+    found = []
+    for p in Path(directory).glob("index-*.json"):
+        tail = p.stem.split("-", 1)[1]
+        if tail.isdigit():
+            found.append(int(tail))
+    return tuple(sorted(found))
+
+
 class IndexSet:
-    """``by_dim[dim]``: a ``VectorIndex`` of the normalised ``dim``-prefixes, for every DIMS."""
+    """``by_dim[dim]``: a ``VectorIndex`` of the normalised ``dim``-prefixes, one per nested
+    dimension (DIMS for Matryoshka models; a database's own dimensions otherwise).
+
+    The raw vectors given are already in the database's space (``speakerdb.space``): identity
+    for Matryoshka models, a learned rotation otherwise; ``space`` names it."""
 
     def __init__(self, directory: str | os.PathLike, by_dim: dict[int, VectorIndex],
                  infos: dict[int, IndexInfo] | None = None,
-                 model_sha256: str = "", schema_revision: str = ""):
+                 model_sha256: str = "", schema_revision: str = "", space: str = "identity"):
         self.directory = Path(directory)
         self.by_dim = by_dim
         self.infos = infos  # as last read or written; None until saved or loaded
         self.model_sha256, self.schema_revision = model_sha256, schema_revision
+        self.space = space
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        return tuple(sorted(self.by_dim))
 
     # construction ------------------------------------------------------------------------
     @classmethod
     def build(cls, directory: str | os.PathLike, ids, raw, model_sha256: str,
-              schema_revision: str) -> IndexSet:
-        """Indexes of raw (n, 256) vectors under segment ``ids`` (n,); nothing is written."""
+              schema_revision: str, dims: tuple[int, ...] = DIMS,
+              space: str = "identity") -> IndexSet:
+        """Indexes of raw (n, >= max(dims)) vectors under segment ``ids`` (n,); nothing is
+        written."""
         ids = _ids_array(ids)
-        raw = _raw_array(raw, ids.size)
-        by_dim = {d: VectorIndex.empty(d) for d in DIMS}
-        out = cls(directory, by_dim, None, model_sha256, schema_revision)
+        raw = _raw_array(raw, ids.size, max(dims))
+        by_dim = {d: VectorIndex.empty(d) for d in dims}
+        out = cls(directory, by_dim, None, model_sha256, schema_revision, space)
         out.add(ids, raw)
         return out
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> IndexSet:
-        """Read every index and its JSON; ``IndexOutOfDateError`` if any is missing,
-        unreadable or does not match its description."""
+    def load(cls, directory: str | os.PathLike, dims: tuple[int, ...] = DIMS) -> IndexSet:
+        """Read the index of every one of ``dims`` and its JSON; ``IndexOutOfDateError`` if
+        any is missing, unreadable or does not match its description."""
         by_dim, infos = {}, {}
-        for d in DIMS:
+        for d in dims:
             faiss_path, json_path = index_paths(directory, d)
             info = read_info(json_path)
             index = VectorIndex.load(faiss_path, d)
@@ -76,14 +97,16 @@ class IndexSet:
                 raise IndexOutOfDateError(
                     f"{faiss_path}: ids do not match the digest in {json_path.name}")
             by_dim[d], infos[d] = index, info
-        first = infos[DIMS[0]]
-        return cls(directory, by_dim, infos, first.model_sha256, first.schema_revision)
+        first = infos[dims[0]]
+        return cls(directory, by_dim, infos, first.model_sha256, first.schema_revision,
+                   first.space)
 
     @staticmethod
-    def state(directory: str | os.PathLike) -> dict[int, IndexInfo] | None:
-        """The JSON descriptions alone (cheap): None when none exists (never saved);
-        ``IndexOutOfDateError`` if only some exist or one is unreadable."""
-        present = {d: index_paths(directory, d)[1] for d in DIMS}
+    def state(directory: str | os.PathLike,
+              dims: tuple[int, ...] = DIMS) -> dict[int, IndexInfo] | None:
+        """The JSON descriptions of ``dims`` alone (cheap): None when none exists (never
+        saved); ``IndexOutOfDateError`` if only some exist or one is unreadable."""
+        present = {d: index_paths(directory, d)[1] for d in dims}
         if not any(p.is_file() for p in present.values()):
             return None
         return {d: read_info(p) for d, p in present.items()}
@@ -91,20 +114,20 @@ class IndexSet:
     # contents ----------------------------------------------------------------------------
     @property
     def ntotal(self) -> int:
-        return self.by_dim[DIMS[-1]].ntotal
+        return self.by_dim[self.dims[-1]].ntotal
 
     def ids(self) -> np.ndarray:
         """Sorted int64 ids (of the full-dimension index; every index holds the same)."""
-        return self.by_dim[DIMS[-1]].ids()
+        return self.by_dim[self.dims[-1]].ids()
 
     def __repr__(self) -> str:
         return f"IndexSet({str(self.directory)!r}, ntotal={self.ntotal})"
 
     # changes -----------------------------------------------------------------------------
     def add(self, ids, raw) -> None:
-        """Add raw (n, 256) vectors; every index gets its normalised prefix."""
+        """Add raw (n, >= max dim) vectors; every index gets its normalised prefix."""
         ids = _ids_array(ids)
-        raw = _raw_array(raw, ids.size)
+        raw = _raw_array(raw, ids.size, self.dims[-1])
         if ids.size == 0:
             return
         ordered = np.sort(ids)
@@ -144,6 +167,7 @@ class IndexSet:
                 ids_digest=ids_digest(index.ids()),
                 size_bytes=faiss_path.stat().st_size,
                 created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                space=self.space,
             )
             write_info(json_path, infos[d])
         self.infos = infos
@@ -151,14 +175,26 @@ class IndexSet:
 
     # checking ----------------------------------------------------------------------------
     def problems(self, store_ids, store_max_id: int, model_sha256: str, schema_revision: str,
-                 raw_sample: tuple[np.ndarray, np.ndarray] | None = None) -> list[str]:
+                 raw_sample: tuple[np.ndarray, np.ndarray] | None = None,
+                 dims: tuple[int, ...] = DIMS, space: str = "identity") -> list[str]:
         """Every disagreement between this set (FAISS indexes and, once saved or loaded, its
         files and JSONs) and the store, one line each; empty when they agree.
 
         store_ids: the store's ids, sorted; raw_sample: (ids, raw (m, 256)) of a few stored
-        vectors, compared with the index copies to within 1e-5.
+        vectors (in the database's space), compared with the index copies to within 1e-5;
+        dims/space: what the database expects the set to hold.
         """
-        return index_problems(
-            self.by_dim, self.infos, self.directory if self.infos is not None else None, DIMS,
+        out = index_problems(
+            self.by_dim, self.infos, self.directory if self.infos is not None else None, dims,
             store_ids, store_max_id, model_sha256, schema_revision,
             self.model_sha256, self.schema_revision, raw_sample)
+        extra = sorted(set(self.by_dim) - set(dims))
+        if extra:
+            out.append(f"indexes for {'/'.join(map(str, extra))}-D exist, the database "
+                       f"uses {'/'.join(map(str, dims))}-D")
+        for d in dims:
+            info = self.infos.get(d) if self.infos is not None else None
+            have = info.space if info is not None else self.space
+            if d in self.by_dim and have != space:
+                out.append(f"index-{d}: built in vector space {have}, the database uses {space}")
+        return out

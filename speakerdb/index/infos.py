@@ -29,9 +29,13 @@ class IndexInfo:
     ids_digest: str  # ids_digest() of the index's ids
     size_bytes: int  # size of the .faiss file
     created_at: str  # ISO 8601 time of saving
+    space: str = "identity"  # how raw vectors were mapped before slicing: "identity" or
+    # "rotation:<sha256>" (a database's learned rotation, see speakerdb.space)
 
 
 _TYPES = {f.name: f.type for f in dataclasses.fields(IndexInfo)}
+_OPTIONAL = {f.name for f in dataclasses.fields(IndexInfo)
+             if f.default is not dataclasses.MISSING}
 
 
 def ids_digest(ids: np.ndarray) -> str:
@@ -65,11 +69,13 @@ def read_info(path: str | os.PathLike) -> IndexInfo:
         raise IndexOutOfDateError(f"{path}: unreadable index description ({e})") from None
     if not isinstance(data, dict):
         raise IndexOutOfDateError(f"{path}: index description is not a JSON object")
-    missing = sorted(set(_TYPES) - set(data))
+    missing = sorted(set(_TYPES) - _OPTIONAL - set(data))
     if missing:
         raise IndexOutOfDateError(f"{path}: index description lacks {', '.join(missing)}")
     values = {}
     for name, typ in _TYPES.items():
+        if name not in data:
+            continue  # optional, default applies
         v = data[name]
         want = int if typ in (int, "int") else str
         if not isinstance(v, want) or isinstance(v, bool):

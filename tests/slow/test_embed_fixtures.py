@@ -60,10 +60,12 @@ def test_damaged_checkpoints_give_one_line(fixtures, tmp_path):
 
 
 @pytest.mark.slow
-def test_mrl_checkpoint_backs_a_database_and_official_does_not(fixtures, tmp_path):
+def test_both_checkpoint_kinds_back_a_database(fixtures, tmp_path):
     mrl = str(fixtures / "checkpoints" / "mrl-redimnet-b2-best.pt")
     r = CliRunner().invoke(app, ["init", "--home", str(tmp_path / "a"), "--model", mrl, "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["model"]["dims"] == [64, 128, 192, 256]
     off = str(fixtures / "checkpoints" / "redimnet-official-b0.pt")
-    r = CliRunner().invoke(app, ["init", "--home", str(tmp_path / "b"), "--model", off])
-    assert r.exit_code == 2 and "nested" in r.stderr
+    r = CliRunner().invoke(app, ["init", "--home", str(tmp_path / "b"), "--model", off, "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["model"]["dims"] == [192]
+    r = CliRunner().invoke(app, ["stats", "--home", str(tmp_path / "b"), "--json"])
+    assert json.loads(r.stdout)["space"] == {"name": "identity", "dims": [192]}

@@ -60,7 +60,8 @@ def test_save_load_round_trip_and_json_fields(tmp_path, store):
         data = json.loads((tmp_path / f"index-{d}.json").read_text())
         assert set(data) == {"index_key", "index_param", "dim", "ntotal", "model_sha256",
                              "schema_revision", "store_max_id", "ids_digest", "size_bytes",
-                             "created_at"}
+                             "created_at", "space"}
+        assert data["space"] == "identity"
         assert data["index_key"] == "Flat"
         assert data["index_param"] == ""
         assert data["dim"] == d
