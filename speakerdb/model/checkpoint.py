@@ -20,7 +20,6 @@ Formats, recognised from the content (never from the file name):
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import re
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from speakerdb.hashing import sha256_file
 from speakerdb.errors import CheckpointFormatError
 
 __all__ = [
@@ -62,15 +62,6 @@ def _allow_list() -> list:
     ``numpy.core`` package)."""
     scalar = np._core.multiarray.scalar  # numpy >= 2 (the version this project pins)
     return [scalar, (scalar, "numpy.core.multiarray.scalar"), np.dtype, type(np.dtype("float64"))]
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in ``chunk``-byte pieces (constant memory)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def describe_keys(d: Mapping, limit: int = 8) -> str:

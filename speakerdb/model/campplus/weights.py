@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from speakerdb.hashing import sha256_file
 from speakerdb.errors import SpeakerDBError
 
 __all__ = [
@@ -61,14 +62,6 @@ def cache_dir() -> Path:
         return Path(os.environ["SPEAKERDB_CACHE"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base).expanduser() / "speakerdb"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _copy_hashing(src, dst, limit: int, progress: Progress | None, total: int | None) -> str:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
+from speakerdb.hashing import sha256_file as _sha256_file
 from speakerdb.errors import SpeakerDBError, UsageError
 
 __all__ = [
@@ -72,14 +73,6 @@ def release_filename(name: str) -> str:
 def release_url(name: str, base_url: str = BASE_URL) -> str:
     """Download URL of release ``name`` (the characters in names need no escaping in a path)."""
     return base_url.rstrip("/") + "/" + release_filename(name)
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_CHUNK):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _read_recorded(sidecar: Path) -> Optional[str]:
