@@ -13,7 +13,7 @@ from pathlib import Path
 
 from speakerdb.audio import AudioInput, AudioPolicy
 from speakerdb.config import (
-    DEFAULT_MODEL,
+    default_model,
     SQLITE_FILE,
     CascadeConfig,
     IngestConfig,
@@ -49,7 +49,7 @@ class SpeakerDB:
 
     # life cycle ----------------------------------------------------------------------------
     @classmethod
-    def create(cls, home=None, model: str = DEFAULT_MODEL, db_url: str | None = None,
+    def create(cls, home=None, model: str | None = None, db_url: str | None = None,
                embedder=None, device: str = "auto") -> SpeakerDB:
         """Create a database bound to ``model`` (a built-in name or checkpoint path).
 
@@ -61,6 +61,7 @@ class SpeakerDB:
         from speakerdb.model.prefixes import DIMS
 
         home = resolve_home(home)
+        model = model or default_model()
         embedder = embedder or load_embedder(model, device)
         if tuple(embedder.dims) != DIMS and tuple(embedder.dims) != (embedder.raw_dim,):
             raise UsageError(f"{model}: {embedder.name} has nested dimensions "

@@ -76,13 +76,13 @@ def _open(home, **kw):
 
 def _model_for(home, model: str | None, device: str = "auto"):
     """The embedder named by ``model``, else the database's at ``home``, else the default."""
-    from speakerdb.config import DEFAULT_MODEL, read_home_file, resolve_home
+    from speakerdb.config import default_model, read_home_file, resolve_home
     from speakerdb.model.registry import load_embedder
 
     if model is None and read_home_file(resolve_home(home)) is not None:
         with _open(home, catch_up=False, device=device) as db:
             return db.embedder, db.threshold()
-    emb = load_embedder(model or DEFAULT_MODEL, device)
+    emb = load_embedder(model or default_model(), device)
     return emb, emb.default_threshold
 
 
@@ -90,18 +90,18 @@ def _model_for(home, model: str | None, device: str = "auto"):
 @shell
 def init(
     home: Home = None,
-    model: Annotated[Optional[str], typer.Option(help="Built-in model name or checkpoint path.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Built-in model name, ReDimNet release name or checkpoint path [env SPEAKERDB_MODEL].")] = None,
     db_url: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the metadata store (default: SQLite in the home).")] = None,
     device: Device = "auto",
     json_: Json = False,
 ):
     """Create a database bound to one model (runs the store migrations)."""
     from speakerdb.api import SpeakerDB
-    from speakerdb.config import DEFAULT_MODEL, read_home_file, resolve_home
+    from speakerdb.config import default_model, read_home_file, resolve_home
     from speakerdb.store.engine import redact
 
     existed = read_home_file(resolve_home(home)) is not None
-    with SpeakerDB.create(home, model=model or DEFAULT_MODEL, db_url=db_url, device=device) as db:
+    with SpeakerDB.create(home, model=model or default_model(), db_url=db_url, device=device) as db:
         doc = {
             "home": str(db.home),
             "created": not existed,

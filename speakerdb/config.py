@@ -15,6 +15,7 @@ from pathlib import Path
 __all__ = [
     "DEFAULT_HOME",
     "DEFAULT_MODEL",
+    "default_model",
     "HOME_FILE",
     "SQLITE_FILE",
     "CascadeConfig",
@@ -61,6 +62,11 @@ class IngestConfig:
     extensions: tuple[str, ...] = field(
         default=(".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".mp4", ".opus")
     )
+
+
+def default_model() -> str:
+    """The model used when none is named: ``$SPEAKERDB_MODEL``, else ``DEFAULT_MODEL``."""
+    return os.environ.get("SPEAKERDB_MODEL") or DEFAULT_MODEL
 
 
 def resolve_home(home: str | os.PathLike | None) -> Path:

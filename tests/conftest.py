@@ -54,3 +54,7 @@ def speech_dev() -> Path:
     if not (SPEECH_DEV / "manifest.csv").exists():
         pytest.skip(f"real speech not found at {SPEECH_DEV} (the shared data set is absent)")
     return SPEECH_DEV
+
+
+# Commands that name no model use the spectral embedder in tests; real-model tests name theirs.
+os.environ["SPEAKERDB_MODEL"] = "spectral"

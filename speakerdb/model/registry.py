@@ -16,8 +16,10 @@ __all__ = ["BUILTIN", "DEVICES", "REDIMNET_THRESHOLD", "fetch", "is_release_name
            "load_embedder"]
 
 BUILTIN = {
+    "campplus": "CAM++ (3D-Speaker, 192-D) with a Matryoshka head to nested 64/128/192/256-D",
     "spectral": "deterministic spectral-statistics embedder (no weights; for tests and demos)",
 }
+CAMPPLUS_THRESHOLD = 0.35  # cosine at 256-D, until a database is calibrated
 DEVICES = ("auto", "cpu", "cuda")
 REDIMNET_THRESHOLD = 0.5  # cosine at the full dimension, until a database is calibrated
 
@@ -32,6 +34,8 @@ def load_embedder(spec: str, device: str = "auto") -> Embedder:
         from speakerdb.model.spectral import SpectralEmbedder
 
         return SpectralEmbedder()
+    if spec == "campplus":
+        return _campplus(device)
     path = Path(spec)
     if path.is_dir():
         raise UsageError(f"{spec}: is a directory, not a model checkpoint")
@@ -71,6 +75,32 @@ def fetch(spec: str, local: str | None = None) -> Path:
         return fetch_release(spec, cache_dir())
     raise UsageError(f"{spec!r}: nothing to fetch (campplus or a ReDimNet release name such as "
                      "b2-vox2-ft_lm)")
+
+
+def _campplus(device: str) -> Embedder:
+    """CAM++ with the Matryoshka head shipped in the package; its identity is the weights'
+    sha256 and the head file's together."""
+    import hashlib
+
+    from speakerdb.hashing import sha256_file
+    from speakerdb.model.campplus.head import HEAD_PATH, campplus_mrl
+    from speakerdb.model.campplus.loader import load_campplus
+    from speakerdb.model.campplus.network import MIN_SAMPLES, CamppWave
+    from speakerdb.model.campplus.weights import CAMPPLUS, ensure_weights
+    from speakerdb.model.prefixes import DIMS
+    from speakerdb.model.torch_embedder import TorchEmbedder
+
+    if not HEAD_PATH.is_file():
+        raise CheckpointFormatError(f"{HEAD_PATH}: the campplus Matryoshka head is missing")
+    try:
+        module = campplus_mrl(CamppWave(load_campplus(ensure_weights(CAMPPLUS))),
+                              weights_sha256=CAMPPLUS.sha256)
+    except ValueError as e:
+        raise CheckpointFormatError(str(e)) from None
+    sha = hashlib.sha256(f"{CAMPPLUS.sha256}:{sha256_file(HEAD_PATH)}".encode()).hexdigest()
+    return TorchEmbedder(module, name="campplus", sha256=sha, raw_dim=256, dims=DIMS,
+                         default_threshold=CAMPPLUS_THRESHOLD, device=device,
+                         min_samples=MIN_SAMPLES)
 
 
 def _from_checkpoint(path: Path, device: str) -> Embedder:
