@@ -6,14 +6,13 @@ library (numpy, torch, faiss, SQLAlchemy) loads inside the commands.
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-from functools import wraps
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from speakerdb.shell import Device, Home, Json, _err, _print_json, shell
 
 __all__ = ["app", "main"]
 
@@ -25,48 +24,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-
-Home = Annotated[
-    Optional[Path],
-    typer.Option("--home", help="Database directory [env SPEAKERDB_HOME; default indexes/default]."),
-]
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-Device = Annotated[str, typer.Option(help="Where the model runs: auto | cpu | cuda.")]
-
-
-def _err(message: str) -> None:
-    print(f"speakerdb: error: {message}", file=sys.stderr)
-
-
-def shell(fn):
-    """Turn library errors into one stderr line and an exit code; never a traceback."""
-
-    @wraps(fn)
-    def run(*args, **kwargs):
-        from speakerdb.errors import SpeakerDBError
-
-        try:
-            return fn(*args, **kwargs)
-        except SpeakerDBError as e:
-            _err(str(e))
-            raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
-            _err("interrupted")
-            raise typer.Exit(130) from None
-        except (typer.Exit, typer.Abort):
-            raise
-        except Exception as e:  # a bug, not bad input: still one line unless debugging
-            if os.environ.get("SPEAKERDB_DEBUG"):
-                raise
-            _err(f"internal error: {e.__class__.__name__}: {e} (SPEAKERDB_DEBUG=1 shows more)")
-            raise typer.Exit(2) from None
-
-    return run
-
-
-def _print_json(doc) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-
 
 def _open(home, **kw):
     from speakerdb.api import SpeakerDB
@@ -321,55 +278,21 @@ def stats(home: Home = None, json_: Json = False):
         print(f"  index {d}-D: {i['index_key']}, {i['ntotal']} vectors, {i['size_bytes']} bytes")
 
 
-models_app = typer.Typer(help="Model weights: fetch them into the cache, list what is there.",
-                         no_args_is_help=True)
-app.add_typer(models_app, name="models")
-
-
-@models_app.command("fetch")
-@shell
-def models_fetch(
-    name: Annotated[str, typer.Argument(help="campplus, or a ReDimNet release such as b2-vox2-ft_lm.")] = "campplus",
-    from_: Annotated[Optional[Path], typer.Option("--from", help="Use this local file (checked by sha256) instead of downloading.")] = None,
-    json_: Json = False,
-):
-    """Fetch model weights into the cache ($SPEAKERDB_CACHE), verified by sha256."""
-    from speakerdb.model.checkpoint import sha256_file
-    from speakerdb.model.registry import fetch
-
-    path = fetch(name, None if from_ is None else str(from_))
-    doc = {"name": name, "path": str(path), "sha256": sha256_file(path),
-           "bytes": path.stat().st_size}
-    if json_:
-        _print_json(doc)
-    else:
-        print(f"{name}: {doc['path']} ({doc['bytes']} bytes, sha256 {doc['sha256'][:12]})")
-
-
-@models_app.command("list")
-@shell
-def models_list(json_: Json = False):
-    """Built-in models and the weights already in the cache."""
-    from speakerdb.model.campplus.weights import cache_dir
-    from speakerdb.model.registry import BUILTIN
-
-    cache = cache_dir()
-    files = sorted(p.name for p in cache.glob("*.pt")) if cache.is_dir() else []
-    doc = {"builtin": BUILTIN, "cache": str(cache), "cached": files}
-    if json_:
-        _print_json(doc)
-        return
-    for name, what in BUILTIN.items():
-        print(f"{name:10s} {what}")
-    print(f"cache {cache}: {', '.join(files) or 'empty'}")
-
-
 def _click_exceptions():
     try:  # typer >= 0.16 carries its own click
         import typer._click.exceptions as exceptions
     except ImportError:  # pragma: no cover - older typer on the real click
         import click.exceptions as exceptions
     return exceptions
+
+
+def _add_groups() -> None:
+    from speakerdb.cli_models import models_app
+
+    app.add_typer(models_app, name="models")
+
+
+_add_groups()
 
 
 def main() -> None:

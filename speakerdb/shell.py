@@ -1,0 +1,58 @@
+"""What every command-line command shares: option types, one-line errors, JSON output.
+
+Light: typer and the standard library only (``--help`` must stay instant).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+__all__ = ["Home", "Json", "Device", "shell", "_err", "_print_json"]
+
+Home = Annotated[
+    Optional[Path],
+    typer.Option("--home", help="Database directory [env SPEAKERDB_HOME; default indexes/default]."),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+Device = Annotated[str, typer.Option(help="Where the model runs: auto | cpu | cuda.")]
+
+
+def _err(message: str) -> None:
+    print(f"speakerdb: error: {message}", file=sys.stderr)
+
+
+def shell(fn):
+    """Turn library errors into one stderr line and an exit code; never a traceback."""
+
+    @wraps(fn)
+    def run(*args, **kwargs):
+        from speakerdb.errors import SpeakerDBError
+
+        try:
+            return fn(*args, **kwargs)
+        except SpeakerDBError as e:
+            _err(str(e))
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            _err("interrupted")
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as e:  # a bug, not bad input: still one line unless debugging
+            if os.environ.get("SPEAKERDB_DEBUG"):
+                raise
+            _err(f"internal error: {e.__class__.__name__}: {e} (SPEAKERDB_DEBUG=1 shows more)")
+            raise typer.Exit(2) from None
+
+    return run
+
+
+def _print_json(doc) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
