@@ -1,0 +1,242 @@
+#!/usr/bin/env python
+"""Per-dimension EER of the campplus Matryoshka head, by speaker-disjoint cross-validation on
+../shared/data/speech-dev (63 speakers, 293 files).
+
+    python bench/mrl_head_eer.py [--data DIR] [--folds 2,3] [--seeds 0,1,2,3,4] [--reps 3]
+
+For every split of the speakers into K folds (K in --folds, one split per seed), each method is
+fitted on the other folds' speakers only (their files and degraded clips, babble taken from
+those speakers too) and scored on the held-out fold's speakers:
+
+* degraded: enrollment = a clean whole file; test = a 1 s crop of another file mixed with the
+  babble of 3 other held-out speakers at 5 dB SNR (``train_campplus_head.degrade_test``,
+  --reps crops per file, seeded); all ordered target pairs, all ordered non-target pairs.
+* clean: whole file against whole file, all unordered pairs.
+* strict: target pairs whose files come from one original recording (manifest ``source``
+  before `` [split``) are left out; non-targets unchanged.
+
+EER is exact (sorted scores, interpolated at the crossing), computed per fold; the table gives
+the mean and standard deviation over all folds and seeds, the ratio of the mean to CAM++'s own
+192-D EER, and the range of the per-fold (paired) ratios. Methods:
+
+  CAM++ first-k   CAM++'s embedding itself; at 192 the reference, at 64/128 naive truncation
+  PCA centred     PCA of the unit clean training embeddings, mean removed (sklearn-style)
+  PCA             the same, uncentred (a rotation: 192-D equals CAM++)
+  LDA-rotation    rotation ordered by nested trace ratio of between/within-speaker scatter
+  shipped         ``fit_head``: speaker-weighted PCA rotation of clean + degraded clips,
+                  mean direction last; 256 = 192 (what head.npz holds, refitted per fold)
+  +null extras    shipped 192 + 64 dims from the null space of CAM++'s dense layer (LDA,
+                  0.2 relative norm): the 256-D alternative that was not shipped
+
+CAM++ statistics are cached per batch (--cache, default <speakerdb cache>/mrl-bench), so a
+rerun takes about a minute; a cold run computes ~2 h of audio through CAM++.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "speech-dev"
+DIMS = (64, 128, 192, 256)
+
+
+def _trainer():
+    spec = importlib.util.spec_from_file_location(
+        "train_campplus_head", ROOT / "scripts" / "train_campplus_head.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+T = None  # the trainer module, loaded in main()
+
+
+def prefix(x: np.ndarray, d: int) -> np.ndarray:
+    return T.unit(x[..., :d])
+
+
+# ------------------------------------------------------------------------------- methods
+# each: fit(fit_data) -> apply(stats (N,1024), emb (N,192)) -> (N, D) raw vectors
+
+
+def m_campp(fd):
+    return lambda s, e: e
+
+
+def m_pca_centred(fd):
+    x = T.unit(fd["clean_emb"])
+    mu = x.mean(0)
+    r = T._eig_desc(np.cov(x.T))[1]
+    return lambda s, e: (T.unit(e) - mu) @ r
+
+
+def m_pca(fd):
+    r = T.ordered_rotation(fd["clean_emb"], fd["clean_spk"], None, weighting="row")
+    return lambda s, e: e @ r
+
+
+def m_lda(fd):
+    x = np.concatenate([fd["clean_emb"], fd["aug_emb"]])
+    r = T.lda_rotation(x, np.concatenate([fd["clean_spk"], fd["aug_spk"]]))
+    return lambda s, e: e @ r
+
+
+def m_shipped(fd):
+    w = T.fit_head(fd["clean_emb"], fd["clean_spk"], fd["aug_emb"], fd["aug_spk"])
+    w = w.astype(np.float32).astype(np.float64)
+    return lambda s, e: e @ w.T
+
+
+def m_null(fd):
+    w = T.fit_head(fd["clean_emb"], fd["clean_spk"], fd["aug_emb"], fd["aug_spk"])[:192]
+    stats = np.concatenate([fd["clean_stats"], fd["aug_stats"]])
+    emb = np.concatenate([fd["clean_emb"], fd["aug_emb"]])
+    rms = float(np.sqrt(np.mean(np.sum(emb.astype(np.float64) ** 2, axis=1))))
+    extra = T.null_extras(stats, np.concatenate([fd["clean_spk"], fd["aug_spk"]]),
+                          fd["dense_w"], rms, alpha=0.2)
+    return lambda s, e: np.concatenate([e @ w.T, extra(s)], axis=1)
+
+
+METHODS = {  # name: (fit, dims reported)
+    "CAM++ first-k": (m_campp, (64, 128, 192)),
+    "PCA centred": (m_pca_centred, (64, 128, 192)),
+    "PCA": (m_pca, (64, 128, 192)),
+    "LDA-rotation": (m_lda, (64, 128, 192)),
+    "shipped": (m_shipped, DIMS),
+    "+null extras": (m_null, (256,)),
+}
+
+
+# ------------------------------------------------------------------------------- scoring
+
+
+def fold_eers(enr, tst, clean, spk, rec, d):
+    """(deg all, deg strict, clean all, clean strict) EERs at dimension d."""
+    same = spk[:, None] == spk[None, :]
+    srec = rec[:, None] == rec[None, :]
+    n = len(spk)
+    off = ~np.eye(n, dtype=bool)
+    a = prefix(enr, d)
+    tg, tgs, nt = [], [], []
+    for r in range(tst.shape[0]):
+        s = a @ prefix(tst[r], d).T
+        tg.append(s[off & same])
+        tgs.append(s[off & same & ~srec])
+        nt.append(s[off & ~same])
+    tg, tgs, nt = (np.concatenate(v) for v in (tg, tgs, nt))
+    c = prefix(clean, d)
+    s = c @ c.T
+    up = np.triu(np.ones((n, n), bool), 1)
+    ct, cts, cn = s[up & same], s[up & same & ~srec], s[up & ~same]
+    out = (T.eer(tg, nt), T.eer(tgs, nt), T.eer(ct, cn), T.eer(cts, cn))
+    counts = (len(tg), len(tgs), len(nt), len(ct), len(cts), len(cn))
+    return out, counts
+
+
+def main(argv=None) -> int:
+    global T
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--folds", default="2,3", help="fold counts K, comma-separated")
+    ap.add_argument("--seeds", default="0,1,2,3,4", help="one speaker split per seed and K")
+    ap.add_argument("--reps", type=int, default=3, help="degraded test crops per file")
+    ap.add_argument("--cache", help="CAM++ statistics cache (default <speakerdb cache>/"
+                                    "mrl-bench)")
+    args = ap.parse_args(argv)
+    if not (args.data / "manifest.csv").is_file():
+        print(f"SKIP: speech-dev not found at {args.data} (needs manifest.csv); "
+              "pass --data DIR")
+        return 0
+    T = _trainer()
+    from speakerdb.model.campplus.weights import WeightsUnavailable, cache_dir
+
+    t0 = time.perf_counter()
+    cache = Path(args.cache) if args.cache else cache_dir() / "mrl-bench"
+    try:
+        campp = T.Campp(cache=cache)
+    except WeightsUnavailable as e:
+        print(f"SKIP: CAM++ weights unavailable: {e}")
+        return 0
+    items = T.read_corpus(args.data)
+    waves = [T.load_wave(it.path) for it in items]
+    spk = np.array([it.speaker for it in items])
+    rec = np.array([it.recording for it in items])
+    n_max = int(T.MAX_SECONDS * T.SR)
+    clean_stats = campp.pooled([w[:n_max] for w in waves]).astype(np.float64)
+    clean_emb = campp.embed(clean_stats).astype(np.float64)
+    dense_w, _ = campp.dense_affine()
+    ks = [int(k) for k in args.folds.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    print(f"speech-dev: {len(items)} files, {len(set(spk))} speakers; folds K={ks}, "
+          f"seeds {seeds}, {args.reps} degraded crops per test file; cache {cache}")
+
+    res: dict[tuple[int, str, int], list] = {}
+    counts: dict[int, list] = {}
+    for k in ks:
+        for seed in seeds:
+            folds = T.speaker_folds(items, k, seed)
+            for f in range(k):
+                test = [i for i, it in enumerate(items) if folds[it.speaker] == f]
+                train = [i for i, it in enumerate(items) if folds[it.speaker] != f]
+                deg = np.stack([campp.pooled([T.degrade_test(i, items, waves, test, seed, rep=r)
+                                              for i in test]) for r in range(args.reps)])
+                clips, src = T.fit_clips(items, waves, train, seed)
+                aug_stats = campp.pooled(clips).astype(np.float64)
+                fd = {"clean_emb": clean_emb[train], "clean_stats": clean_stats[train],
+                      "clean_spk": spk[train], "aug_stats": aug_stats,
+                      "aug_emb": campp.embed(aug_stats).astype(np.float64),
+                      "aug_spk": spk[src], "dense_w": dense_w}
+                deg_emb = np.stack([campp.embed(x) for x in deg]).astype(np.float64)
+                for name, (fit, dims) in METHODS.items():
+                    apply = fit(fd)
+                    enr = apply(clean_stats[test], clean_emb[test])
+                    tst = np.stack([apply(deg[r].astype(np.float64), deg_emb[r])
+                                    for r in range(args.reps)])
+                    for d in dims:
+                        e, cnt = fold_eers(enr, tst, enr, spk[test], rec[test], d)
+                        res.setdefault((k, name, d), []).append(e)
+                        if name == "CAM++ first-k" and d == 192:
+                            counts.setdefault(k, []).append(cnt)
+            print(f"  K={k} seed {seed} done ({time.perf_counter() - t0:.0f} s)", flush=True)
+
+    for k in ks:
+        c = np.array(counts[k])
+        print(f"\n== K={k}: {len(seeds)} seeds x {k} folds; fitted on ~{63 * (k - 1) // k} "
+              f"speakers, tested on ~{63 // k}. Trials per fold (mean): degraded "
+              f"{c[:, 0].mean():.0f} target ({c[:, 1].mean():.0f} strict) / "
+              f"{c[:, 2].mean():.0f} non-target; clean {c[:, 3].mean():.0f} "
+              f"({c[:, 4].mean():.0f}) / {c[:, 5].mean():.0f}")
+        ref = np.array(res[(k, "CAM++ first-k", 192)])
+        print(f"{'method':14s} {'dim':>3s} | {'degraded all':>12s} {'strict':>12s} | "
+              f"{'clean all':>10s} {'strict':>10s} | ratio to CAM++ 192 (degraded): "
+              "all [fold range], strict [fold range]")
+        for name, (_, dims) in METHODS.items():
+            for d in dims:
+                v = np.array(res[(k, name, d)])
+                m, s = v.mean(0) * 100, v.std(0) * 100
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    r = v / ref
+                print(f"{name:14s} {d:3d} | {m[0]:5.2f} ±{s[0]:4.2f}  {m[1]:5.2f} ±{s[1]:4.2f} | "
+                      f"{m[2]:4.2f} ±{s[2]:4.2f} {m[3]:4.2f} ±{s[3]:4.2f} | "
+                      f"{m[0] / (ref[:, 0].mean() * 100):.3f} [{r[:, 0].min():.2f}-"
+                      f"{r[:, 0].max():.2f}]  {m[1] / (ref[:, 1].mean() * 100):.3f} "
+                      f"[{r[:, 1].min():.2f}-{r[:, 1].max():.2f}]")
+        ship = {d: np.array(res[(k, "shipped", d)])[:, :2].mean(0) for d in DIMS}
+        base = ref[:, :2].mean(0)
+        print(f"bar (degraded, all/strict): 256-D / CAM++ 192 = {ship[256][0] / base[0]:.3f} / "
+              f"{ship[256][1] / base[1]:.3f} (need <= 1); 64-D / CAM++ 192 = "
+              f"{ship[64][0] / base[0]:.3f} / {ship[64][1] / base[1]:.3f} (need <= 1.25)")
+    print(f"\n{time.perf_counter() - t0:.0f} s (CAM++ {campp.seconds:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
