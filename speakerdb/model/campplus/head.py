@@ -62,7 +62,7 @@ class MatryoshkaHead(nn.Module):
         self.meta = dict(meta or {})
 
     @classmethod
-    def load(cls, path: str | Path = HEAD_PATH) -> "MatryoshkaHead":
+    def load(cls, path: str | Path = HEAD_PATH) -> MatryoshkaHead:
         return cls(*read_head(path))
 
     def forward(self, embedding: torch.Tensor) -> torch.Tensor:
