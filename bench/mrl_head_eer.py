@@ -44,6 +44,10 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from speakerdb.eval.metrics import eer  # noqa: E402
+from speakerdb.model.campplus.fit import _eig_desc, _fix_sign, fit_head, ordered_rotation, unit  # noqa: E402,E501
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "speech-dev"
 DIMS = (64, 128, 192, 256)
@@ -61,8 +65,68 @@ def _trainer():
 T = None  # the trainer module, loaded in main()
 
 
+# ------------------------------------------------------------------------------- alternatives
+# (evaluated here, not shipped)
+
+
+def lda_rotation(x: np.ndarray, labels, blocks=(64, 64, 64)) -> np.ndarray:
+    """Alternative evaluated in the benchmark (not shipped): a rotation whose first 64, 128
+    columns solve the trace-ratio problem max tr(U'SbU)/tr(U'SwU) (between- vs within-speaker
+    scatter of the unit rows) in the complement of the columns before them."""
+    x = unit(x)
+    labels = np.asarray(labels)
+    classes = sorted(set(labels.tolist()))
+    means = np.array([x[labels == k].mean(0) for k in classes])
+    sw = sum(np.cov(x[labels == k].T, bias=True) for k in classes) / len(classes)
+    db = means - means.mean(0)
+    sb = db.T @ db / len(classes)
+    d = x.shape[1]
+    basis, cols = np.eye(d), []
+    for k in blocks:
+        b, w = basis.T @ sb @ basis, basis.T @ sw @ basis
+        k = min(k, basis.shape[1])
+        lam = 0.0
+        for _ in range(100):           # Wang et al. (2007) trace-ratio iteration
+            u = _eig_desc(b - lam * w)[1][:, :k]
+            new = float(np.trace(u.T @ b @ u) / np.trace(u.T @ w @ u))
+            if abs(new - lam) <= 1e-12 * max(1.0, abs(new)):
+                break
+            lam = new
+        cols.append(basis @ u)
+        full = np.concatenate(cols, axis=1)
+        basis = _eig_desc(np.eye(d) - full @ full.T)[1][:, : d - full.shape[1]]
+    if basis.shape[1]:
+        cols.append(basis)
+    return _fix_sign(np.concatenate(cols, axis=1))
+
+
+def null_extras(stats: np.ndarray, labels, dense_w: np.ndarray, emb_rms: float,
+                alpha: float = 0.2, k: int = 64, reg: float = 0.1):
+    """Alternative evaluated in the benchmark (not shipped): ``k`` LDA directions of the part
+    of the 1024-D statistics in the null space of CAM++'s dense layer, scaled so their RMS
+    norm is ``alpha`` times ``emb_rms``. Returns f(stats) -> (N, k)."""
+    s = np.asarray(stats, np.float64)
+    p = np.eye(s.shape[1]) - np.linalg.pinv(dense_w) @ dense_w
+    r = s @ p.T
+    mu = r.mean(0)
+    r = r - mu
+    labels = np.asarray(labels)
+    classes = sorted(set(labels.tolist()))
+    means = np.array([r[labels == c].mean(0) for c in classes])
+    sw = sum(np.cov(r[labels == c].T, bias=True) for c in classes) / len(classes)
+    sw = sw + reg * np.trace(sw) / len(sw) * np.eye(len(sw))
+    db = means - means.mean(0)
+    sb = db.T @ db / len(classes)
+    lw, vw = np.linalg.eigh(sw)
+    white = vw / np.sqrt(lw)
+    a = white @ _eig_desc(white.T @ sb @ white)[1][:, :k]
+    scale = alpha * emb_rms / np.sqrt(np.mean(np.sum((r @ a) ** 2, axis=1)))
+    return lambda st: scale * ((np.asarray(st, np.float64) @ p.T - mu) @ a)
+
+
+
 def prefix(x: np.ndarray, d: int) -> np.ndarray:
-    return T.unit(x[..., :d])
+    return unit(x[..., :d])
 
 
 # ------------------------------------------------------------------------------- methods
@@ -74,35 +138,35 @@ def m_campp(fd):
 
 
 def m_pca_centred(fd):
-    x = T.unit(fd["clean_emb"])
+    x = unit(fd["clean_emb"])
     mu = x.mean(0)
-    r = T._eig_desc(np.cov(x.T))[1]
-    return lambda s, e: (T.unit(e) - mu) @ r
+    r = _eig_desc(np.cov(x.T))[1]
+    return lambda s, e: (unit(e) - mu) @ r
 
 
 def m_pca(fd):
-    r = T.ordered_rotation(fd["clean_emb"], fd["clean_spk"], None, weighting="row")
+    r = ordered_rotation(fd["clean_emb"], fd["clean_spk"], None, weighting="row")
     return lambda s, e: e @ r
 
 
 def m_lda(fd):
     x = np.concatenate([fd["clean_emb"], fd["aug_emb"]])
-    r = T.lda_rotation(x, np.concatenate([fd["clean_spk"], fd["aug_spk"]]))
+    r = lda_rotation(x, np.concatenate([fd["clean_spk"], fd["aug_spk"]]))
     return lambda s, e: e @ r
 
 
 def m_shipped(fd):
-    w = T.fit_head(fd["clean_emb"], fd["clean_spk"], fd["aug_emb"], fd["aug_spk"])
+    w = fit_head(fd["clean_emb"], fd["clean_spk"], fd["aug_emb"], fd["aug_spk"])
     w = w.astype(np.float32).astype(np.float64)
     return lambda s, e: e @ w.T
 
 
 def m_null(fd):
-    w = T.fit_head(fd["clean_emb"], fd["clean_spk"], fd["aug_emb"], fd["aug_spk"])[:192]
+    w = fit_head(fd["clean_emb"], fd["clean_spk"], fd["aug_emb"], fd["aug_spk"])[:192]
     stats = np.concatenate([fd["clean_stats"], fd["aug_stats"]])
     emb = np.concatenate([fd["clean_emb"], fd["aug_emb"]])
     rms = float(np.sqrt(np.mean(np.sum(emb.astype(np.float64) ** 2, axis=1))))
-    extra = T.null_extras(stats, np.concatenate([fd["clean_spk"], fd["aug_spk"]]),
+    extra = null_extras(stats, np.concatenate([fd["clean_spk"], fd["aug_spk"]]),
                           fd["dense_w"], rms, alpha=0.2)
     return lambda s, e: np.concatenate([e @ w.T, extra(s)], axis=1)
 
@@ -138,7 +202,7 @@ def fold_eers(enr, tst, clean, spk, rec, d):
     s = c @ c.T
     up = np.triu(np.ones((n, n), bool), 1)
     ct, cts, cn = s[up & same], s[up & same & ~srec], s[up & ~same]
-    out = (T.eer(tg, nt), T.eer(tgs, nt), T.eer(ct, cn), T.eer(cts, cn))
+    out = (eer(tg, nt), eer(tgs, nt), eer(ct, cn), eer(cts, cn))
     counts = (len(tg), len(tgs), len(nt), len(ct), len(cts), len(cn))
     return out, counts
 

@@ -40,7 +40,6 @@ import json
 import os
 import sys
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +49,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-SR = 16000
+from speakerdb.eval.degrade import SR, babble, coloured_noise, crop, mix, rng_for  # noqa: E402
+from speakerdb.model.campplus.fit import fit_head, unit  # noqa: E402
+
 AUDIO_EXT = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus")
 HEAD_PATH = ROOT / "speakerdb" / "model" / "campplus" / "head.npz"
 VERSION = 1
@@ -109,45 +110,7 @@ def corpus_digest(items: list[Item], waves: list[np.ndarray]) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# deterministic signal recipes
-
-
-def rng_for(*key) -> np.random.Generator:
-    """A generator seeded by a stable hash of ``key`` (strings and ints)."""
-    return np.random.default_rng(zlib.crc32(repr(key).encode()) & 0xFFFFFFFF)
-
-
-def rms(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)) + 1e-12))
-
-
-def crop(x: np.ndarray, n: int, rng: np.random.Generator, tries: int = 20) -> np.ndarray:
-    """A random window of ``n`` samples (the whole signal tiled if shorter), retried until
-    its RMS is at least half the signal's so that crops are not pauses."""
-    if len(x) <= n:
-        return np.resize(x, n).astype(np.float32)
-    floor = 0.5 * rms(x)
-    for i in range(tries):
-        o = int(rng.integers(0, len(x) - n + 1))
-        w = x[o:o + n]
-        if rms(w) >= floor or i == tries - 1:
-            return w.astype(np.float32)
-    raise AssertionError
-
-
-def mix(target: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
-    """target + noise scaled to ``snr_db`` (RMS over the whole window)."""
-    g = rms(target) / rms(noise) * 10.0 ** (-snr_db / 20.0)
-    return (target + g * noise).astype(np.float32)
-
-
-def babble(waves: list[np.ndarray], n: int, rng: np.random.Generator) -> np.ndarray:
-    """Sum of one random ``n``-sample crop of each wave, each scaled to unit RMS."""
-    out = np.zeros(n, np.float64)
-    for w in waves:
-        c = crop(w, n, rng)
-        out += c / rms(c)
-    return out.astype(np.float32)
+# the evaluation condition (recipes in speakerdb.eval.degrade)
 
 
 def degrade_test(i: int, items: list[Item], waves: list[np.ndarray], pool: list[int],
@@ -170,21 +133,6 @@ def degrade_test(i: int, items: list[Item], waves: list[np.ndarray], pool: list[
         cands = [j for j in pool if items[j].speaker == others[s]]
         files.append(waves[cands[int(rng.integers(len(cands)))]])
     return mix(target, babble(files, n, rng), snr_db)
-
-
-def coloured_noise(n: int, rng: np.random.Generator, exponent: float) -> np.ndarray:
-    """Gaussian noise with a 1/f**exponent power spectrum (0 white, 1 pink, 2 brown)."""
-    spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.arange(len(spec), dtype=np.float64)
-    f[0] = 1.0
-    return np.fft.irfft(spec / f ** (exponent / 2.0), n).astype(np.float32)
-
-
-def speed(x: np.ndarray, factor: float) -> np.ndarray:
-    """Speed perturbation (tempo and pitch, like sox ``speed``): resample by 1/factor."""
-    import soxr
-
-    return soxr.resample(x, SR * factor, SR, quality="HQ").astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------
@@ -318,162 +266,8 @@ def fit_clips(items: list[Item], waves: list[np.ndarray], train: list[int], seed
 # the head: an ordered rotation of CAM++'s embedding
 
 
-def unit(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (float64)."""
-    x = np.asarray(x, np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
-def _fix_sign(v: np.ndarray) -> np.ndarray:
-    """Deterministic column signs: the largest-magnitude entry of each column positive."""
-    idx = np.argmax(np.abs(v), axis=0)
-    s = np.sign(v[idx, np.arange(v.shape[1])])
-    s[s == 0] = 1
-    return v * s
-
-
-def _eig_desc(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    w, v = np.linalg.eigh((a + a.T) / 2)
-    order = np.argsort(-w, kind="stable")
-    return w[order], _fix_sign(v[:, order])
-
-
-def second_moment(x: np.ndarray, labels, weighting: str = "speaker") -> np.ndarray:
-    """E[x x'] of the rows of ``x``: every row equal (``"row"``) or every class equal
-    (``"speaker"``: the mean over classes of each class's own mean of x x')."""
-    x = np.asarray(x, np.float64)
-    if weighting == "row":
-        return x.T @ x / len(x)
-    labels = np.asarray(labels)
-    classes = sorted(set(labels.tolist()))
-    c = np.zeros((x.shape[1],) * 2)
-    for k in classes:
-        xk = x[labels == k]
-        c += xk.T @ xk / len(xk)
-    return c / len(classes)
-
-
-def ordered_rotation(x: np.ndarray, labels, mean_dir: np.ndarray | None,
-                     weighting: str = "speaker") -> np.ndarray:
-    """(192, 192) orthogonal R whose columns are the eigenvectors of the second moment of the
-    unit rows ``x`` (weighted per ``weighting``), largest first, within the complement of
-    ``mean_dir``; ``mean_dir`` (normalised) is the last column. ``mean_dir=None``: plain
-    uncentred PCA ordering."""
-    x = unit(x)
-    d = x.shape[1]
-    c = second_moment(x, labels, weighting)
-    if mean_dir is None:
-        return _eig_desc(c)[1]
-    q = unit(mean_dir)[:, None]
-    basis, _ = np.linalg.qr(np.concatenate([q, np.eye(d)], axis=1))
-    b = basis[:, 1:d]                                 # orthonormal basis of q's complement
-    _, v = _eig_desc(b.T @ c @ b)
-    sign = 1.0 if q.sum() >= 0 else -1.0
-    return np.concatenate([_fix_sign(b @ v), sign * q], axis=1)
-
-
-def fit_head(clean_emb: np.ndarray, clean_labels, aug_emb: np.ndarray, aug_labels
-             ) -> np.ndarray:
-    """The shipped head: (256, 192) float64 weight with raw = weight @ e.
-
-    * Rows 0..191: R' with R = ``ordered_rotation`` of the unit CAM++ embeddings of the clean
-      files and of their degraded clips (``fit_clips``), every speaker weighted equally, with
-      the direction of the clean files' mean last. Short prefixes keep the directions along
-      which speakers (and their degraded queries) vary most; the common mean direction is a
-      near-constant offset to every cosine, so it is left to the full 192-D.
-    * Rows 192..255: zero, so the 256-D prefix equals the 192-D one, i.e. CAM++'s own cosine.
-      (Extra dimensions fitted on the 1024-D statistics CAM++'s dense layer discards gained
-      ~2-3 % EER on average in cross-validation but were worse than CAM++ on some folds;
-      see bench/mrl_head_eer.py.)
-    """
-    clean = unit(clean_emb)
-    x = np.concatenate([clean, unit(aug_emb)])
-    labels = np.concatenate([np.asarray(clean_labels), np.asarray(aug_labels)])
-    r = ordered_rotation(x, labels, mean_dir=clean.mean(0), weighting="speaker")
-    return np.concatenate([r.T, np.zeros((256 - r.shape[1], r.shape[0]))])
-
-
-def lda_rotation(x: np.ndarray, labels, blocks=(64, 64, 64)) -> np.ndarray:
-    """Alternative evaluated in the benchmark (not shipped): a rotation whose first 64, 128
-    columns solve the trace-ratio problem max tr(U'SbU)/tr(U'SwU) (between- vs within-speaker
-    scatter of the unit rows) in the complement of the columns before them."""
-    x = unit(x)
-    labels = np.asarray(labels)
-    classes = sorted(set(labels.tolist()))
-    means = np.array([x[labels == k].mean(0) for k in classes])
-    sw = sum(np.cov(x[labels == k].T, bias=True) for k in classes) / len(classes)
-    db = means - means.mean(0)
-    sb = db.T @ db / len(classes)
-    d = x.shape[1]
-    basis, cols = np.eye(d), []
-    for k in blocks:
-        b, w = basis.T @ sb @ basis, basis.T @ sw @ basis
-        k = min(k, basis.shape[1])
-        lam = 0.0
-        for _ in range(100):           # Wang et al. (2007) trace-ratio iteration
-            u = _eig_desc(b - lam * w)[1][:, :k]
-            new = float(np.trace(u.T @ b @ u) / np.trace(u.T @ w @ u))
-            if abs(new - lam) <= 1e-12 * max(1.0, abs(new)):
-                break
-            lam = new
-        cols.append(basis @ u)
-        full = np.concatenate(cols, axis=1)
-        basis = _eig_desc(np.eye(d) - full @ full.T)[1][:, : d - full.shape[1]]
-    if basis.shape[1]:
-        cols.append(basis)
-    return _fix_sign(np.concatenate(cols, axis=1))
-
-
-def null_extras(stats: np.ndarray, labels, dense_w: np.ndarray, emb_rms: float,
-                alpha: float = 0.2, k: int = 64, reg: float = 0.1):
-    """Alternative evaluated in the benchmark (not shipped): ``k`` LDA directions of the part
-    of the 1024-D statistics in the null space of CAM++'s dense layer, scaled so their RMS
-    norm is ``alpha`` times ``emb_rms``. Returns f(stats) -> (N, k)."""
-    s = np.asarray(stats, np.float64)
-    p = np.eye(s.shape[1]) - np.linalg.pinv(dense_w) @ dense_w
-    r = s @ p.T
-    mu = r.mean(0)
-    r = r - mu
-    labels = np.asarray(labels)
-    classes = sorted(set(labels.tolist()))
-    means = np.array([r[labels == c].mean(0) for c in classes])
-    sw = sum(np.cov(r[labels == c].T, bias=True) for c in classes) / len(classes)
-    sw = sw + reg * np.trace(sw) / len(sw) * np.eye(len(sw))
-    db = means - means.mean(0)
-    sb = db.T @ db / len(classes)
-    lw, vw = np.linalg.eigh(sw)
-    white = vw / np.sqrt(lw)
-    a = white @ _eig_desc(white.T @ sb @ white)[1][:, :k]
-    scale = alpha * emb_rms / np.sqrt(np.mean(np.sum((r @ a) ** 2, axis=1)))
-    return lambda st: scale * ((np.asarray(st, np.float64) @ p.T - mu) @ a)
-
-
 # --------------------------------------------------------------------------------------------
-# evaluation helpers (used by bench/mrl_head_eer.py)
-
-
-def eer(target: np.ndarray, nontarget: np.ndarray) -> float:
-    """Equal error rate (fraction), exact from the sorted scores: the miss and false-alarm
-    rates at every threshold, linearly interpolated where they cross."""
-    t = np.asarray(target, np.float64)
-    n = np.asarray(nontarget, np.float64)
-    scores = np.concatenate([t, n])
-    is_t = np.concatenate([np.ones(len(t)), np.zeros(len(n))])
-    order = np.argsort(scores, kind="stable")
-    scores, is_t = scores[order], is_t[order]
-    # threshold just above scores[k] (accept > threshold): misses = targets at or below it
-    miss = np.concatenate([[0.0], np.cumsum(is_t)]) / len(t)
-    fa = 1.0 - np.concatenate([[0.0], np.cumsum(1 - is_t)]) / len(n)
-    # only thresholds between distinct scores are operating points
-    keep = np.concatenate([[True], scores[1:] != scores[:-1], [True]])
-    miss, fa = miss[keep], fa[keep]
-    d = miss - fa                       # rises from -1 to +1
-    k = int(np.argmax(d >= 0))
-    if d[k] == 0 or k == 0:
-        return float(miss[k])
-    # interpolate between operating points k-1 and k
-    a = d[k - 1] / (d[k - 1] - d[k])
-    return float(miss[k - 1] + a * (miss[k] - miss[k - 1]))
+# cross-validation folds (used by bench/mrl_head_eer.py)
 
 
 def speaker_folds(items: list[Item], k: int, seed: int) -> dict[str, int]:

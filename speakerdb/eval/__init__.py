@@ -1,0 +1,1 @@
+"""Evaluation: verification metrics and deterministic degraded-probe conditions."""
