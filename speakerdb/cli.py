@@ -295,9 +295,22 @@ def _add_groups() -> None:
 _add_groups()
 
 
+def _log_to_stderr() -> None:
+    """Library log records (weights being fetched, ...) as ``speakerdb: message`` on stderr."""
+    import logging
+
+    log = logging.getLogger("speakerdb")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("speakerdb: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
 def main() -> None:
     """The console script: usage errors become one stderr line too (exit 2)."""
     ex = _click_exceptions()
+    _log_to_stderr()
     try:
         rv = app(standalone_mode=False, prog_name="speakerdb")
     except ex.UsageError as e:

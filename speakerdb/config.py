@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 DEFAULT_HOME = Path("indexes") / "default"
-DEFAULT_MODEL = "spectral"  # the built-in default until the real models land
+DEFAULT_MODEL = "campplus"  # CAM++ with the packaged Matryoshka head
 HOME_FILE = "home.json"
 SQLITE_FILE = "speakerdb.sqlite"
 

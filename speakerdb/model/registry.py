@@ -19,7 +19,7 @@ BUILTIN = {
     "campplus": "CAM++ (3D-Speaker, 192-D) with a Matryoshka head to nested 64/128/192/256-D",
     "spectral": "deterministic spectral-statistics embedder (no weights; for tests and demos)",
 }
-CAMPPLUS_THRESHOLD = 0.35  # cosine at 256-D, until a database is calibrated
+CAMPPLUS_THRESHOLD = 0.40  # cosine at 256-D (= CAM++), until a database is calibrated; see README
 DEVICES = ("auto", "cpu", "cuda")
 REDIMNET_THRESHOLD = 0.5  # cosine at the full dimension, until a database is calibrated
 

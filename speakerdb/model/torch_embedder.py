@@ -1,8 +1,9 @@
 """Running a torch speaker model as an ``Embedder``: device, threads, eval mode, batching.
 
 Inputs are grouped by exact length and each group runs as one batch, so batched results equal
-one-at-a-time results (no padding ever reaches the model); groups larger than ``max_batch`` are
-split. Very short inputs are repeated up to ``min_samples`` so no model sees fewer frames than it
+one-at-a-time results (no padding ever reaches the model); groups are split into batches of at
+most ``max_batch`` inputs and ``max_batch_samples`` samples in all (on a CPU, one forward pass over
+many long clips is slower per clip than several smaller ones: its activations leave the caches). Very short inputs are repeated up to ``min_samples`` so no model sees fewer frames than it
 can pool.
 """
 
@@ -18,8 +19,7 @@ import torch
 from speakerdb.errors import UsageError
 from speakerdb.model.registry import DEVICES
 
-__all__ = ["DEVICES", "resolve_device", "set_threads", "TorchEmbedder"]
-
+__all__ = ["DEVICES", "TorchEmbedder", "resolve_device", "set_threads"]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -51,11 +51,13 @@ class TorchEmbedder:
 
     def __init__(self, module: torch.nn.Module, *, name: str, sha256: str, raw_dim: int,
                  dims: tuple[int, ...], default_threshold: float, device: str = "auto",
-                 max_batch: int = 16, min_samples: int = 1600):
+                 max_batch: int = 16, max_batch_samples: int = 48 * 16000,
+                 min_samples: int = 1600):
         self.name, self.sha256, self.raw_dim, self.dims = name, sha256, raw_dim, tuple(dims)
         self.default_threshold = default_threshold
         self.device = resolve_device(device)
         self.max_batch, self.min_samples = max_batch, min_samples
+        self.max_batch_samples = max_batch_samples
         set_threads()
         self.module = module.to(self.device).eval()
 
@@ -74,9 +76,10 @@ class TorchEmbedder:
         for i, w in enumerate(fitted):
             groups[w.size].append(i)
         with torch.inference_mode():
-            for idx in groups.values():
-                for s in range(0, len(idx), self.max_batch):
-                    part = idx[s : s + self.max_batch]
+            for n, idx in groups.items():
+                rows = max(1, min(self.max_batch, self.max_batch_samples // n))
+                for s in range(0, len(idx), rows):
+                    part = idx[s : s + rows]
                     x = torch.from_numpy(np.stack([fitted[i] for i in part])).to(self.device)
                     out[part] = self.module(x).float().cpu().numpy()
         return out

@@ -54,3 +54,18 @@ def test_devices():
     if not torch.cuda.is_available():
         with pytest.raises(UsageError, match="no CUDA"):
             resolve_device("cuda")
+
+
+def test_batches_are_capped_by_total_samples():
+    emb = make(max_batch=16, max_batch_samples=10_000, min_samples=400)
+    rng = np.random.default_rng(1)
+    long = [rng.standard_normal(4000).astype(np.float32) for _ in range(5)]
+    short = [rng.standard_normal(500).astype(np.float32) for _ in range(30)]
+    together = emb(long + short)
+    assert sorted(emb.module.calls) == sorted([(2, 4000), (2, 4000), (1, 4000),
+                                               (16, 500), (14, 500)])
+    alone = np.stack([emb([w])[0] for w in long + short])
+    np.testing.assert_allclose(together, alone, atol=1e-6)
+    huge = make(max_batch=4, max_batch_samples=100)
+    huge([rng.standard_normal(3000).astype(np.float32)] * 3)
+    assert huge.module.calls == [(1, 3000)] * 3  # never an empty batch

