@@ -291,6 +291,10 @@ def _add_groups() -> None:
 
     app.add_typer(models_app, name="models")
 
+    from speakerdb.cli_eval import register as _register_eval
+
+    _register_eval(app)
+
 
 _add_groups()
 

@@ -1,0 +1,63 @@
+"""Plain-text tables of an evaluation report (the ``--json`` document's text form)."""
+
+from __future__ import annotations
+
+__all__ = ["format_report"]
+
+
+def _cell(x, fmt: str) -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def _verification(doc: dict) -> list[str]:
+    lines = [f"{doc['trials']} trials ({doc['targets']} target, {doc['nontargets']} non-target)"]
+    conds = list(dict.fromkeys(c for m in doc["models"] for c in m["conditions"]))
+    for cond in conds:
+        lines += ["", f"condition {cond}: EER % / minDCF p=0.01 / minDCF p=0.05"]
+        dims = sorted({int(d) for m in doc["models"]
+                       for d in m["conditions"][cond]["dims"]})
+        head = f"{'model':<34} {'norm':<7}" + "".join(f"{str(d) + '-D':>22}" for d in dims)
+        lines.append(head)
+        for m in doc["models"]:
+            c = m["conditions"][cond]
+            norms = list(dict.fromkeys(n for d in c["dims"].values() for n in d))
+            for norm in norms:
+                row = f"{m['model']['name'][:34]:<34} {norm:<7}"
+                for d in dims:
+                    r = c["dims"].get(str(d), {}).get(norm)
+                    row += (f"{'-':>22}" if r is None else
+                            f"{r['eer']:>8.2f} {r['min_dcf_0.01']:>6.3f} {r['min_dcf_0.05']:>6.3f}")
+                lines.append(row)
+            if c["skipped"]:
+                lines.append(f"  {c['skipped']} trials skipped: {'; '.join(c['errors'][:2])}")
+    return lines
+
+
+def _identification(doc: dict) -> list[str]:
+    g = doc.get("gallery", {})
+    lines = [f"gallery: {g.get('speakers')} speakers, {g.get('segments')} segments; "
+             f"model {doc.get('model')}"]
+    for cond, c in doc["conditions"].items():
+        lines += ["", f"condition {cond}: {c.get('known')} known and {c.get('unknown')} unknown "
+                      f"probes, {c.get('failed', 0)} failed"]
+        lines.append(f"{'dim':>5} {'rule':<9} {'top-1':>7} {'top-5':>7} "
+                     f"{'DIR@1%':>8} {'DIR@10%':>8}")
+        for d, rules in c["dims"].items():
+            for rule, r in rules.items():
+                dirs = r.get("dir") or {}
+                lines.append(f"{d:>5} {rule:<9} {_cell(r.get('top1'), '7.3f')} "
+                             f"{_cell(r.get('top5'), '7.3f')} "
+                             f"{_cell(dirs.get('0.01'), '8.3f')} {_cell(dirs.get('0.1'), '8.3f')}")
+        cas = c.get("cascade")
+        if cas:
+            lines.append("cascade vs exhaustive: " + ", ".join(
+                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in cas.items()
+                if not isinstance(v, (dict, list))))
+    return lines
+
+
+def format_report(doc: dict) -> str:
+    body = _verification(doc) if doc.get("mode") == "verification" else _identification(doc)
+    if doc.get("plots"):
+        body += ["", "plots: " + ", ".join(doc["plots"])]
+    return "\n".join(body)
