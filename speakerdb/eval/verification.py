@@ -85,12 +85,15 @@ def evaluate_verification(
     files: Sequence[LabelledFile] = (), conditions: Sequence[Condition] = (CLEAN,), *,
     cohort_files: Sequence[LabelledFile] = (), cohort_root: Path | None = None,
     cohort_top: int | None = None, progress: Callable[[int], None] | None = None,
+    caches: dict[str, EmbeddingCache] | None = None,
 ) -> tuple[dict, dict]:
     """Score ``trials`` (paths relative to ``root``) with every model under every condition.
 
     ``files``: labelled files of the run (speakers for babble and cohort exclusion); paths not
     among them take their speaker from the first path component. ``cohort_files`` (relative
-    to ``cohort_root``): a labelled set whose speaker means form the AS-norm cohort."""
+    to ``cohort_root``): a labelled set whose speaker means form the AS-norm cohort.
+    ``caches``: embedding caches by model sha256, reused and filled (several trial lists over
+    the same files embed each file once)."""
     if not trials:
         raise UsageError("no trials to score")
     labels = {f.path: f.speaker for f in files}
@@ -104,10 +107,12 @@ def evaluate_verification(
         raise UsageError("the trial list needs both target (1) and non-target (0) trials")
     all_scores: dict = {}
     for emb in embedders:
-        cache = EmbeddingCache(emb, root, known)
+        caches = {} if caches is None else caches
+        cache = caches.setdefault(emb.sha256, EmbeddingCache(emb, root, known))
         cohort = None
         if cohort_files:
-            ccache = EmbeddingCache(emb, cohort_root or root, cohort_files)
+            same_root = cohort_root is None or Path(cohort_root).resolve() == Path(root).resolve()
+            ccache = cache if same_root else EmbeddingCache(emb, cohort_root, cohort_files)
             cohort = _cohort_for(ccache, cohort_files, emb.dims, progress)
         enrol = [Job(t.a) for t in trials]
         cache.ensure(enrol, progress)
