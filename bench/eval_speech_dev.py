@@ -106,7 +106,6 @@ def identification(spec, emb, root, files) -> dict:
             cache = EmbeddingCache(emb, root, files)
             doc = evaluate_identification(db, probes, root, [CLEAN, parse_condition(HARD)],
                                           rules=("max", "mean", "top2"), cache=cache)
-    doc.pop("_scores", None)
     doc = {"mode": "identification", "model": emb.name, **doc}
     print(format_report(doc))
     return doc

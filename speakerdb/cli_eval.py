@@ -85,6 +85,8 @@ def eval_(
     if (trials_file is None) == (probes is None):
         raise UsageError("give either --trials FILE (verification) or --probes SOURCE "
                          "(identification against the database)")
+    if probes is not None and plot is not None:
+        raise UsageError("--plot draws DET curves of a trial list: use it with --trials")
     conds = _conditions(condition)
     if trials_file is not None:
         doc, scores = _verification(trials_file, root, labels, model, conds, cohort_files,
@@ -153,8 +155,7 @@ def _identification(probes, root, models, conds, aggregation, home, device):
         finally:
             bar.close()
         name = db.embedder.name
-    doc = {"mode": "identification", "probes": str(probes), "model": name, **doc}
-    return doc, doc.pop("_scores", {})
+    return {"mode": "identification", "probes": str(probes), "model": name, **doc}, {}
 
 
 def _plots(scores: dict, folder: Path) -> list[str]:

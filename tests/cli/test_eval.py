@@ -129,3 +129,40 @@ def test_eval_missing_audio_is_one_line(cli, tmp_path):
     run = cli("eval", "--trials", tmp_path / "T", "--model", "spectral", expect=2)
     line = run.error_line()
     assert "3 file(s) not found" in line and "a.wav" in line
+
+
+def test_eval_identification(cli, small_set, tmp_path):
+    """Gallery: every file but the last of 8 speakers; probes: those last files (known) and
+    every file of the other 4 speakers (unknown)."""
+    rows = list(csv.DictReader(open(small_set, newline="")))
+    speakers = sorted({r["speaker"] for r in rows})
+    known = set(speakers[:8])
+    gallery, probes = tmp_path / "gallery.csv", tmp_path / "probes.csv"
+    with open(gallery, "w", newline="") as g, open(probes, "w", newline="") as p:
+        gw, pw = csv.writer(g), csv.writer(p)
+        gw.writerow(["path", "speaker"])
+        pw.writerow(["path", "speaker"])
+        for s in speakers:
+            files = [r["path"] for r in rows if r["speaker"] == s]
+            for f in files[:-1] if s in known else []:
+                gw.writerow([f, s])
+            for f in files[-1:] if s in known else files:
+                pw.writerow([f, s])
+    home = tmp_path / "home"
+    cli("init", "--home", home, "--model", "spectral")
+    cli("ingest", gallery, "--layout", "manifest", "--home", home)
+    doc = cli("eval", "--probes", probes, "--home", home, "--condition", "clean",
+              "--aggregation", "max", "--aggregation", "mean", "--json").json()
+    assert doc["mode"] == "identification" and doc["gallery"]["speakers"] == 8
+    clean = doc["conditions"]["clean"]
+    assert clean["known"] == 8 and clean["unknown"] == len(probes.read_text().splitlines()) - 9
+    for d in ("64", "256"):
+        for rule in ("max", "mean"):
+            r = clean["dims"][d][rule]
+            assert 0.5 <= r["top1"] <= r["top5"] <= 1.0, r
+            assert set(r["dir"]) == {"0.01", "0.1"}
+    assert clean["cascade"]["recall_at_1"] == 1.0
+    text = cli("eval", "--probes", probes, "--home", home).stdout
+    assert "top-1" in text and "cascade" in text
+    run = cli("eval", "--probes", probes, "--home", home, "--plot", tmp_path / "p", expect=2)
+    assert "--trials" in run.error_line()
