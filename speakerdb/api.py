@@ -13,10 +13,13 @@ from pathlib import Path
 
 from speakerdb.audio import AudioInput, AudioPolicy
 from speakerdb.config import (
-    default_model,
+    ASNORM_DEFAULT_THRESHOLD,
     SQLITE_FILE,
     CascadeConfig,
+    DurationGates,
     IngestConfig,
+    check_score_norm,
+    default_model,
     read_home_file,
     resolve_home,
     write_home_file,
@@ -29,7 +32,10 @@ from speakerdb.errors import (
     StoreError,
     UsageError,
 )
-from speakerdb.results import CheckReport, IdentifyResult, VerifyResult
+from speakerdb.results import (CheckReport, IdentifyResult, Threshold, VerifyResult,
+                               choose_threshold)
+from speakerdb.scoring import (Scorer, calibrate_db, embed_gated, gate_batches, gate_seconds,
+                               gated_policy, rule_label, verify_with)
 
 __all__ = ["SpeakerDB"]
 
@@ -46,6 +52,8 @@ class SpeakerDB:
         self.indexes, self.model_spec = indexes, model_spec
         self._embedder, self.device = embedder, device
         self.policy = AudioPolicy()
+        self.gates = DurationGates()
+        self.scorer = Scorer(store, lambda: self.space)
 
     # life cycle ----------------------------------------------------------------------------
     @classmethod
@@ -187,6 +195,7 @@ class SpeakerDB:
         from speakerdb.ingest.sources import discover
         from speakerdb.ingest.writer import StoreWriter
 
+        gate = gate_seconds(config.min_duration_s, self.gates.min_enroll_s)
         items = discover([str(s) for s in sources], layout, config.extensions)
         if on_start:
             on_start(len(items))
@@ -199,18 +208,20 @@ class SpeakerDB:
             have = self.store.known_recordings(shas)
             return have if config.retry_failed else have | self.store.known_failures(shas)
 
-        reader = Reader(items, known, self.policy, config.files_per_batch)
+        reader = Reader(items, known, gated_policy(self.policy, gate), config.files_per_batch)
         writer = StoreWriter(self.store, self.indexes, run_id)
         t0 = time.perf_counter()
         status = "failed"
         try:
-            stats = Runner(reader, embedder, writer, config.embed_batch, progress).run()
+            stats = Runner(gate_batches(reader, gate, self.policy), embedder, writer,
+                           config.embed_batch, progress).run()
             t1 = time.perf_counter()
             self.indexes.flush(force=True)
             self.fit_rotation()
             stats.write_s += time.perf_counter() - t1
             status = "done"
         finally:
+            self.scorer.invalidate()
             summary = None if status != "done" else stats.as_dict()
             if summary is not None:
                 summary["wall_s"] = round(time.perf_counter() - t0, 3)
@@ -218,52 +229,102 @@ class SpeakerDB:
             self.store.finish_run(run_id, status, summary)
         return stats
 
-    def embed(self, audio: AudioInput, name: str | None = None):
-        """AudioEmbedding of ``audio`` with the database's model."""
-        from speakerdb.embedding import embed_audio
-
-        return embed_audio(self.embedder, audio, self.policy, name=name)
+    def embed(self, audio: AudioInput, name: str | None = None,
+              min_duration_s: float | None = None):
+        """AudioEmbedding of ``audio`` with the database's model; less signal than the query
+        gate (``min_duration_s``, default ``self.gates.min_query_s``) is a TooShortError."""
+        return embed_gated(self.embedder, audio, self.policy,
+                           gate_seconds(min_duration_s, self.gates.min_query_s), name)
 
     def threshold(self) -> float:
         """The decision threshold: a calibrated one stored in the database, else the model's."""
-        stored = self.store.get_setting("threshold")
-        if isinstance(stored, dict) and "value" in stored:
-            return float(stored["value"])
-        return float(self.embedder.default_threshold)
+        return self.threshold_for().value
+
+    def threshold_for(self, given: float | None = None, score_norm: str = "none",
+                      rule: str | None = None, dim: int | None = None) -> Threshold:
+        """The ``Threshold`` (value and source) to decide with for this score normalisation
+        (and aggregation rule and dimension, when given)."""
+        if given is not None:
+            return Threshold(float(given), "given")
+        default = (ASNORM_DEFAULT_THRESHOLD if score_norm == "asnorm"
+                   else float(self.embedder.default_threshold))
+        return choose_threshold(given, self.store.get_setting("threshold"), score_norm, default,
+                                rule, dim)
 
     def identify(self, audio: AudioInput, cascade: CascadeConfig = CascadeConfig(),
                  threshold: float | None = None, min_margin: float = 0.0,
-                 exhaustive: bool = False, name: str | None = None) -> IdentifyResult:
-        """Who is speaking in ``audio``: cascade search, speaker aggregation, open-set decision."""
+                 exhaustive: bool = False, name: str | None = None, *,
+                 score_norm: str = "none", cohort=None, cohort_top: int | None = None,
+                 min_duration_s: float | None = None) -> IdentifyResult:
+        """Who is speaking in ``audio``: cascade search, speaker aggregation
+        (``cascade.aggregation``), optional AS-norm of the candidates' scores
+        (``score_norm="asnorm"`` against ``cohort``: None for the database's speaker means, a
+        ``Cohort`` or a ``Cohort.save`` file; top-N ``cohort_top``), open-set decision."""
         from speakerdb.search.cascade import cascade_search, exhaustive_search
         from speakerdb.search.decision import aggregate, decide
 
-        emb = self.embed(audio, name=name)
-        t0 = time.perf_counter()
+        check_score_norm(score_norm)
         indexes = self._require_indexes().by_dim
+        full = max(indexes)
+        norm = self.scorer.norm(cohort, cohort_top, full) if score_norm == "asnorm" else None
+        emb = self.embed(audio, name=name, min_duration_s=min_duration_s)
+        t0 = time.perf_counter()
         query = self.space.query(emb.segments_raw)
         exhaustive = exhaustive or len(indexes) == 1  # a space without nested prefixes yet
         if exhaustive:
-            full = max(indexes)
             hits = exhaustive_search(indexes[full], query[full], cascade.k192)
         else:
             hits = cascade_search(indexes, query, cascade)
         refs = self.store.segment_refs(h.segment_id for h in hits)
         labels = {i: r.speaker for i, r in refs.items()}
-        candidates = aggregate(hits, labels, cascade.aggregation)
-        thr = self.threshold() if threshold is None else threshold
-        d = decide(candidates, thr, min_margin)
+        rule = cascade.aggregation
+        extra = {"centroids": self.scorer.centroids(), "query": query[full]} \
+            if rule == "centroid" and hits else {}
+        candidates = aggregate(hits, labels, rule, k=cascade.agg_k, **extra)
+        if norm is not None:
+            candidates = self.scorer.normalise(candidates, query[full], rule, norm)
+        label = rule_label(rule, cascade.agg_k)
+        thr = self.threshold_for(threshold, score_norm, label, full)
+        d = decide(candidates, thr.value, min_margin)
+        best = candidates[0] if candidates else None
         return IdentifyResult(
             input=emb.input, decision=d.decision, speaker=d.speaker, score=d.score,
-            threshold=thr, margin=d.margin, min_margin=min_margin,
+            threshold=thr.value, margin=d.margin, min_margin=min_margin,
             candidates=candidates[: cascade.top_k], mode="exhaustive" if exhaustive else "cascade",
             segments_scored=len(hits), seconds=time.perf_counter() - t0,
+            threshold_source=thr.source, score_norm=score_norm, aggregation=label,
+            cosine=None if best is None else (best.cosine if norm else best.score),
+            cohort=None if norm is None else norm.info(),
         )
 
-    def verify(self, a: AudioInput, b: AudioInput, threshold: float | None = None) -> VerifyResult:
-        """Cosine score of ``a`` against ``b`` at every dimension and a same/different decision."""
-        return verify_with(self.embedder, a, b,
-                           self.threshold() if threshold is None else threshold, self.policy)
+    def verify(self, a: AudioInput, b: AudioInput, threshold: float | None = None, *,
+               score_norm: str = "none", cohort=None, cohort_top: int | None = None,
+               min_duration_s: float | None = None) -> VerifyResult:
+        """Cosine score of ``a`` against ``b`` at every dimension and a same/different decision;
+        with ``score_norm="asnorm"`` the scores are AS-normalised against ``cohort`` (None: the
+        database's speaker means)."""
+        check_score_norm(score_norm)
+        top = max(self.embedder.dims)
+        norm = self.scorer.norm(cohort, cohort_top, top) if score_norm == "asnorm" else None
+        thr = self.threshold_for(threshold, score_norm, None, top)
+        return verify_with(self.embedder, a, b, thr, self.policy, score_norm=score_norm,
+                           cohort=norm, cohort_top=cohort_top,
+                           min_duration_s=gate_seconds(min_duration_s, self.gates.min_query_s),
+                           space=self.space)
+
+    def calibrate(self, target_far: float | None = None, eer: bool = False,
+                  score_norm: str = "none", rule: str | None = None, dim: int | None = None,
+                  *, agg_k: int | None = None, cohort_top: int | None = None):
+        """Choose and store the decision threshold from the database's own labelled vectors.
+
+        Leave-one-out: every labelled segment is a query against the other recordings
+        (segments of its own recording never count as genuine), aggregated per speaker by
+        ``rule`` (default: identify's, ``max``), at ``dim`` (default: the top dimension of the
+        database's space), raw or AS-normalised (``score_norm``). The threshold is the lowest
+        with FAR <= ``target_far`` (default 0.01), or the EER point with ``eer``. It is stored
+        in the settings (key ``threshold``) and used by identify/verify with the same
+        ``score_norm``. Returns the ``eval.calibrate.Calibration``."""
+        return calibrate_db(self, target_far, eer, score_norm, rule, dim, agg_k, cohort_top)
 
     def check(self, repair: bool = False) -> CheckReport:
         """Compare the saved indexes with the store; ``repair`` rebuilds them if they differ."""
@@ -299,17 +360,20 @@ class SpeakerDB:
         self.store.set_setting(ROTATION_KEY, encode_rotation(fit_rotation(raw), len(raw)))
         self.indexes.space = _space(self.store, self.model)
         self.indexes.rebuild()
+        self.scorer.invalidate()
         return True
 
     def delete_speaker(self, label: str) -> int:
         """Delete a speaker and its recordings; returns the number of segments removed."""
         removed = self.store.delete_speaker(label)
+        self.scorer.invalidate()
         self._require_indexes()
         self.indexes.remove(removed)
         return len(removed)
 
     def delete_recording(self, key: str) -> int:
         removed = self.store.delete_recording(key)
+        self.scorer.invalidate()
         self._require_indexes()
         self.indexes.remove(removed)
         return len(removed)
@@ -341,15 +405,3 @@ def _space(store, bound):
         return space_for(bound.dims, bound.raw_dim, stored)
     except (ValueError, KeyError, TypeError) as e:
         raise StoreError(f"the database's stored rotation is unusable ({e})") from None
-
-
-def verify_with(embedder, a: AudioInput, b: AudioInput, threshold: float,
-                policy: AudioPolicy = AudioPolicy()) -> VerifyResult:
-    """Verify with a model alone (no database needed)."""
-    from speakerdb.embedding import embed_audio
-
-    ea, eb = embed_audio(embedder, a, policy), embed_audio(embedder, b, policy)
-    scores = {d: float(ea.nested[d] @ eb.nested[d]) for d in embedder.dims}
-    score = scores[max(scores)]
-    return VerifyResult(ea.input, eb.input, scores, score, threshold,
-                        "same" if score >= threshold else "different")

@@ -25,6 +25,20 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+ScoreNorm = Annotated[str, typer.Option(
+    "--score-norm", help="Score normalisation: none | asnorm (AS-norm against a cohort).")]
+CohortFile = Annotated[Optional[Path], typer.Option(
+    "--cohort", help="AS-norm cohort file (.npz written by Cohort.save; default: the "
+                     "database's speaker means).")]
+CohortTop = Annotated[Optional[int], typer.Option(
+    "--cohort-top", help="AS-norm top-N cohort scores (default 300, at most the cohort size).")]
+MinDuration = Annotated[Optional[float], typer.Option(
+    "--min-duration", help="Seconds of signal an input needs (default 0.5).")]
+Aggregation = Annotated[str, typer.Option(
+    help="Speaker score: max | mean | top2 | topk | centroid.")]
+AggK = Annotated[int, typer.Option("--agg-k", help="Segments averaged by --aggregation topk.")]
+
+
 def _open(home, **kw):
     from speakerdb.api import SpeakerDB
 
@@ -82,6 +96,7 @@ def ingest(
     retry_failed: Annotated[bool, typer.Option(help="Try inputs that failed before again.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     strict: Annotated[bool, typer.Option(help="Exit 2 when any input failed (they are stored as failures either way).")] = False,
+    min_duration: MinDuration = None,
     device: Device = "auto",
     json_: Json = False,
 ):
@@ -101,7 +116,8 @@ def ingest(
         if bar is not None:
             bar.update(k)
 
-    cfg = IngestConfig(files_per_batch=batch, retry_failed=retry_failed)
+    cfg = IngestConfig(files_per_batch=batch, retry_failed=retry_failed,
+                       min_duration_s=min_duration)
     with _open(home, device=device) as db:
         try:
             stats = db.ingest(sources, layout, cfg, progress=progress, on_start=on_start)
@@ -134,26 +150,38 @@ def identify(
     audio: Annotated[list[Path], typer.Argument(help="Audio files to identify.")],
     home: Home = None,
     top_k: Annotated[int, typer.Option(help="Speakers to list.", min=1)] = 5,
-    threshold: Annotated[Optional[float], typer.Option(help="Cosine threshold (default: calibrated or the model's).")] = None,
-    margin: Annotated[float, typer.Option(help="Least lead of the best speaker over the second.")] = 0.0,
+    threshold: Annotated[Optional[float], typer.Option(
+        help="Decision threshold (default: calibrated for this --score-norm, else the model's "
+             "or the AS-norm default).")] = None,
+    margin: Annotated[float, typer.Option(
+        help="Least lead of the best speaker over the second (in the scores' space).")] = 0.0,
     exhaustive: Annotated[bool, typer.Option(help="Plain 256-D search instead of the cascade.")] = False,
     k64: Annotated[int, typer.Option(help="Shortlist after the 64-D screen.", min=1)] = 1000,
     k128: Annotated[int, typer.Option(help="Shortlist after 128-D rescoring.", min=1)] = 300,
     k192: Annotated[int, typer.Option(help="Shortlist after 192-D rescoring.", min=1)] = 100,
-    aggregation: Annotated[str, typer.Option(help="Speaker score: max | mean | top2.")] = "max",
+    aggregation: Aggregation = "max",
+    agg_k: AggK = 3,
+    score_norm: ScoreNorm = "none",
+    cohort: CohortFile = None,
+    cohort_top: CohortTop = None,
+    min_duration: MinDuration = None,
     device: Device = "auto",
     json_: Json = False,
 ):
     """Who is speaking: cascade search, per-speaker scores, match or unknown."""
-    from speakerdb.config import CascadeConfig
+    from speakerdb.config import CascadeConfig, check_score_norm
     from speakerdb.errors import AudioError
 
-    cfg = CascadeConfig(k64=k64, k128=k128, k192=k192, top_k=top_k, aggregation=aggregation)
+    check_score_norm(score_norm)
+    cfg = CascadeConfig(k64=k64, k128=k128, k192=k192, top_k=top_k, aggregation=aggregation,
+                        agg_k=agg_k)
     results, bad = [], 0
     with _open(home, device=device) as db:
         for a in audio:
             try:
-                results.append(db.identify(a, cfg, threshold, margin, exhaustive).as_dict())
+                r = db.identify(a, cfg, threshold, margin, exhaustive, score_norm=score_norm,
+                                cohort=cohort, cohort_top=cohort_top, min_duration_s=min_duration)
+                results.append(r.as_dict())
             except AudioError as e:
                 bad += 1
                 results.append({"input": str(a), "error": str(e)})
@@ -163,16 +191,24 @@ def identify(
         _print_json({"results": results})
     else:
         for r in results:
-            if "error" in r:
-                continue
-            who = r["speaker"] if r["decision"] == "match" else "unknown"
-            score = "n/a" if r["score"] is None else f"{r['score']:.4f}"
-            lead = "" if r["margin"] is None else f", margin {r['margin']:.4f}"
-            print(f"{r['input']}: {who} (score {score}, threshold {r['threshold']:.4f}{lead})")
-            for c in r["candidates"]:
-                print(f"  {c['score']:.4f}  {c['speaker']}")
+            if "error" not in r:
+                _print_identify(r)
     if bad:
         raise typer.Exit(2)
+
+
+def _print_identify(r: dict) -> None:
+    who = r["speaker"] if r["decision"] == "match" else "unknown"
+    norm = r["score_norm"] != "none"
+    score = "n/a" if r["score"] is None else f"{r['score']:.4f}"
+    if norm and r["cosine"] is not None:
+        score = f"{score} {r['score_norm']}, cosine {r['cosine']:.4f}"
+    lead = "n/a" if r["margin"] is None else f"{r['margin']:.4f}"
+    print(f"{r['input']}: {who} (score {score}, threshold {r['threshold']:.4f} "
+          f"[{r['threshold_source']}], margin {lead})")
+    for c in r["candidates"]:
+        cos = f"  (cosine {c['cosine']:.4f})" if norm else ""
+        print(f"  {c['score']:.4f}{cos}  {c['speaker']}")
 
 
 @app.command()
@@ -182,20 +218,75 @@ def verify(
     b: Annotated[Path, typer.Argument(help="Second audio file.")],
     home: Home = None,
     model: Annotated[Optional[str], typer.Option(help="Model (default: the database's, else the built-in default).")] = None,
-    threshold: Annotated[Optional[float], typer.Option(help="Cosine threshold at 256-D.")] = None,
+    threshold: Annotated[Optional[float], typer.Option(
+        help="Decision threshold at the top dimension (default: calibrated, else the model's "
+             "or the AS-norm default).")] = None,
+    score_norm: ScoreNorm = "none",
+    cohort: CohortFile = None,
+    cohort_top: CohortTop = None,
+    min_duration: MinDuration = None,
     device: Device = "auto",
     json_: Json = False,
 ):
-    """Same speaker or not: cosine score at every dimension and a decision."""
-    from speakerdb.api import verify_with
+    """Same speaker or not: cosine (or AS-norm) score at every dimension and a decision."""
+    from speakerdb.config import check_score_norm, default_model, read_home_file, resolve_home
+    from speakerdb.errors import UsageError
 
-    emb, default = _model_for(home, model, device)
-    r = verify_with(emb, a, b, default if threshold is None else threshold)
+    check_score_norm(score_norm)
+    kw = dict(score_norm=score_norm, cohort=cohort, cohort_top=cohort_top,
+              min_duration_s=min_duration)
+    if model is None and read_home_file(resolve_home(home)) is not None:
+        with _open(home, catch_up=False, device=device) as db:
+            r = db.verify(a, b, threshold, **kw)
+    else:
+        if score_norm == "asnorm" and cohort is None:
+            raise UsageError("--score-norm asnorm without a database needs --cohort FILE")
+        from speakerdb.model.registry import load_embedder
+        from speakerdb.scoring import verify_with
+
+        r = verify_with(load_embedder(model or default_model(), device), a, b, threshold, **kw)
     if json_:
         _print_json(r.as_dict())
         return
     dims = "  ".join(f"{d}-D {s:.4f}" for d, s in r.scores.items())
-    print(f"{r.decision} (score {r.score:.4f}, threshold {r.threshold:.4f})\n  {dims}")
+    norm = "" if r.score_norm == "none" else f" {r.score_norm}"
+    print(f"{r.decision} (score {r.score:.4f}{norm}, threshold {r.threshold:.4f} "
+          f"[{r.threshold_source}])\n  {dims}")
+
+
+@app.command()
+@shell
+def calibrate(
+    home: Home = None,
+    far: Annotated[Optional[float], typer.Option(
+        "--far", help="Target false-accept rate (default 0.01).")] = None,
+    eer: Annotated[bool, typer.Option(
+        "--eer", help="Choose the equal-error-rate point instead of a target FAR.")] = False,
+    score_norm: ScoreNorm = "none",
+    aggregation: Aggregation = "max",
+    agg_k: AggK = 3,
+    cohort_top: CohortTop = None,
+    json_: Json = False,
+):
+    """Choose the decision threshold from the database's labelled recordings and store it."""
+    from speakerdb.errors import UsageError
+
+    if far is not None and eer:
+        raise UsageError("give --far or --eer, not both")
+    if far is not None and not 0.0 < far < 1.0:
+        raise UsageError(f"--far must be strictly between 0 and 1, got {far:g}")
+    with _open(home, catch_up=False) as db:
+        cal = db.calibrate(far, eer, score_norm, aggregation, agg_k=agg_k,
+                           cohort_top=cohort_top)
+        stored = db.store.get_setting("threshold")
+    doc = {"home": str(db.home), **cal.to_dict(), "aggregation": stored["aggregation"]}
+    if json_:
+        _print_json(doc)
+        return
+    print(f"calibrated threshold {doc['threshold']:.6f} ({doc['method']}, score-norm "
+          f"{doc['score_norm']}, aggregation {doc['aggregation']}, {doc['dim']}-D)")
+    print(f"  achieved FAR {doc['far']:.4f}, FRR {doc['frr']:.4f} on {doc['targets']} targets "
+          f"and {doc['nontargets']} nontargets; stored in {doc['home']}")
 
 
 @app.command()

@@ -236,6 +236,109 @@ def test_identify_text(cli, built, new_utterances):
     assert run.stderr == ""
 
 
+def test_identify_json_reports_threshold_source_norm_and_margin(cli, built, new_utterances):
+    [r] = cli("identify", new_utterances["spk03"], "--home", built.home,
+              "--json").json()["results"]
+    assert r["threshold_source"] == "model default"
+    assert r["score_norm"] == "none" and r["aggregation"] == "max"
+    assert r["cosine"] == pytest.approx(r["score"])
+    assert r["margin"] == pytest.approx(r["candidates"][0]["score"] - r["candidates"][1]["score"],
+                                        abs=2e-6)
+    assert "cohort" not in r and all("cosine" not in c for c in r["candidates"])
+    [g] = cli("identify", new_utterances["spk03"], "--home", built.home, "--json",
+              "--threshold", "0.5").json()["results"]
+    assert g["threshold_source"] == "given"
+
+
+def test_identify_asnorm_json_and_text(cli, built, new_utterances):
+    path = new_utterances["spk01"]
+    [r] = cli("identify", path, "--home", built.home, "--json", "--score-norm",
+              "asnorm").json()["results"]
+    assert r["score_norm"] == "asnorm"
+    assert r["cohort"] == {"source": "database", "size": 4, "top_n": 4}
+    assert r["threshold_source"] == "asnorm default"
+    assert r["candidates"][0]["speaker"] == "spk01"
+    scores = [c["score"] for c in r["candidates"]]
+    assert scores == sorted(scores, reverse=True) and scores[0] > 1.0  # not a cosine
+    assert all(-1 <= c["cosine"] <= 1 for c in r["candidates"])
+    assert r["cosine"] == r["candidates"][0]["cosine"]
+    assert r["margin"] == pytest.approx(scores[0] - scores[1], abs=2e-6)
+    assert r["decision"] == ("match" if r["score"] >= r["threshold"] else "unknown")
+    [m] = cli("identify", path, "--home", built.home, "--json", "--score-norm", "asnorm",
+              "--threshold", "-100", "--margin", str(scores[0] - scores[1] + 0.01)
+              ).json()["results"]
+    assert m["decision"] == "unknown" and m["min_margin"] == pytest.approx(
+        scores[0] - scores[1] + 0.01)
+    run = cli("identify", path, "--home", built.home, "--score-norm", "asnorm",
+              "--cohort-top", "2")
+    first, *cands = run.stdout.splitlines()
+    assert first.startswith(f"{path}: ") and "asnorm, cosine " in first
+    assert "[asnorm default]" in first and "margin " in first
+    assert len(cands) == 4 and all("(cosine " in c for c in cands)
+    assert cands[0].split()[-1] == "spk01"
+
+
+def test_identify_asnorm_cohort_file(cli, built, new_utterances, tmp_path):
+    import numpy as np
+
+    from speakerdb.search.asnorm import Cohort
+
+    path = tmp_path / "cohort.npz"
+    Cohort.from_vectors(np.random.default_rng(0).normal(size=(20, 256))).save(path)
+    [r] = cli("identify", new_utterances["spk02"], "--home", built.home, "--json",
+              "--score-norm", "asnorm", "--cohort", path, "--cohort-top", "5").json()["results"]
+    assert r["cohort"] == {"source": str(path), "size": 20, "top_n": 5}
+    assert r["candidates"][0]["speaker"] == "spk02"
+
+
+@pytest.mark.parametrize("rule", ["centroid", "topk", "mean", "top2"])
+def test_identify_aggregations(cli, built, new_utterances, rule):
+    [r] = cli("identify", new_utterances["spk00"], "--home", built.home, "--json",
+              "--aggregation", rule, "--agg-k", "2").json()["results"]
+    assert r["aggregation"] == ("topk:2" if rule == "topk" else rule)
+    assert r["candidates"][0]["speaker"] == "spk00"
+    assert_candidates_best_first(r["candidates"])
+
+
+def test_identify_min_duration(cli, built, tmp_path):
+    import soundfile as sf
+
+    from tests.synth import RATE, voice
+
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, voice(1, 40, 0.8), RATE, subtype="PCM_16")
+    [ok] = cli("identify", clip, "--home", built.home, "--json", "--min-duration",
+               "0.5").json()["results"]
+    assert ok["candidates"][0]["speaker"] == "spk01"
+    run = cli("identify", clip, "--home", built.home, "--json", "--min-duration", "1.0",
+              expect=2)
+    [bad] = run.json()["results"]
+    assert bad == {"input": str(clip),
+                   "error": f"{clip}: too short: 0.8 s of signal, need at least 1.0 s"}
+    run = cli("identify", clip, "--home", built.home, "--min-duration", "1.0", expect=2)
+    assert "need at least 1.0 s" in run.error_line()
+
+
+def test_ingest_min_duration_records_the_failure(cli, tmp_path):
+    import soundfile as sf
+
+    from tests.synth import RATE, voice
+
+    src = tmp_path / "src" / "spk05"
+    src.mkdir(parents=True)
+    sf.write(src / "clip.wav", voice(5, 0, 0.8), RATE, subtype="PCM_16")
+    home = tmp_path / "h"
+    cli("init", "--home", home)
+    doc = cli("ingest", src.parent, "--home", home, "--json", "-q", "--min-duration",
+              "1.0").json()
+    assert (doc["added"], doc["failed"]) == (0, 1)
+    [f] = doc["failures"]
+    assert f["reason"] == "too_short"
+    assert f["error"] == f"{src / 'clip.wav'}: too short: 0.8 s of signal, need at least 1.0 s"
+    doc = cli("ingest", src.parent, "--home", home, "--json", "-q", "--retry-failed").json()
+    assert (doc["added"], doc["failed"]) == (1, 0)  # the default gate is 0.5 s
+
+
 # verify --------------------------------------------------------------------------------------
 def test_verify_json_same_vs_different(cli, built):
     a, a2 = built.files["spk01"][0], built.files["spk01"][1]
@@ -276,6 +379,37 @@ def test_verify_text(cli, built):
     assert first.startswith("different (score ")
     for d in DIMS:
         assert f"{d}-D " in second
+
+
+def test_verify_reports_threshold_source(cli, built, no_home):
+    a, b = built.files["spk01"][0], built.files["spk01"][1]
+    doc = cli("verify", a, b, "--home", built.home, "--json").json()
+    assert doc["threshold_source"] == "model default" and doc["score_norm"] == "none"
+    assert doc["cosines"] == doc["scores"]
+    given = cli("verify", a, b, "--home", no_home, "--json", "--threshold", "0.3").json()
+    assert given["threshold_source"] == "given"
+    assert "[model default]" in cli("verify", a, b, "--home", built.home).stdout
+
+
+def test_verify_asnorm_with_database_and_cohort_file(cli, built, no_home, tmp_path):
+    import numpy as np
+
+    from speakerdb.search.asnorm import Cohort
+
+    a, b = built.files["spk02"][0], built.files["spk02"][1]
+    plain = cli("verify", a, b, "--home", built.home, "--json").json()
+    doc = cli("verify", a, b, "--home", built.home, "--json", "--score-norm", "asnorm").json()
+    assert doc["score_norm"] == "asnorm" and doc["threshold_source"] == "asnorm default"
+    assert doc["cosines"] == plain["scores"]
+    assert doc["score"] == doc["scores"]["256"] and doc["score"] != plain["score"]
+    assert doc["cohort"] == {"source": "database", "size": 4, "top_n": 4}
+    path = tmp_path / "c.npz"
+    Cohort.from_vectors(np.random.default_rng(2).normal(size=(12, 256))).save(path)
+    doc = cli("verify", a, b, "--home", no_home, "--json", "--score-norm", "asnorm",
+              "--cohort", path).json()
+    assert doc["cohort"] == {"source": str(path), "size": 12, "top_n": 12}
+    assert sorted(doc["scores"], key=int) == DIMS
+    assert not no_home.exists()
 
 
 # embed ---------------------------------------------------------------------------------------
@@ -377,7 +511,7 @@ def test_speakerdb_home_environment_variable(built):
 
 # help ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("command", ["init", "ingest", "identify", "verify", "embed", "check",
-                                     "stats"])
+                                     "stats", "calibrate"])
 def test_command_help(cli, command):
     run = cli(command, "--help")
     assert "Usage:" in run.stdout and command in run.stdout

@@ -173,6 +173,61 @@ def test_bad_aggregation(cli, built):
     assert "median" in run.error_line()
 
 
+@pytest.mark.parametrize("args,words", [
+    (["--score-norm", "foo"], ["--score-norm", "foo"]),
+    (["--aggregation", "bad"], ["bad", "centroid"]),
+    (["--aggregation", "topk", "--agg-k", "0"], ["--agg-k"]),
+    (["--score-norm", "asnorm", "--cohort-top", "9"], ["--cohort-top", "1..4"]),
+    (["--min-duration", "-1"], ["--min-duration"]),
+])
+def test_identify_bad_scoring_options(cli, built, args, words):
+    run = cli("identify", built.files["spk00"][0], "--home", built.home, "--json", *args,
+              expect=2)
+    line = run.error_line()
+    assert all(w in line for w in words), line
+    assert run.stdout == ""
+
+
+def test_identify_cohort_with_other_dimensions(cli, built, tmp_path):
+    import numpy as np
+
+    from speakerdb.search.asnorm import Cohort
+
+    path = tmp_path / "c128.npz"
+    Cohort.from_vectors(np.random.default_rng(0).normal(size=(6, 128))).save(path)
+    run = cli("identify", built.files["spk00"][0], "--home", built.home, "--score-norm",
+              "asnorm", "--cohort", path, "--json", expect=2)
+    line = run.error_line()
+    assert str(path) in line and "128-D" in line and "256-D" in line
+    assert run.stdout == ""
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"not a cohort")
+    run = cli("identify", built.files["spk00"][0], "--home", built.home, "--score-norm",
+              "asnorm", "--cohort", broken, expect=2)
+    assert str(broken) in run.error_line()
+
+
+def test_verify_asnorm_without_database_needs_a_cohort(cli, built, no_home, tmp_path):
+    a, b = built.files["spk00"][0], built.files["spk00"][1]
+    run = cli("verify", a, b, "--home", no_home, "--score-norm", "asnorm", "--json", expect=2)
+    assert "--cohort FILE" in run.error_line()
+    assert run.stdout == ""
+    run = cli("verify", a, b, "--home", built.home, "--score-norm", "foo", expect=2)
+    assert "foo" in run.error_line()
+
+
+def test_asnorm_on_a_one_speaker_database(cli, built, tmp_path):
+    from tests.synth import write_corpus
+
+    write_corpus(tmp_path / "one", speakers=1, utterances=2)
+    home = tmp_path / "h"
+    cli("init", "--home", home)
+    cli("ingest", tmp_path / "one", "--home", home, "-q")
+    run = cli("identify", built.files["spk00"][0], "--home", home, "--score-norm", "asnorm",
+              expect=2)
+    assert "fewer than 2 labelled speakers" in run.error_line()
+
+
 @pytest.mark.parametrize("args", [["identify"], ["identify", "x.wav", "--top-k", "0"],
                                   ["verify", "only-one.wav"], ["ingest"], ["nosuchcommand"]])
 def test_argument_errors_exit_2(cli, built, args):
