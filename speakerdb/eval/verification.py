@@ -146,8 +146,9 @@ def _condition_report(emb, cache, trials, enrol, test, is_target, labels, cohort
                                            scores["none"])
         tgt = is_target[ok]
         if not tgt.any() or tgt.all():
+            example = f", e.g. {errors[0]}" if errors else ""
             raise UsageError(f"condition {cond.name}: no scorable target or non-target trials "
-                             f"({len(errors)} inputs failed" + (f", e.g. {errors[0]})" if errors else ")"))
+                             f"({len(errors)} inputs failed{example})")
         out["dims"][str(d)] = {}
         for norm, s in scores.items():
             out["dims"][str(d)][norm] = verification_metrics(s[tgt], s[~tgt])
