@@ -45,3 +45,18 @@ def write_corpus(root: Path, speakers: int = 4, utterances: int = 3, seconds: fl
             sf.write(p, voice(k, j, seconds), RATE, subtype="PCM_16")
             out[d.name].append(p)
     return out
+
+
+class Flat192:
+    """A model with a raw 192-D output and no nested prefixes (like an official ReDimNet)."""
+
+    name, dims, raw_dim, sample_rate, default_threshold = "flat192", (192,), 192, 16000, 0.8
+
+    def __init__(self):
+        from speakerdb.model.spectral import SpectralEmbedder
+
+        self.inner = SpectralEmbedder()
+        self.sha256 = "f" * 64
+
+    def __call__(self, waves):
+        return self.inner(waves)[:, :192]

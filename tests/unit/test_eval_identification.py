@@ -19,7 +19,7 @@ from speakerdb.eval.metrics import dir_at_fpir
 from speakerdb.eval.trials import LabelledFile
 from speakerdb.search.cascade import Hit
 from speakerdb.search.decision import aggregate
-from tests.synth import RATE, voice, write_corpus
+from tests.synth import RATE, Flat192, voice, write_corpus
 
 FPIRS = (0.1, 0.5)
 RULES = ("max", "mean", "top2", "topk", "centroid")
@@ -263,21 +263,6 @@ def test_no_unknown_probes_gives_none_with_a_note(setup):
     assert out["unknown"] == 0 and out["notes"] == ["no unknown probes"]
     assert out["dims"]["64"]["max"]["dir"] == {"0.01": None, "0.1": None}
     assert out["dims"]["64"]["max"]["top1"] is not None
-
-
-class Flat192:
-    """A model with a raw 192-D output and no nested prefixes."""
-
-    name, dims, raw_dim, sample_rate, default_threshold = "flat192", (192,), 192, 16000, 0.8
-
-    def __init__(self):
-        from speakerdb.model.spectral import SpectralEmbedder
-
-        self.inner = SpectralEmbedder()
-        self.sha256 = "f" * 64
-
-    def __call__(self, waves):
-        return self.inner(waves)[:, :192]
 
 
 def test_rotated_space_queries_go_through_the_rotation(tmp_path):

@@ -6,22 +6,7 @@ import pytest
 from speakerdb.api import SpeakerDB
 from speakerdb.audio import Waveform
 from speakerdb.space import VectorSpace, decode_rotation, encode_rotation, fit_rotation, space_for
-from tests.synth import voice, write_corpus
-
-
-class Flat192:
-    """A model with a raw 192-D output and no nested prefixes (like an official ReDimNet)."""
-
-    name, dims, raw_dim, sample_rate, default_threshold = "flat192", (192,), 192, 16000, 0.8
-
-    def __init__(self):
-        from speakerdb.model.spectral import SpectralEmbedder
-
-        self.inner = SpectralEmbedder()
-        self.sha256 = "f" * 64
-
-    def __call__(self, waves):
-        return self.inner(waves)[:, :192]
+from tests.synth import Flat192, voice, write_corpus
 
 
 def test_fit_rotation_orders_variance_and_is_orthogonal():
