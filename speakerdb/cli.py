@@ -383,8 +383,12 @@ def _add_groups() -> None:
     app.add_typer(models_app, name="models")
 
     from speakerdb.cli_eval import register as _register_eval
+    from speakerdb.cli_server import register as _register_server
+    from speakerdb.cli_speakers import register as _register_speakers
 
     _register_eval(app)
+    _register_speakers(app)
+    _register_server(app)
 
 
 _add_groups()

@@ -1,0 +1,11 @@
+"""``speakerdb serve``: the HTTP server."""
+
+from __future__ import annotations
+
+import typer
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the commands of this module to ``app``."""
