@@ -7,10 +7,12 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from speakerdb import speakers as manage
 from speakerdb.audio import AudioInput, AudioPolicy
 from speakerdb.config import (
     ASNORM_DEFAULT_THRESHOLD,
@@ -32,8 +34,8 @@ from speakerdb.errors import (
     StoreError,
     UsageError,
 )
-from speakerdb.results import (CheckReport, IdentifyResult, Threshold, VerifyResult,
-                               choose_threshold)
+from speakerdb.results import (CheckReport, EnrollResult, IdentifyResult, SpeakerInfo,
+                               Threshold, VerifyResult, choose_threshold)
 from speakerdb.scoring import (Scorer, calibrate_db, embed_gated, gate_batches, gate_seconds,
                                gated_policy, rule_label, verify_with)
 
@@ -54,6 +56,9 @@ class SpeakerDB:
         self.policy = AudioPolicy()
         self.gates = DurationGates()
         self.scorer = Scorer(store, lambda: self.space)
+        # guards the in-memory indexes (changed in place) so other threads can identify while
+        # one writes: see speakerdb/speakers.py for who holds it when
+        self.lock = threading.RLock()
 
     # life cycle ----------------------------------------------------------------------------
     @classmethod
@@ -209,19 +214,21 @@ class SpeakerDB:
             return have if config.retry_failed else have | self.store.known_failures(shas)
 
         reader = Reader(items, known, gated_policy(self.policy, gate), config.files_per_batch)
-        writer = StoreWriter(self.store, self.indexes, run_id)
+        writer = manage.LockedWriter(StoreWriter(self.store, self.indexes, run_id), self.lock)
         t0 = time.perf_counter()
         status = "failed"
         try:
             stats = Runner(gate_batches(reader, gate, self.policy), embedder, writer,
                            config.embed_batch, progress).run()
             t1 = time.perf_counter()
-            self.indexes.flush(force=True)
-            self.fit_rotation()
+            with self.lock:
+                self.indexes.flush(force=True)
+                self.fit_rotation()
             stats.write_s += time.perf_counter() - t1
             status = "done"
         finally:
-            self.scorer.invalidate()
+            with self.lock:
+                self.scorer.invalidate()
             summary = None if status != "done" else stats.as_dict()
             if summary is not None:
                 summary["wall_s"] = round(time.perf_counter() - t0, 3)
@@ -264,25 +271,26 @@ class SpeakerDB:
         from speakerdb.search.decision import aggregate, decide
 
         check_score_norm(score_norm)
-        indexes = self._require_indexes().by_dim
-        full = max(indexes)
-        norm = self.scorer.norm(cohort, cohort_top, full) if score_norm == "asnorm" else None
         emb = self.embed(audio, name=name, min_duration_s=min_duration_s)
         t0 = time.perf_counter()
-        query = self.space.query(emb.segments_raw)
-        exhaustive = exhaustive or len(indexes) == 1  # a space without nested prefixes yet
-        if exhaustive:
-            hits = exhaustive_search(indexes[full], query[full], cascade.k192)
-        else:
-            hits = cascade_search(indexes, query, cascade)
-        refs = self.store.segment_refs(h.segment_id for h in hits)
-        labels = {i: r.speaker for i, r in refs.items()}
-        rule = cascade.aggregation
-        extra = {"centroids": self.scorer.centroids(), "query": query[full]} \
-            if rule == "centroid" and hits else {}
-        candidates = aggregate(hits, labels, rule, k=cascade.agg_k, **extra)
-        if norm is not None:
-            candidates = self.scorer.normalise(candidates, query[full], rule, norm)
+        with self.lock:  # the indexes, the hits' labels and the speaker caches agree
+            indexes = self._require_indexes().by_dim
+            full = max(indexes)
+            norm = self.scorer.norm(cohort, cohort_top, full) if score_norm == "asnorm" else None
+            query = self.space.query(emb.segments_raw)
+            exhaustive = exhaustive or len(indexes) == 1  # a space without nested prefixes yet
+            if exhaustive:
+                hits = exhaustive_search(indexes[full], query[full], cascade.k192)
+            else:
+                hits = cascade_search(indexes, query, cascade)
+            refs = self.store.segment_refs(h.segment_id for h in hits)
+            labels = {i: r.speaker for i, r in refs.items()}
+            rule = cascade.aggregation
+            extra = {"centroids": self.scorer.centroids(), "query": query[full]} \
+                if rule == "centroid" and hits else {}
+            candidates = aggregate(hits, labels, rule, k=cascade.agg_k, **extra)
+            if norm is not None:
+                candidates = self.scorer.normalise(candidates, query[full], rule, norm)
         label = rule_label(rule, cascade.agg_k)
         thr = self.threshold_for(threshold, score_norm, label, full)
         d = decide(candidates, thr.value, min_margin)
@@ -363,20 +371,32 @@ class SpeakerDB:
         self.scorer.invalidate()
         return True
 
+    # speaker management (speakerdb/speakers.py) -----------------------------------------------
+    def speakers(self) -> list[SpeakerInfo]:
+        """Every labelled speaker with recordings, sorted by label."""
+        return manage.speakers(self)
+
+    def rename_speaker(self, old: str, new: str) -> SpeakerInfo:
+        """Relabel ``old`` (NotFound if unknown; UsageError if ``new`` exists: merge instead)."""
+        return manage.rename_speaker(self, old, new)
+
+    def merge_speakers(self, source: str, target: str) -> SpeakerInfo:
+        """Move every recording of ``source`` to ``target`` (both must exist); delete ``source``."""
+        return manage.merge_speakers(self, source, target)
+
     def delete_speaker(self, label: str) -> int:
         """Delete a speaker and its recordings; returns the number of segments removed."""
-        removed = self.store.delete_speaker(label)
-        self.scorer.invalidate()
-        self._require_indexes()
-        self.indexes.remove(removed)
-        return len(removed)
+        return manage.delete_speaker(self, label)
 
     def delete_recording(self, key: str) -> int:
-        removed = self.store.delete_recording(key)
-        self.scorer.invalidate()
-        self._require_indexes()
-        self.indexes.remove(removed)
-        return len(removed)
+        """Delete a recording (sha256, unique sha256 prefix or stored path) and its speaker if it
+        has no recordings left; returns the number of segments removed."""
+        return manage.delete_recording(self, key)
+
+    def enroll(self, speaker: str, audio: list[AudioInput], names: list[str] | None = None,
+               min_duration_s: float | None = None) -> EnrollResult:
+        """Add recordings of ``speaker`` through the ingest path (one transaction)."""
+        return manage.enroll(self, speaker, audio, names, min_duration_s)
 
     def stats(self) -> dict:
         from speakerdb.index import IndexSet

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from speakerdb.search.decision import Candidate
 
 __all__ = ["IdentifyResult", "VerifyResult", "CheckReport", "Threshold", "choose_threshold",
-           "stored_calibration"]
+           "stored_calibration", "SpeakerInfo", "EnrollResult"]
 
 
 def _r(x: float | None, nd: int = 6) -> float | None:
@@ -97,6 +97,37 @@ class CheckReport:
     def as_dict(self) -> dict:
         return {"ok": self.ok, "problems": self.problems, "counts": self.counts,
                 "repaired": self.repaired}
+
+
+@dataclass(frozen=True)
+class SpeakerInfo:
+    """One labelled speaker: its recordings, their segments and seconds of audio."""
+
+    label: str
+    recordings: int
+    segments: int
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return {"label": self.label, "recordings": self.recordings, "segments": self.segments,
+                "seconds": round(float(self.seconds), 3)}
+
+
+@dataclass(frozen=True)
+class EnrollResult:
+    """What ``enroll`` did: recordings and segments added for ``speaker``, inputs skipped
+    (``{"input", "reason"}``: already stored or repeated) and failed (``{"input", "reason",
+    "error"}``)."""
+
+    speaker: str
+    added: int
+    segments: int
+    skipped: list[dict] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"speaker": self.speaker, "added": self.added, "segments": self.segments,
+                "skipped": list(self.skipped), "failed": list(self.failed)}
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,14 @@ from speakerdb.store.models import (
     utcnow,
 )
 from speakerdb.store.records import BoundModel, FailureIn, RecordingIn, SegmentRef
+from speakerdb.store.speakers import SpeakerQueries
 
 __all__ = ["Store"]
 
 
-class Store:
-    """Typed access to one metadata store. ``engine`` must already be migrated."""
+class Store(SpeakerQueries):
+    """Typed access to one metadata store. ``engine`` must already be migrated; speaker
+    management queries come from ``SpeakerQueries`` (``store/speakers.py``)."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -250,20 +252,21 @@ class Store:
         return removed
 
     def delete_recording(self, key: str) -> np.ndarray:
-        """Delete a recording by content sha256 (or a unique prefix of it) or by its stored path."""
+        """Delete a recording by content sha256 (or a unique prefix of it) or by its stored path;
+        its speaker goes too when it has no recordings left."""
         with self.session() as s:
-            recs = list(
-                s.scalars(
-                    select(Recording.id).where(
-                        (Recording.path == key) | (Recording.sha256.startswith(key))
-                    )
+            recs = s.execute(
+                select(Recording.id, Recording.speaker_id).where(
+                    (Recording.path == key) | (Recording.sha256.startswith(key))
                 )
-            )
+            ).all()
             if not recs:
                 raise NotFound(f"recording {key!r} is not in the database")
             if len(recs) > 1:
                 raise NotFound(f"recording {key!r} is ambiguous ({len(recs)} match)")
-            return self._delete_recordings(s, recs)
+            removed = self._delete_recordings(s, [recs[0][0]])
+            self.drop_empty_speakers(s, [recs[0][1]])
+            return removed
 
     @staticmethod
     def _delete_recordings(s: Session, rec_ids: list[int]) -> np.ndarray:

@@ -3,7 +3,8 @@ machine over ``SpeakerDB`` with the spectral embedder).
 
 Rules: ingest a random choice of prepared sources (speaker folders, single files, a manifest;
 random batch size and index flush interval), re-ingest (a no-op), delete a speaker or a
-recording, reopen, rebuild, and simulated crashes: an ingest that dies before a batch's store
+recording, rename and merge speakers, enroll a random choice of corpus files under a label,
+reopen, rebuild, and simulated crashes: an ingest that dies before a batch's store
 commit, right after it (before its vectors reach the indexes), or in the middle of saving the
 index files; a delete that dies after the store commit, part-way through the index save. A
 crashed database object is dropped without ``close`` (nothing more is flushed); the only rule
@@ -14,7 +15,7 @@ the saved indexes are allowed to lag the store): ``check()`` passes, the in-memo
 indexes hold exactly the store's ids at every dimension with the store's vectors, the JSON
 descriptions match the store, nothing is duplicated, and the store holds exactly what a plain
 Python model of the operations says (recordings with path, speaker and source; segment offsets;
-vectors; speakers; failures).
+vectors; speakers, none of them without recordings; failures).
 
 ``HYPOTHESIS_PROFILE=thorough`` runs more and longer examples.
 """
@@ -47,7 +48,7 @@ import speakerdb.index.vector_index as vector_index_module
 from speakerdb.api import SpeakerDB
 from speakerdb.audio import AudioPolicy, prepare
 from speakerdb.config import IngestConfig
-from speakerdb.errors import AudioError, NotFound
+from speakerdb.errors import AudioError, NotFound, UsageError
 from speakerdb.index import IndexSet
 from speakerdb.index.infos import ids_digest
 from speakerdb.model.prefixes import DIMS, prefix
@@ -184,7 +185,36 @@ class Model:
         self.recordings = {k: v for k, v in self.recordings.items() if v[1] != label}
 
     def delete_recording(self, sha: str) -> None:
-        del self.recordings[sha]
+        label = self.recordings.pop(sha)[1]
+        if label and all(v[1] != label for v in self.recordings.values()):
+            self.speakers.discard(label)
+
+    def relabel(self, old: str, new: str) -> None:
+        """Rename ``old`` to ``new`` (or merge it into an existing ``new``)."""
+        self.recordings = {k: (v[0], new if v[1] == old else v[1], *v[2:])
+                           for k, v in self.recordings.items()}
+        self.speakers.discard(old)
+        self.speakers.add(new)
+
+    def enroll(self, paths: list[Path], label: str) -> tuple[int, int, int]:
+        """Enroll ``paths`` under ``label``: (added, skipped, failed). Stored content and
+        repeats are skipped; known failures are tried (and fail) again."""
+        added = skipped = failed = 0
+        seen: set[str] = set()
+        for p in paths:
+            f = self.facts[p]
+            if f.sha256 in self.recordings or f.sha256 in seen:
+                skipped += 1
+                continue
+            seen.add(f.sha256)
+            if f.good:
+                self.recordings[f.sha256] = (str(p), label, "enroll", p)
+                self.speakers.add(label)
+                added += 1
+            else:
+                self.failures.add((str(p), f.sha256))
+                failed += 1
+        return added, skipped, failed
 
     def n_segments(self) -> int:
         return sum(len(self.facts[v[3]].offsets) for v in self.recordings.values())
@@ -288,6 +318,53 @@ class StoreIndexMachine(RuleBasedStateMachine):
         n = self.db.delete_recording(key)
         assert n == len(self.corpus.facts[self.model.recordings[sha][3]].offsets)
         self.model.delete_recording(sha)
+
+    labels = st.sampled_from(["spk00", "spk01", "spk02", "spkM", "new1", "new2"])
+
+    @precondition(lambda self: self.is_open() and self.model.speakers)
+    @rule(data=st.data(), new=labels)
+    def rename_speaker(self, data, new):
+        old = data.draw(st.sampled_from(sorted(self.model.speakers)), label="old")
+        if new != old and new in self.model.speakers:
+            with pytest.raises(UsageError, match="merge"):
+                self.db.rename_speaker(old, new)
+            event("rename: onto an existing speaker, refused")
+            return
+        event("rename: done")
+        n = sum(v[1] == old for v in self.model.recordings.values())
+        info = self.db.rename_speaker(old, new)
+        self.model.relabel(old, new)
+        assert (info.label, info.recordings) == (new, n)
+
+    @precondition(lambda self: self.is_open() and self.model.speakers)
+    @rule(data=st.data())
+    def merge_speakers(self, data):
+        source = data.draw(st.sampled_from(sorted(self.model.speakers)), label="source")
+        target = data.draw(st.sampled_from(sorted(self.model.speakers) + ["ghost"]),
+                           label="target")
+        if target not in self.model.speakers or target == source:
+            with pytest.raises(NotFound if target != source else UsageError):
+                self.db.merge_speakers(source, target)
+            event("merge: refused")
+            return
+        event("merge: done")
+        ids = self.db.store.segment_ids()
+        info = self.db.merge_speakers(source, target)
+        self.model.relabel(source, target)
+        assert info.recordings == sum(v[1] == target for v in self.model.recordings.values())
+        assert np.array_equal(self.db.store.segment_ids(), ids)
+
+    @precondition(is_open)
+    @rule(data=st.data(), label=labels)
+    def enroll(self, data, label):
+        files = sorted(self.corpus.facts)
+        paths = data.draw(st.lists(st.sampled_from(files), min_size=1, max_size=4), label="files")
+        segments = self.model.n_segments()
+        added, skipped, failed = self.model.enroll(paths, label)
+        r = self.db.enroll(label, [str(p) for p in paths])
+        assert (r.added, len(r.skipped), len(r.failed)) == (added, skipped, failed)
+        assert r.segments == self.model.n_segments() - segments
+        event(f"enroll: {'added' if added else 'nothing added'}")
 
     @rule()
     def reopen(self):

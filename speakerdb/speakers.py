@@ -1,0 +1,211 @@
+"""Speaker management over a ``SpeakerDB``: list, rename, merge, delete, enroll.
+
+Every operation is one store transaction followed by the index change it needs (deletes only;
+rename and merge change labels, never vectors) and the invalidation of the scorer's cached
+speaker state (centroids, cohorts), all under ``db.lock``.
+
+Locking: ``db.lock`` (a ``threading.RLock``) guards the in-memory FAISS indexes, which are
+changed in place. Writers hold it around each store commit plus the index change that follows
+it (one ingest or enroll batch, a delete, a rename, a merge) and around index saves, rebuilds
+and cache invalidation; ``identify`` holds it only around the search, the look-up of the hits'
+labels and the aggregation (never while decoding or embedding). So a reader never sees an index
+being changed nor index ids whose store rows were just deleted, and readers in other threads go
+on while one thread ingests (SQLite in WAL mode serves their store reads meanwhile).
+
+Enroll goes through the ingest path (reader → gate → runner → writer) with the inputs held in
+memory: a path or file object is read once, a ``Waveform`` is written as a float32 WAV in
+memory (so its content hash is that WAV's sha256; the same samples enrolled twice are
+recognised, a file with the same samples in another encoding is not).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from speakerdb.audio import AudioInput, Waveform, decode, describe
+from speakerdb.errors import AudioError, UsageError
+from speakerdb.results import EnrollResult, SpeakerInfo
+
+__all__ = ["ENROLL_SOURCE", "LockedWriter", "delete_recording", "delete_speaker", "enroll",
+           "merge_speakers", "rename_speaker", "speakers"]
+
+ENROLL_SOURCE = "enroll"  # the ``source`` of enrolled recordings
+
+
+class LockedWriter:
+    """An ingest writer whose store commit and index update run under ``lock``."""
+
+    def __init__(self, writer, lock):
+        self.writer, self.lock = writer, lock
+
+    def write(self, recordings, failures) -> int:
+        with self.lock:
+            return self.writer.write(recordings, failures)
+
+
+def speakers(db) -> list[SpeakerInfo]:
+    return db.store.speaker_infos()
+
+
+def rename_speaker(db, old: str, new: str) -> SpeakerInfo:
+    with db.lock:
+        info = db.store.rename_speaker(old, new)
+        db.scorer.invalidate()
+    return info
+
+
+def merge_speakers(db, source: str, target: str) -> SpeakerInfo:
+    with db.lock:
+        info = db.store.merge_speakers(source, target)
+        db.scorer.invalidate()
+    return info
+
+
+def delete_speaker(db, label: str) -> int:
+    with db.lock:
+        db._require_indexes()
+        removed = db.store.delete_speaker(label)
+        db.scorer.invalidate()
+        db.indexes.remove(removed)
+    return len(removed)
+
+
+def delete_recording(db, key: str) -> int:
+    with db.lock:
+        db._require_indexes()
+        removed = db.store.delete_recording(key)
+        db.scorer.invalidate()
+        db.indexes.remove(removed)
+    return len(removed)
+
+
+# enroll ---------------------------------------------------------------------------------------
+class _InMemory:
+    """Stands in for a source item's ``path``: the reader calls ``read_bytes`` and ``str``."""
+
+    def __init__(self, name: str, data: bytes):
+        self.name, self.data = name, data
+
+    def read_bytes(self) -> bytes:
+        return self.data
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass
+class _Input:
+    name: str
+    data: bytes | None = None
+    error: AudioError | None = None
+
+
+def float_wav(samples, rate: int) -> bytes:
+    """A 32-bit float WAV file of ``samples`` ((n,) or (n, channels)), the same bytes for the
+    same samples (libsndfile's writer adds a time-stamped PEAK chunk, so it is not used)."""
+    a = np.ascontiguousarray(samples, dtype="<f4")
+    channels = 1 if a.ndim == 1 else a.shape[1]
+    data = a.tobytes()
+    fmt = struct.pack("<HHIIHH", 3, channels, rate, rate * channels * 4, channels * 4, 32)
+    return b"".join([b"RIFF", struct.pack("<I", 4 + 8 + len(fmt) + 8 + len(data)), b"WAVE",
+                     b"fmt ", struct.pack("<I", len(fmt)), fmt,
+                     b"data", struct.pack("<I", len(data)), data])
+
+
+def _read(x: AudioInput, name: str) -> _Input:
+    """The bytes of ``x`` (a float32 WAV for a Waveform), or the AudioError of reading it."""
+    try:
+        if isinstance(x, Waveform):
+            w = decode(x, name)
+            return _Input(name, float_wav(w.samples, w.sample_rate))
+        if isinstance(x, (str, os.PathLike)):
+            path = os.fsdecode(x)
+            if os.path.isdir(path):
+                raise AudioError(name, "not a readable audio file (is a directory)")
+            try:
+                with open(path, "rb") as fh:
+                    return _Input(name, fh.read())
+            except FileNotFoundError:
+                raise AudioError(name, "no such file") from None
+            except OSError as e:
+                raise AudioError(name, f"cannot read ({e.strerror or e})") from None
+        if hasattr(x, "read"):
+            try:
+                data = x.read()
+            except Exception as e:  # noqa: BLE001 - any failure of a foreign file object
+                raise AudioError(name, f"cannot read ({e})") from None
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise AudioError(name, "file object must be opened in binary mode")
+            return _Input(name, bytes(data))
+        raise AudioError(name, f"cannot read audio from {type(x).__name__}; expected a path, "
+                               "a binary file object or a Waveform")
+    except AudioError as e:
+        return _Input(name, error=e)
+
+
+def _names(audio: list, names: list[str] | None) -> list[str]:
+    if names is None:  # anonymous inputs (waveforms, unnamed streams) get their position
+        many = len(audio) > 1
+        return [f"{d[:-1]} #{k + 1}>" if many and d.startswith("<") else d
+                for k, d in enumerate(describe(x) for x in audio)]
+    if len(names) != len(audio):
+        raise UsageError(f"enroll: {len(names)} names for {len(audio)} audio inputs")
+    return [str(n) for n in names]
+
+
+def enroll(db, speaker: str, audio, names: list[str] | None = None,
+           min_duration_s: float | None = None) -> EnrollResult:
+    """Add the recordings ``audio`` (paths, binary file objects, Waveforms) labelled
+    ``speaker``: one store transaction, indexes updated like ingest. Content already stored
+    (same sha256) or repeated in ``audio`` is skipped with the reason; inputs that cannot be
+    read, are too short or silent fail with ingest's reasons (and are stored as failures
+    like ingest's, except those that could not even be read)."""
+    from speakerdb.ingest.reader import Reader
+    from speakerdb.ingest.runner import Runner
+    from speakerdb.ingest.sources import SourceItem
+    from speakerdb.ingest.writer import StoreWriter
+    from speakerdb.scoring import gate_batches, gate_seconds, gated_policy
+    from speakerdb.store.speakers import check_label
+
+    check_label(speaker)
+    gate = gate_seconds(min_duration_s, db.gates.min_enroll_s)
+    if isinstance(audio, (str, os.PathLike, Waveform)) or hasattr(audio, "read"):
+        audio = [audio]
+    audio = list(audio)
+    inputs = [_read(x, n) for x, n in zip(audio, _names(audio, names))]
+    failed = [{"input": i.name, "reason": i.error.reason, "error": str(i.error)}
+              for i in inputs if i.error is not None]
+    readable = [(i, hashlib.sha256(i.data).hexdigest()) for i in inputs if i.error is None]
+    stored = db.store.recording_labels(sha for _, sha in readable)
+    skipped, first, items = [], {}, []
+    for i, sha in readable:
+        if sha in stored:
+            as_ = stored[sha] if stored[sha] is not None else "unlabelled"
+            skipped.append({"input": i.name, "reason": f"already in the database as {as_}"})
+        elif sha in first:
+            skipped.append({"input": i.name, "reason": f"same audio as {first[sha]}"})
+        else:
+            first[sha] = i.name
+            items.append(SourceItem(_InMemory(i.name, i.data), speaker, ENROLL_SOURCE))
+    if not items:
+        return EnrollResult(speaker, 0, 0, skipped, failed)
+    embedder = db.embedder
+    reader = Reader(items, lambda shas: set(), gated_policy(db.policy, gate), len(items))
+    with db.lock:
+        db._require_indexes()
+    writer = LockedWriter(StoreWriter(db.store, db.indexes, None), db.lock)
+    try:
+        stats = Runner(gate_batches(reader, gate, db.policy), embedder, writer).run()
+        with db.lock:
+            db.indexes.flush(force=True)
+            db.fit_rotation()
+    finally:
+        with db.lock:
+            db.scorer.invalidate()
+    failed += stats.failures
+    return EnrollResult(speaker, stats.added, stats.segments, skipped, failed)

@@ -1,0 +1,142 @@
+"""``speakerdb speakers list|rename|merge|delete``, ``speakerdb recordings delete`` and
+``speakerdb enroll``: text and --json output, errors as one line with exit 2."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import soundfile as sf
+
+from tests.synth import RATE, voice
+
+
+def labels(cli, home) -> list[str]:
+    doc = cli("speakers", "list", "--home", home, "--json").json()
+    return [s["label"] for s in doc["speakers"]]
+
+
+def check_ok(cli, home) -> None:
+    assert cli("check", "--home", home, "--json").json()["ok"]
+
+
+def test_speakers_list_text_and_json(cli, built):
+    doc = cli("speakers", "list", "--home", built.home, "--json").json()
+    assert [s["label"] for s in doc["speakers"]] == ["spk00", "spk01", "spk02", "spk03"]
+    for s in doc["speakers"]:
+        assert (s["recordings"], s["segments"]) == (3, 3)
+        assert s["seconds"] == pytest.approx(4.5)
+    text = cli("speakers", "list", "--home", built.home).stdout.splitlines()
+    assert text[0].split() == ["speaker", "recordings", "segments", "minutes"]
+    assert text[1].split() == ["spk00", "3", "3", "0.07"]
+    assert text[-1] == "4 speakers"
+
+
+def test_rename_text_and_json(cli, home_copy):
+    out = cli("speakers", "rename", "spk00", "alice", "--home", home_copy).stdout
+    assert out.strip() == "renamed spk00 to alice: 3 recordings, 3 segments, 0.07 min"
+    doc = cli("speakers", "rename", "alice", "bob", "--home", home_copy, "--json").json()
+    assert doc["renamed"] == "alice"
+    assert doc["speaker"]["label"] == "bob" and doc["speaker"]["recordings"] == 3
+    assert labels(cli, home_copy) == ["bob", "spk01", "spk02", "spk03"]
+    check_ok(cli, home_copy)
+
+
+def test_rename_then_identify(cli, home_copy, new_utterances):
+    cli("speakers", "rename", "spk01", "carol", "--home", home_copy)
+    doc = cli("identify", new_utterances["spk01"], "--home", home_copy, "--json").json()
+    assert doc["results"][0]["speaker"] == "carol"
+
+
+def test_merge_text_and_json(cli, home_copy, new_utterances):
+    out = cli("speakers", "merge", "spk00", "spk01", "--home", home_copy).stdout
+    assert out.strip() == "merged spk00 into spk01: 6 recordings, 6 segments, 0.15 min"
+    doc = cli("speakers", "merge", "spk02", "spk01", "--home", home_copy, "--json").json()
+    assert doc["merged"] == "spk02"
+    assert (doc["speaker"]["label"], doc["speaker"]["recordings"]) == ("spk01", 9)
+    assert labels(cli, home_copy) == ["spk01", "spk03"]
+    doc = cli("identify", new_utterances["spk00"], "--home", home_copy, "--json").json()
+    assert doc["results"][0]["speaker"] == "spk01"
+    check_ok(cli, home_copy)
+
+
+def test_speakers_delete_text_and_json(cli, home_copy):
+    out = cli("speakers", "delete", "spk00", "--home", home_copy).stdout
+    assert out.strip() == "deleted speaker spk00 (3 segments)"
+    doc = cli("speakers", "delete", "spk01", "--home", home_copy, "--json").json()
+    assert doc == {"deleted": "spk01", "segments": 3}
+    assert labels(cli, home_copy) == ["spk02", "spk03"]
+    check_ok(cli, home_copy)
+
+
+def test_recordings_delete_by_path_and_sha_prefix(cli, home_copy, built):
+    paths = built.files["spk03"]
+    out = cli("recordings", "delete", paths[0], "--home", home_copy).stdout
+    assert out.strip() == f"deleted recording {paths[0]} (1 segments)"
+    sha = hashlib.sha256(paths[1].read_bytes()).hexdigest()[:12]
+    doc = cli("recordings", "delete", sha, "--home", home_copy, "--json").json()
+    assert doc == {"deleted": sha, "segments": 1}
+    assert "spk03" in labels(cli, home_copy)
+    cli("recordings", "delete", str(paths[2]), "--home", home_copy, "--json")
+    assert "spk03" not in labels(cli, home_copy)  # no recordings left: the speaker goes too
+    stats = cli("stats", "--home", home_copy, "--json").json()["counts"]
+    assert (stats["speakers"], stats["recordings"]) == (3, 9)
+    check_ok(cli, home_copy)
+
+
+def test_enroll_text_and_json(cli, home_copy, tmp_path, built, stranger):
+    files = []
+    for j in range(2):
+        p = tmp_path / f"dave{j}.wav"
+        sf.write(p, voice(8, 10 + j), RATE, subtype="PCM_16")
+        files.append(p)
+    out = cli("enroll", "dave", *files, built.files["spk02"][0], "--home", home_copy).stdout
+    lines = out.splitlines()
+    assert lines[0] == "enrolled dave: 2 recordings added (2 segments), 1 skipped, 0 failed"
+    assert lines[1] == f"  skipped {built.files['spk02'][0]}: already in the database as spk02"
+    doc = cli("enroll", "dave", files[0], "--home", home_copy, "--json").json()
+    assert doc == {"speaker": "dave", "added": 0, "segments": 0, "failed": [],
+                   "skipped": [{"input": str(files[0]),
+                                "reason": "already in the database as dave"}]}
+    res = cli("identify", stranger, "--home", home_copy, "--json").json()["results"][0]
+    assert res["speaker"] == "dave"
+    assert "dave" in labels(cli, home_copy)
+    check_ok(cli, home_copy)
+
+
+def test_enroll_failures_exit_2(cli, home_copy, tmp_path):
+    short, good = tmp_path / "short.wav", tmp_path / "good.wav"
+    sf.write(short, voice(9, 0, 0.2), RATE, subtype="PCM_16")
+    sf.write(good, voice(9, 1), RATE, subtype="PCM_16")
+    run = cli("enroll", "erin", short, good, "--home", home_copy, "--json", expect=2)
+    doc = run.json()
+    assert doc["added"] == 1
+    assert [(f["input"], f["reason"]) for f in doc["failed"]] == [(str(short), "too_short")]
+    run = cli("enroll", "erin", short, "--home", home_copy, expect=2)
+    assert run.error_line().startswith(f"speakerdb: error: {short}: too short")
+    assert "0 recordings added" in run.stdout
+    check_ok(cli, home_copy)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("speakers", "rename", "nobody", "x"), "speaker 'nobody' is not in the database"),
+    (("speakers", "rename", "spk00", "spk01"), "speaker 'spk01' exists already; use merge"),
+    (("speakers", "merge", "nobody", "spk01"), "speaker 'nobody' is not in the database"),
+    (("speakers", "merge", "spk01", "nobody"), "speaker 'nobody' is not in the database"),
+    (("speakers", "merge", "spk01", "spk01"), "into itself"),
+    (("speakers", "delete", "nobody"), "speaker 'nobody' is not in the database"),
+    (("recordings", "delete", "ffffffffffff"), "recording 'ffffffffffff' is not in the database"),
+    (("enroll", "", "x.wav"), "speaker label must be a non-empty string"),
+])
+@pytest.mark.parametrize("json_", [False, True])
+def test_errors_are_one_line_exit_2(cli, home_copy, args, message, json_):
+    extra = ("--json",) if json_ else ()
+    run = cli(*args, "--home", home_copy, *extra, expect=2)
+    assert message in run.error_line()
+    assert run.stdout == ""
+    assert labels(cli, home_copy) == ["spk00", "spk01", "spk02", "spk03"]
+
+
+def test_no_database_is_one_line(cli, no_home):
+    run = cli("speakers", "list", "--home", no_home, expect=2)
+    assert "no speakerdb database" in run.error_line()
