@@ -2,10 +2,60 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Annotated
+
 import typer
 
-__all__ = ["register"]
+from speakerdb.shell import Device, Home, _err, shell
+
+__all__ = ["is_loopback", "register"]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names only this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
+    import ipaddress
+
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    home: Home = None,
+    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback needs "
+                                           "a token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port to listen on.", min=0, max=65535)] = 8000,
+    token: Annotated[str | None, typer.Option(
+        envvar="SPEAKERDB_TOKEN", show_envvar=False,
+        help="Bearer token the write endpoints require [env SPEAKERDB_TOKEN].")] = None,
+    max_upload_mb: Annotated[float, typer.Option(
+        help="Most megabytes of audio one request may upload.", min=0.001)] = 20.0,
+    device: Device = "auto",
+):
+    """Serve the database over HTTP (JSON API, docs at /docs, a web page at /)."""
+    if not token and not is_loopback(host):
+        _err(f"--host {host} is not a loopback address: set --token or SPEAKERDB_TOKEN so "
+             "that writes need it")
+        raise typer.Exit(2)
+    import uvicorn
+
+    from speakerdb.api import SpeakerDB
+    from speakerdb.server import create_app
+
+    with SpeakerDB.open(home, device=device) as db:
+        _ = db.embedder  # load the model before the first request, and fail here if it cannot
+        app = create_app(db, token=token or None,
+                         max_upload_bytes=int(max_upload_mb * 1024 * 1024))
+        print(f"speakerdb: serving {db.home} on http://{host}:{port} "
+              f"({'writes need the token' if token else 'no token: writes are open'})",
+              file=sys.stderr)
+        uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 def register(app: typer.Typer) -> None:
     """Add the commands of this module to ``app``."""
+    app.command("serve")(shell(serve))

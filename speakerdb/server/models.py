@@ -1,0 +1,126 @@
+"""Response bodies of the HTTP API, as documented in the OpenAPI schema.
+
+The library's ``as_dict`` shapes are the contract; these models name their fixed keys and
+let further keys through (``extra="allow"``), like the JSON contract of the command line.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Candidate",
+    "DeletedOut",
+    "EmbedOut",
+    "EnrollOut",
+    "ErrorBody",
+    "ErrorOut",
+    "HealthOut",
+    "IdentifyOut",
+    "MergeIn",
+    "RenameIn",
+    "SpeakerChange",
+    "SpeakerOut",
+    "SpeakersOut",
+    "StatsOut",
+    "VerifyOut",
+]
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorBody(BaseModel):
+    type: str = Field(description="The error class, e.g. AudioError, NotFound, ValidationError")
+    message: str = Field(description="One line saying what went wrong and where")
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+
+
+class HealthOut(_Open):
+    ok: bool
+    model: str
+    counts: dict[str, int | float]
+
+
+class StatsOut(_Open):
+    home: str
+    model: dict
+    counts: dict
+    indexes: dict
+
+
+class Candidate(_Open):
+    speaker: str
+    score: float
+    segments: int
+
+
+class IdentifyOut(_Open):
+    input: str
+    decision: str = Field(description='"match" or "unknown"')
+    speaker: str | None
+    score: float | None
+    threshold: float
+    threshold_source: str
+    score_norm: str
+    candidates: list[Candidate]
+
+
+class VerifyOut(_Open):
+    inputs: list[str]
+    scores: dict[str, float]
+    score: float
+    threshold: float
+    threshold_source: str
+    decision: str = Field(description='"same" or "different"')
+
+
+class EmbedOut(_Open):
+    model: dict
+    input: str
+    duration_s: float
+    segments: int
+    embeddings: dict[str, list[float]]
+
+
+class SpeakerOut(_Open):
+    label: str
+    recordings: int
+    segments: int
+    seconds: float
+
+
+class SpeakersOut(BaseModel):
+    speakers: list[SpeakerOut]
+
+
+class EnrollOut(_Open):
+    speaker: str
+    added: int
+    segments: int
+    skipped: list[dict]
+    failed: list[dict]
+
+
+class SpeakerChange(BaseModel):
+    speaker: SpeakerOut
+    renamed: str | None = None
+    merged: str | None = None
+
+
+class DeletedOut(BaseModel):
+    deleted: str
+    segments: int
+
+
+class RenameIn(BaseModel):
+    label: str = Field(min_length=1, max_length=200, description="The speaker's new label")
+
+
+class MergeIn(BaseModel):
+    into: str = Field(min_length=1, max_length=200,
+                      description="The speaker that receives every recording")
