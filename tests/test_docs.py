@@ -45,3 +45,22 @@ def test_ci_runs_the_readme_test_command():
     assert len(blocks) >= 2, "README opens with the main-job command and the test command"
     assert "pytest" in blocks[1]
     assert blocks[1].strip() in (root / ".ci" / "run").read_text()
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch):
+    """The README's Python API example, run as written (model `spectral`, a fresh home)."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    speech = root.parent / "shared" / "data" / "speech-dev"
+    if not (speech / "manifest.csv").exists():
+        pytest.skip(f"real speech not found at {speech}")
+    block = re.search(r"```python\n(.*?)\n```", README.read_text(), re.S).group(1)
+    assert 'SpeakerDB.create("indexes/example"' in block
+    monkeypatch.chdir(root)
+    code = block.replace('"indexes/example"', repr(str(tmp_path / "example")))
+    code = code.replace('"../shared/data/speech-dev"', repr(str(speech)))
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - the documented example
+    assert scope["result"].speaker == "vctk-p225" and scope["same"].decision == "same"
+    assert scope["stats"].added == len((speech / "manifest.csv").read_text().splitlines()) - 1
