@@ -7,7 +7,8 @@ the figures of the README's "Evaluation" section.
 Verification: trial lists made by ``speakerdb trials`` (seed 0): lenient (every target pair)
 and strict (target pairs cut from one original recording left out), each with 50 non-target
 partners drawn per file (about 14,000 non-targets, so that minDCF at p 0.01 means something).
-Conditions: clean whole files, and the test side cropped to 1 s and mixed with the babble of 3 other speakers at 5 dB SNR. EER and minDCF (p 0.01, 0.05) per dimension,
+Conditions: clean whole files, and the test side cropped to 1 s and mixed with the babble
+of 3 other speakers at 5 dB SNR. EER and minDCF (p 0.01, 0.05) per dimension,
 raw cosine and AS-norm (cohort: the speaker means of speech-dev, each side's own speaker left
 out; top 300, i.e. all 62 others).
 
@@ -125,13 +126,13 @@ def through_identify(db, cache, probes) -> list[dict]:
     from speakerdb.eval.embed import Job
     from speakerdb.eval.metrics import dir_at_fpir
 
-    gallery = {p.speaker for p in probes if db_has(db, p.speaker)}
+    gallery = {s.label for s in db.speakers()}
     out = []
     for cond in (CLEAN, parse_condition(HARD)):
         for norm in ("none", "asnorm"):
             known_s, known_ok, unknown_s = [], [], []
             for p in probes:
-                x = cache._signal(Job(p.path, cond))
+                x = cache.signal(Job(p.path, cond))
                 r = db.identify(Waveform(x, 16000), name=p.path, score_norm=norm)
                 top = r.candidates[0] if r.candidates else None
                 score = top.score if top else -1e9
@@ -147,14 +148,6 @@ def through_identify(db, cache, probes) -> list[dict]:
             out.append(row)
     return out
 
-
-def db_has(db, speaker: str) -> bool:
-    from sqlalchemy import select
-
-    from speakerdb.store.models import Speaker
-
-    with db.store.session() as s:
-        return s.scalar(select(Speaker.id).where(Speaker.label == speaker)) is not None
 
 
 def main() -> int:

@@ -66,22 +66,23 @@ def merge_speakers(db, source: str, target: str) -> SpeakerInfo:
     return info
 
 
-def delete_speaker(db, label: str) -> int:
+def _delete(db, store_delete, key: str) -> int:
+    """Run one store delete (it returns the removed segment ids), then drop them from the
+    indexes and the cached speaker state, all under the lock."""
     with db.lock:
         db._require_indexes()
-        removed = db.store.delete_speaker(label)
+        removed = store_delete(key)
         db.scorer.invalidate()
         db.indexes.remove(removed)
     return len(removed)
+
+
+def delete_speaker(db, label: str) -> int:
+    return _delete(db, db.store.delete_speaker, label)
 
 
 def delete_recording(db, key: str) -> int:
-    with db.lock:
-        db._require_indexes()
-        removed = db.store.delete_recording(key)
-        db.scorer.invalidate()
-        db.indexes.remove(removed)
-    return len(removed)
+    return _delete(db, db.store.delete_recording, key)
 
 
 # enroll ---------------------------------------------------------------------------------------

@@ -71,7 +71,8 @@ class EmbeddingCache:
             self._audio.popitem(last=False)
         return x
 
-    def _signal(self, job: Job) -> np.ndarray:
+    def signal(self, job: Job) -> np.ndarray:
+        """The 16 kHz samples ``job`` embeds: the file with its condition applied."""
         x = self.samples(job.path)
         if job.condition.is_clean:
             return x
@@ -94,7 +95,7 @@ class EmbeddingCache:
             segs, owner = [], []
             for j in part:
                 try:
-                    pieces = segment(Waveform(self._signal(j), _SR), self.policy, name=j.path)
+                    pieces = segment(Waveform(self.signal(j), _SR), self.policy, name=j.path)
                 except AudioError as e:
                     self.errors[j.key] = str(e)
                     continue
