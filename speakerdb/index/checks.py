@@ -37,6 +37,8 @@ def _info_problems(name: str, info: IndexInfo, index: VectorIndex, digest: str) 
     out = []
     if info.dim != index.dim:
         out.append(f"{name}: {name}.json says dimension {info.dim}, index has {index.dim}")
+    if info.index_key != index.choice.key:
+        out.append(f"{name}: {name}.json says {info.index_key}, index is {index.choice.key}")
     if info.ntotal != index.ntotal:
         out.append(f"{name}: {name}.json says {info.ntotal} vectors, index has {index.ntotal}")
     elif info.ids_digest != digest:

@@ -1,36 +1,96 @@
-"""Which FAISS index type to build for a given number of vectors and dimension.
+"""Which FAISS index to build for a given number of vectors and dimension.
 
 A pure function of its arguments, so catch-up and rebuild decisions can be made (and tested)
-without FAISS.
+without FAISS. Measured by ``bench/search_scale.py`` (README, "Search at scale"):
+
+* Every dimension the cascade rescores (128, 192, 256) stays ``Flat``: the shortlist is
+  rescored exactly from those stored vectors, and the full dimension also answers exhaustive
+  searches.
+* The screening dimension (64) is ``Flat`` (exact) below ``FLAT_MAX_VECTORS``; from there an
+  inverted-file index ``IVF<nlist>,Flat`` (vectors kept exactly, only the lists nearest the query
+  are scanned) with about ``4 * sqrt(n)`` lists, of which ``nlist / PROBE_DIVISOR`` are probed.
+  HNSW screens were measured too: comparable latency, but a 1M-vector graph takes minutes to
+  build (IVF: seconds), cannot delete, and needs efSearch >= the shortlist.
 """
 
 from __future__ import annotations
 
-__all__ = ["FLAT_KEY", "FLAT_MAX_VECTORS", "SCREEN_DIM", "choose_index_key"]
+import math
+import re
+from dataclasses import dataclass
+
+__all__ = ["FLAT_KEY", "FLAT_MAX_VECTORS", "PROBE_DIVISOR", "SCREEN_DIM", "IndexChoice",
+           "choose_index", "choose_index_key", "ivf_lists", "parse_choice"]
 
 FLAT_KEY = "Flat"
 """Exact inner-product search over every stored vector."""
 
 FLAT_MAX_VECTORS = 200_000
-"""Size from which an approximate index would pay for itself on the screening dimension.
+"""From this many vectors the 64-D screen is an inverted-file index instead of flat."""
 
-Not acted on yet: every index is ``Flat`` for now. The planned next step is to return an
-HNSW key (e.g. ``"HNSW32,Flat"``) for ``dim == SCREEN_DIM`` when ``n_vectors >=
-FLAT_MAX_VECTORS``, keeping the higher dimensions flat, since they only rescore a shortlist.
-"""
+PROBE_DIVISOR = 8
+"""An IVF screen probes one list in this many (12.5 % of the vectors on average)."""
+
+MIN_LISTS, MAX_LISTS = 1024, 65536
 
 SCREEN_DIM = 64
 """The dimension the identify cascade screens everything with."""
 
+_IVF = re.compile(r"IVF(\d+),Flat")
+_NPROBE = re.compile(r"nprobe=(\d+)")
 
-def choose_index_key(n_vectors: int, dim: int) -> str:
-    """FAISS factory key for an index of ``n_vectors`` unit vectors of ``dim`` values.
 
-    Currently ``"Flat"`` for every size and dimension (exact cosine search); see
-    ``FLAT_MAX_VECTORS`` for the next step.
-    """
+@dataclass(frozen=True)
+class IndexChoice:
+    """A FAISS factory ``key`` (``Flat`` or ``IVF<nlist>,Flat``) and its search-time
+    ``param`` (``""`` or ``nprobe=<n>``), as recorded in the index JSON."""
+
+    key: str
+    param: str = ""
+
+    @property
+    def nlist(self) -> int:
+        """Number of inverted lists (0 for a flat index)."""
+        m = _IVF.fullmatch(self.key)
+        return int(m.group(1)) if m else 0
+
+    @property
+    def nprobe(self) -> int:
+        """Lists probed per query (0 for a flat index)."""
+        m = _NPROBE.fullmatch(self.param)
+        return int(m.group(1)) if m else 0
+
+
+def ivf_lists(n_vectors: int) -> int:
+    """The power of two nearest ``4 * sqrt(n)``, within [1024, 65536]."""
+    want = 4.0 * math.sqrt(max(1, n_vectors))
+    return int(min(MAX_LISTS, max(MIN_LISTS, 2 ** round(math.log2(want)))))
+
+
+def choose_index(n_vectors: int, dim: int, screen_dim: int = SCREEN_DIM) -> IndexChoice:
+    """The index for ``n_vectors`` unit vectors of ``dim`` values (``screen_dim``: the
+    dimension the cascade screens with; every other dimension is flat)."""
     if n_vectors < 0:
         raise ValueError(f"n_vectors must be >= 0, got {n_vectors}")
     if dim <= 0:
         raise ValueError(f"dim must be > 0, got {dim}")
-    return FLAT_KEY
+    if dim != screen_dim or n_vectors < FLAT_MAX_VECTORS:
+        return IndexChoice(FLAT_KEY)
+    nlist = ivf_lists(n_vectors)
+    return IndexChoice(f"IVF{nlist},Flat", f"nprobe={max(1, nlist // PROBE_DIVISOR)}")
+
+
+def choose_index_key(n_vectors: int, dim: int) -> str:
+    """The FAISS factory key alone (see ``choose_index``)."""
+    return choose_index(n_vectors, dim).key
+
+
+def parse_choice(key: str, param: str) -> IndexChoice:
+    """An ``IndexChoice`` from a JSON's ``index_key``/``index_param``; ValueError when it is
+    not one this version builds."""
+    if key == FLAT_KEY and param == "":
+        return IndexChoice(FLAT_KEY)
+    choice = IndexChoice(key, param)
+    if choice.nlist < 1 or choice.nprobe < 1 or choice.nprobe > choice.nlist:
+        raise ValueError(f"unknown index {key!r} with parameters {param!r}")
+    return choice

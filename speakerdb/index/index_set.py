@@ -14,7 +14,7 @@ import numpy as np
 
 from speakerdb.errors import IndexOutOfDateError
 from speakerdb.index.checks import index_problems
-from speakerdb.index.choose import choose_index_key
+from speakerdb.index.choose import SCREEN_DIM, choose_index, parse_choice
 from speakerdb.index.infos import IndexInfo, ids_digest, read_info, write_info
 from speakerdb.index.vector_index import VectorIndex, _ids_array
 from speakerdb.model.prefixes import DIMS, FULL_DIM, nested
@@ -74,7 +74,12 @@ class IndexSet:
         written."""
         ids = _ids_array(ids)
         raw = _raw_array(raw, ids.size, max(dims))
-        by_dim = {d: VectorIndex.empty(d) for d in dims}
+        screen = min(dims)
+        by_dim = {}
+        for d, x in nested(raw, dims).items():
+            choice = choose_index(ids.size, d, screen) if screen == SCREEN_DIM else None
+            by_dim[d] = (VectorIndex.trained(d, choice, x) if choice is not None and choice.nlist
+                         else VectorIndex.empty(d))
         out = cls(directory, by_dim, None, model_sha256, schema_revision, space)
         out.add(ids, raw)
         return out
@@ -87,7 +92,11 @@ class IndexSet:
         for d in dims:
             faiss_path, json_path = index_paths(directory, d)
             info = read_info(json_path)
-            index = VectorIndex.load(faiss_path, d)
+            try:
+                choice = parse_choice(info.index_key, info.index_param)
+            except ValueError as e:
+                raise IndexOutOfDateError(f"{json_path}: {e}") from None
+            index = VectorIndex.load(faiss_path, d, choice)
             if info.dim != d:
                 raise IndexOutOfDateError(f"{json_path}: describes dimension {info.dim}, not {d}")
             if info.ntotal != index.ntotal:
@@ -152,13 +161,14 @@ class IndexSet:
         the largest id may have been deleted from the indexes.
         """
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.retarget()
         infos = {}
         for d, index in sorted(self.by_dim.items()):
             faiss_path, json_path = index_paths(self.directory, d)
             index.save(faiss_path)
             infos[d] = IndexInfo(
-                index_key=choose_index_key(index.ntotal, d),
-                index_param="",
+                index_key=index.choice.key,
+                index_param=index.choice.param,
                 dim=d,
                 ntotal=index.ntotal,
                 model_sha256=model_sha256,
@@ -172,6 +182,19 @@ class IndexSet:
             write_info(json_path, infos[d])
         self.infos = infos
         self.model_sha256, self.schema_revision = model_sha256, schema_revision
+
+    def retarget(self) -> list[int]:
+        """Rebuild, as ``choose_index`` now wants for its size, every index built as another
+        kind (a screen that outgrew flat search, or an IVF whose list count no longer fits);
+        returns the dimensions rebuilt. Only a Matryoshka set (screen at 64-D) uses IVF."""
+        screen = min(self.by_dim)
+        changed = []
+        for d, index in sorted(self.by_dim.items()):
+            want = choose_index(index.ntotal, d, screen) if screen == SCREEN_DIM else None
+            if want is not None and want.key != index.choice.key:
+                self.by_dim[d] = index.rebuilt(want)
+                changed.append(d)
+        return changed
 
     # checking ----------------------------------------------------------------------------
     def problems(self, store_ids, store_max_id: int, model_sha256: str, schema_revision: str,

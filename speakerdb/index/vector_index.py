@@ -1,16 +1,48 @@
-"""One exact inner-product FAISS index over unit vectors, addressed by segment id."""
+"""One inner-product FAISS index over unit vectors, addressed by segment id: flat (exact search)
+or an inverted file (IVF) for the screening dimension of large databases; both keep the vectors
+exactly, so rescoring and checks read them back unchanged."""
 
 from __future__ import annotations
 
 import os
+import threading
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
 
 from speakerdb.errors import IndexOutOfDateError
 from speakerdb.index._atomic import atomic_write
+from speakerdb.index.choose import FLAT_KEY, IndexChoice
 
 __all__ = ["VectorIndex"]
+
+
+BLAS_MIN_QUERIES = 16
+"""Batches of at least this many queries search with FAISS's BLAS threshold lowered to this
+value. FAISS's own default (128,000 in 1.15) keeps realistic batches off its matrix-product
+path, which ``bench/search_scale.py`` measured several times slower for batched 256-D flat
+search. Smaller batches keep FAISS's default, so single queries score exactly as before."""
+
+_blas_lock = threading.Lock()
+
+
+@contextmanager
+def _blas_threshold(faiss, value: int):
+    """FAISS's process-wide BLAS threshold set to ``value`` for the duration (serialised)."""
+    with _blas_lock:
+        saved = faiss.cvar.distance_compute_blas_threshold
+        faiss.cvar.distance_compute_blas_threshold = value
+        try:
+            yield
+        finally:
+            faiss.cvar.distance_compute_blas_threshold = saved
+
+
+def _faiss():
+    import faiss
+
+    return faiss
 
 
 def _ids_array(ids, what: str = "ids") -> np.ndarray:
@@ -23,30 +55,60 @@ def _ids_array(ids, what: str = "ids") -> np.ndarray:
 
 
 class VectorIndex:
-    """``IndexIDMap2(IndexFlatIP(dim))``: exact cosine similarity over unit vectors.
+    """Cosine similarity over unit vectors, as one of two FAISS indexes:
+
+    * ``Flat``: ``IndexIDMap2(IndexFlatIP(dim))``, exact search over everything;
+    * ``IVF<nlist>,Flat``: ``IndexIVFFlat`` (inner product) with a hash-table direct map, whose
+      searches scan the ``nprobe`` lists nearest the query (approximate, about
+      ``nprobe / nlist`` of the vectors); vectors are stored exactly.
 
     Vectors are added already normalised; ids are segment ids (int64, unique).
     """
 
-    def __init__(self, index, dim: int):
-        """Wrap an existing ``faiss.IndexIDMap2`` (use ``empty`` or ``load`` instead)."""
+    def __init__(self, index, dim: int, choice: IndexChoice = IndexChoice(FLAT_KEY)):
+        """Wrap an existing FAISS index (use ``empty``, ``trained`` or ``load`` instead)."""
         self._index = index
         self._dim = int(dim)
+        self._choice = choice
         self._sorted: np.ndarray | None = None  # cache of ids(), None when stale
 
     # construction ------------------------------------------------------------------------
     @classmethod
     def empty(cls, dim: int) -> VectorIndex:
-        import faiss
+        """An empty flat index."""
+        faiss = _faiss()
 
         if dim <= 0:
             raise ValueError(f"dim must be > 0, got {dim}")
         return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(int(dim))), dim)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, dim: int) -> VectorIndex:
-        """Read an index saved by ``save``; ``IndexOutOfDateError`` if unusable."""
-        import faiss
+    def trained(cls, dim: int, choice: IndexChoice, sample) -> VectorIndex:
+        """An empty index of kind ``choice``; an IVF index is trained (k-means, fixed seed) on
+        up to 40 rows per list of ``sample`` (n, dim), taken evenly spaced."""
+        faiss = _faiss()
+
+        if choice.nlist == 0:
+            return cls.empty(dim)
+        x = np.ascontiguousarray(np.asarray(sample, dtype=np.float32))
+        if x.ndim != 2 or x.shape[1] != dim or x.shape[0] < choice.nlist:
+            raise ValueError(f"training an {choice.key} index needs at least {choice.nlist} "
+                             f"vectors of {dim} values, got {x.shape}")
+        rows = np.unique(np.linspace(0, x.shape[0] - 1, min(x.shape[0], 40 * choice.nlist))
+                         .astype(np.int64))
+        index = faiss.index_factory(int(dim), choice.key, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = 1234
+        index.train(np.ascontiguousarray(x[rows]))
+        index.set_direct_map_type(faiss.DirectMap.Hashtable)
+        index.nprobe = choice.nprobe
+        return cls(index, dim, choice)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, dim: int,
+             choice: IndexChoice = IndexChoice(FLAT_KEY)) -> VectorIndex:
+        """Read an index saved by ``save``; ``IndexOutOfDateError`` if unusable or not of the
+        kind ``choice`` describes."""
+        faiss = _faiss()
 
         path = Path(path)
         if not path.is_file():
@@ -56,6 +118,12 @@ class VectorIndex:
         except Exception as e:  # faiss raises RuntimeError with a multi-line message
             first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
             raise IndexOutOfDateError(f"{path}: unreadable index file ({first})") from None
+        if index.d != dim:
+            raise IndexOutOfDateError(f"{path}: index has dimension {index.d}, expected {dim}")
+        if choice.nlist:
+            _check_ivf(index, choice, path)
+            index.nprobe = choice.nprobe
+            return cls(index, dim, choice)
         if not isinstance(index, faiss.IndexIDMap2):
             raise IndexOutOfDateError(
                 f"{path}: expected an IndexIDMap2, found {type(index).__name__}")
@@ -63,8 +131,6 @@ class VectorIndex:
         if not isinstance(inner, faiss.IndexFlatIP):
             raise IndexOutOfDateError(
                 f"{path}: expected a flat inner-product index, found {type(inner).__name__}")
-        if index.d != dim:
-            raise IndexOutOfDateError(f"{path}: index has dimension {index.d}, expected {dim}")
         if index.id_map.size() != index.ntotal:
             raise IndexOutOfDateError(f"{path}: id map and vectors disagree in count")
         return cls(index, dim)
@@ -75,10 +141,44 @@ class VectorIndex:
 
         atomic_write(path, lambda tmp: faiss.write_index(self._index, tmp))
 
+    def rebuilt(self, choice: IndexChoice) -> VectorIndex:
+        """A new index of kind ``choice`` holding the same ids and vectors (an IVF one trained
+        on them)."""
+        ids, x = self.contents()
+        out = VectorIndex.trained(self._dim, choice, x) if choice.nlist else VectorIndex.empty(
+            self._dim)
+        out.add(ids, x)
+        return out
+
+    def contents(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids (n,) int64, vectors (n, dim) float32) in storage order (copies)."""
+        import faiss
+
+        if self._choice.nlist == 0:
+            inner = faiss.downcast_index(self._index.index)
+            x = faiss.vector_to_array(inner.codes).view(np.float32).reshape(-1, self._dim)
+            return faiss.vector_to_array(self._index.id_map).astype(np.int64), x.copy()
+        inv = self._index.invlists
+        ids, xs = [], []
+        for lst in range(inv.nlist):
+            n = inv.list_size(lst)
+            if n:
+                ids.append(faiss.rev_swig_ptr(inv.get_ids(lst), n).copy())
+                codes = faiss.rev_swig_ptr(inv.get_codes(lst), n * inv.code_size)
+                xs.append(np.frombuffer(codes.tobytes(), np.float32).reshape(n, self._dim))
+        if not ids:
+            return np.zeros(0, np.int64), np.zeros((0, self._dim), np.float32)
+        return np.concatenate(ids).astype(np.int64), np.concatenate(xs)
+
     # properties --------------------------------------------------------------------------
     @property
     def dim(self) -> int:
         return self._dim
+
+    @property
+    def choice(self) -> IndexChoice:
+        """What kind of index this is (``Flat`` or ``IVF<nlist>,Flat`` with its nprobe)."""
+        return self._choice
 
     @property
     def ntotal(self) -> int:
@@ -88,14 +188,21 @@ class VectorIndex:
         return self.ntotal
 
     def __repr__(self) -> str:
-        return f"VectorIndex(dim={self._dim}, ntotal={self.ntotal})"
+        return f"VectorIndex(dim={self._dim}, ntotal={self.ntotal}, key={self._choice.key!r})"
 
     def ids(self) -> np.ndarray:
         """The stored ids, sorted ascending (int64; a copy)."""
         if self._sorted is None:
             import faiss
 
-            self._sorted = np.sort(faiss.vector_to_array(self._index.id_map).astype(np.int64))
+            if self._choice.nlist == 0:
+                ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+            else:
+                inv = self._index.invlists
+                parts = [faiss.rev_swig_ptr(inv.get_ids(lst), inv.list_size(lst)).copy()
+                         for lst in range(inv.nlist) if inv.list_size(lst)]
+                ids = np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+            self._sorted = np.sort(ids)
         return self._sorted.copy()
 
     def _sorted_ids(self) -> np.ndarray:
@@ -142,7 +249,12 @@ class VectorIndex:
         ids = np.unique(_ids_array(ids))
         if ids.size == 0 or self.ntotal == 0:
             return 0
-        removed = int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))
+        if self._choice.nlist:  # the hash-table direct map removes by an id array only
+            present = ids[self.contains(ids)]
+            sel = faiss.IDSelectorArray(present.size, faiss.swig_ptr(present))
+            removed = int(self._index.remove_ids(sel)) if present.size else 0
+        else:
+            removed = int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))
         self._sorted = None
         return removed
 
@@ -159,7 +271,15 @@ class VectorIndex:
         kk = max(0, min(int(k), self.ntotal))
         if kk == 0 or q.shape[0] == 0:
             return (np.empty((q.shape[0], kk), np.float32), np.empty((q.shape[0], kk), np.int64))
-        scores, ids = self._index.search(np.ascontiguousarray(q), kk)
+        faiss = _faiss()
+        batched = q.shape[0] >= BLAS_MIN_QUERIES and self._choice.nlist == 0
+        with _blas_threshold(faiss, BLAS_MIN_QUERIES) if batched else nullcontext():
+            scores, ids = self._index.search(np.ascontiguousarray(q), kk)
+        if self._choice.nlist and (ids < 0).any():  # probed lists held fewer than k: scan all
+            rows = np.flatnonzero((ids < 0).any(axis=1))
+            full = faiss.SearchParametersIVF(nprobe=self._choice.nlist)
+            scores[rows], ids[rows] = self._index.search(np.ascontiguousarray(q[rows]), kk,
+                                                         params=full)
         order = np.lexsort((ids, -scores), axis=1)  # deterministic order among equal scores
         scores = np.take_along_axis(scores, order, axis=1).astype(np.float32, copy=False)
         ids = np.take_along_axis(ids, order, axis=1).astype(np.int64, copy=False)
@@ -183,3 +303,18 @@ class VectorIndex:
         if q.shape != (self._dim,):
             raise ValueError(f"query must have shape ({self._dim},), got {q.shape}")
         return (self.reconstruct(ids) @ q).astype(np.float32, copy=False)
+
+
+def _check_ivf(index, choice: IndexChoice, path: Path) -> None:
+    import faiss
+
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is None or not isinstance(faiss.downcast_index(index), faiss.IndexIVFFlat):
+        raise IndexOutOfDateError(
+            f"{path}: expected an {choice.key} index, found {type(index).__name__}")
+    if ivf.nlist != choice.nlist:
+        raise IndexOutOfDateError(f"{path}: has {ivf.nlist} lists, expected {choice.nlist}")
+    if ivf.metric_type != faiss.METRIC_INNER_PRODUCT or not ivf.is_trained:
+        raise IndexOutOfDateError(f"{path}: not a trained inner-product IVF index")
+    if ivf.direct_map.type != faiss.DirectMap.Hashtable:
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)

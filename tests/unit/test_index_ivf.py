@@ -1,0 +1,164 @@
+"""The inverted-file screen: a VectorIndex of kind IVF, and index sets that switch to it."""
+
+import json
+
+import numpy as np
+import pytest
+
+import speakerdb.index.choose as choose
+from speakerdb.errors import IndexOutOfDateError
+from speakerdb.index import IndexSet
+from speakerdb.index.choose import IndexChoice
+from speakerdb.index.vector_index import VectorIndex
+from speakerdb.model.prefixes import prefix
+
+SHA, REV = "b2" * 32, "rev1"
+IVF = IndexChoice("IVF32,Flat", "nprobe=4")
+
+
+def _clustered(seed=0, n=2000, dim=64, centres=40):
+    """Unit vectors around ``centres`` directions (like segments of speakers)."""
+    rng = np.random.default_rng(seed)
+    c = rng.standard_normal((centres, dim))
+    x = c[rng.integers(0, centres, n)] + 0.4 * rng.standard_normal((n, dim))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    ids = np.sort(rng.choice(10 * n, size=n, replace=False)).astype(np.int64)
+    return ids, x, rng
+
+
+def _ivf(seed=0, n=2000):
+    ids, x, rng = _clustered(seed, n)
+    index = VectorIndex.trained(64, IVF, x)
+    index.add(ids, x)
+    return index, ids, x, rng
+
+
+def test_ivf_keeps_vectors_exactly_and_finds_each_stored_vector_first():
+    index, ids, x, _ = _ivf()
+    assert index.choice == IVF and index.ntotal == ids.size
+    np.testing.assert_array_equal(index.ids(), ids)
+    np.testing.assert_array_equal(index.reconstruct(ids[::97]), x[::97])
+    scores, got = index.search(x[:50], 3)
+    np.testing.assert_array_equal(got[:, 0], ids[:50])  # its own list is always probed
+    np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
+
+
+def test_ivf_with_every_list_probed_equals_exact_search():
+    index, ids, x, rng = _ivf()
+    exact = index.rebuilt(IndexChoice("Flat"))
+    assert exact.choice.key == "Flat"
+    full = index.rebuilt(IndexChoice("IVF32,Flat", "nprobe=32"))
+    q = x[rng.integers(0, ids.size, 20)] + 0.05
+    q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    s_full, i_full = full.search(q, 25)
+    s_exact, i_exact = exact.search(q, 25)
+    np.testing.assert_array_equal(i_full, i_exact)
+    np.testing.assert_allclose(s_full, s_exact, atol=1e-6)
+
+
+def test_ivf_approximation_loses_some_neighbours_on_spread_queries():
+    """Probing 4 of 32 lists is not exact search (so the exactness test above can fail)."""
+    index, ids, x, rng = _ivf()
+    q = rng.standard_normal((50, 64)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    _, approx = index.search(q, 50)
+    _, exact = index.rebuilt(IndexChoice("Flat")).search(q, 50)
+    assert (approx != exact).any()
+
+
+def test_ivf_never_pads_results_when_probed_lists_hold_too_few():
+    index, ids, _, rng = _ivf(n=400)
+    q = rng.standard_normal((3, 64)).astype(np.float32)
+    scores, got = index.search(q / np.linalg.norm(q, axis=1, keepdims=True), 390)
+    assert got.shape == (3, 390) and (got >= 0).all()
+    assert all(np.unique(row).size == 390 for row in got)
+    assert (np.diff(scores, axis=1) <= 1e-6).all()
+
+
+def test_ivf_remove_save_load_and_wrong_kind(tmp_path):
+    index, ids, x, _ = _ivf()
+    assert index.remove(np.concatenate([ids[:10], [-5, 10**9]])) == 10
+    assert index.remove(ids[:10]) == 0
+    assert not index.contains(ids[:10]).any() and index.contains(ids[10:20]).all()
+    with pytest.raises(ValueError, match="not in"):
+        index.reconstruct(ids[:1])
+    index.add(ids[:3], x[:3])
+    path = tmp_path / "i.faiss"
+    index.save(path)
+    back = VectorIndex.load(path, 64, IVF)
+    np.testing.assert_array_equal(back.ids(), index.ids())
+    np.testing.assert_array_equal(back.reconstruct(ids[:3]), x[:3])
+    np.testing.assert_array_equal(back.search(x[100:105], 5)[1], index.search(x[100:105], 5)[1])
+    with pytest.raises(IndexOutOfDateError, match="IndexIDMap2"):
+        VectorIndex.load(path, 64)
+    with pytest.raises(IndexOutOfDateError, match="lists"):
+        VectorIndex.load(path, 64, IndexChoice("IVF64,Flat", "nprobe=4"))
+    VectorIndex.empty(64).save(tmp_path / "f.faiss")
+    with pytest.raises(IndexOutOfDateError, match="IVF32"):
+        VectorIndex.load(tmp_path / "f.faiss", 64, IVF)
+
+
+def test_training_needs_enough_vectors():
+    with pytest.raises(ValueError, match="at least 32"):
+        VectorIndex.trained(64, IVF, np.zeros((10, 64), np.float32))
+
+
+@pytest.fixture
+def small_thresholds(monkeypatch):
+    """Screens switch to IVF from 500 vectors, with at least 16 lists (instead of 200k/1024)."""
+    monkeypatch.setattr(choose, "FLAT_MAX_VECTORS", 500)
+    monkeypatch.setattr(choose, "MIN_LISTS", 16)
+
+
+def _raw(rng, n, speakers=30):
+    c = rng.standard_normal((speakers, 256)) * 3
+    return (c[rng.integers(0, speakers, n)] + rng.standard_normal((n, 256))).astype(np.float32)
+
+
+def test_index_set_switches_the_screen_to_ivf_as_it_grows(tmp_path, small_thresholds):
+    rng = np.random.default_rng(3)
+    raw = _raw(rng, 3000)
+    ids = np.arange(1, 3001, dtype=np.int64)
+    s = IndexSet.build(tmp_path, ids[:300], raw[:300], SHA, REV)
+    assert all(i.choice.key == "Flat" for i in s.by_dim.values())
+    s.save(SHA, REV, 300)
+    s.add(ids[300:800], raw[300:800])  # past 500: the screen becomes IVF at the next save
+    s.save(SHA, REV, 800)
+    info = json.loads((tmp_path / "index-64.json").read_text())
+    lists = choose.ivf_lists(800)
+    assert (info["index_key"], info["index_param"]) == (f"IVF{lists},Flat",
+                                                        f"nprobe={lists // 8}")
+    for d in (128, 192, 256):
+        assert json.loads((tmp_path / f"index-{d}.json").read_text())["index_key"] == "Flat"
+    back = IndexSet.load(tmp_path)
+    assert back.by_dim[64].choice.key == f"IVF{lists},Flat"
+    np.testing.assert_allclose(back.by_dim[64].reconstruct(ids[:800]), prefix(raw[:800], 64),
+                               atol=1e-7)
+    assert back.problems(ids[:800], 800, SHA, REV, (ids[:800:50], raw[:800:50])) == []
+    back.add(ids[800:], raw[800:])  # 3000 vectors want more lists: retrained at save
+    assert back.retarget() == [64]
+    assert back.by_dim[64].choice.key == f"IVF{choose.ivf_lists(3000)},Flat" != info["index_key"]
+    assert back.retarget() == []
+    np.testing.assert_array_equal(back.by_dim[64].ids(), ids)
+
+
+def test_rebuild_of_a_large_set_builds_the_screen_as_ivf(tmp_path, small_thresholds):
+    rng = np.random.default_rng(4)
+    raw = _raw(rng, 1000)
+    ids = np.arange(1, 1001, dtype=np.int64)
+    s = IndexSet.build(tmp_path, ids, raw, SHA, REV)
+    assert s.by_dim[64].choice == choose.choose_index(1000, 64)
+    assert s.by_dim[64].choice.nlist > 0
+    assert s.retarget() == []
+
+
+def test_json_naming_another_kind_than_the_file_is_out_of_date(tmp_path, small_thresholds):
+    rng = np.random.default_rng(5)
+    ids = np.arange(1, 1001, dtype=np.int64)
+    IndexSet.build(tmp_path, ids, _raw(rng, 1000), SHA, REV).save(SHA, REV, 1000)
+    path = tmp_path / "index-64.json"
+    data = json.loads(path.read_text())
+    for key, param in [("Flat", ""), ("HNSW32", "")]:
+        path.write_text(json.dumps({**data, "index_key": key, "index_param": param}))
+        with pytest.raises(IndexOutOfDateError):
+            IndexSet.load(tmp_path)
