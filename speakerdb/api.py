@@ -410,8 +410,9 @@ class SpeakerDB:
             "model": {"name": self.model.name, "sha256": self.model.sha256,
                       "dims": list(self.model.dims)},
             "counts": self.store.counts(),
-            "indexes": {str(d): {"index_key": i.index_key, "ntotal": i.ntotal,
-                                 "size_bytes": i.size_bytes} for d, i in sorted(infos.items())},
+            "indexes": {str(d): {"index_key": i.index_key, "index_param": i.index_param,
+                                 "ntotal": i.ntotal, "size_bytes": i.size_bytes}
+                        for d, i in sorted(infos.items())},
             "threshold": self.store.get_setting("threshold"),
             "space": {"name": self.space.name, "dims": list(self.space.dims)},
         }

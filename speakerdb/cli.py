@@ -366,7 +366,9 @@ def stats(home: Home = None, json_: Json = False):
           f"{c['duration_s'] / 3600:.2f} h, {c['failures']} failed inputs, "
           f"{c['ingest_runs']} ingest runs")
     for d, i in doc["indexes"].items():
-        print(f"  index {d}-D: {i['index_key']}, {i['ntotal']} vectors, {i['size_bytes']} bytes")
+        param = f" ({i['index_param']})" if i.get("index_param") else ""
+        print(f"  index {d}-D: {i['index_key']}{param}, {i['ntotal']} vectors, "
+              f"{i['size_bytes']} bytes")
 
 
 def _click_exceptions():

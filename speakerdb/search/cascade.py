@@ -21,6 +21,8 @@ class ScoringIndex(Protocol):
 
     def score(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray: ...
 
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray: ...
+
 
 @dataclass(frozen=True)
 class Hit:
@@ -29,19 +31,9 @@ class Hit:
     scores: dict[int, float]  # cosine at every dimension the segment was scored at
 
 
-def _order(ids: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the k best by score; ties broken by the smaller id (deterministic)."""
-    if ids.size > 4 * k:  # partial selection first: a full sort of a long shortlist is slow
-        keep = np.argpartition(-scores, k - 1)[:k]
-        edge = scores[keep].min()
-        keep = np.flatnonzero(scores >= edge)  # every tie at the boundary competes
-        return keep[np.lexsort((ids[keep], -scores[keep]))[:k]]
-    return np.lexsort((ids, -scores))[:k]
-
-
 def _top(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k best by score; ties broken by the smaller id so results are deterministic."""
-    order = _order(ids, scores, k)
+    order = np.lexsort((ids, -scores))[:k]
     return ids[order], scores[order]
 
 
@@ -56,35 +48,46 @@ def cascade_search(
     return cascade_search_many(indexes, batch, config)[0]
 
 
+def _rows_top(ids: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the column positions of the k best (ties: smaller id first); ids < 0 are
+    padding and sort last."""
+    scores = np.where(ids < 0, -np.inf, scores)
+    return np.lexsort((ids, -scores), axis=1)[:, :k]
+
+
 def cascade_search_many(
     indexes: Mapping[int, ScoringIndex], queries: Mapping[int, np.ndarray], config: CascadeConfig
 ) -> list[list[Hit]]:
-    """``cascade_search`` for a batch: queries {dim: (q, dim) unit vectors}; one screening
-    search for the whole batch (FAISS spreads it over the cores), then each query's shortlist
-    is rescored exactly from the stored vectors."""
+    """``cascade_search`` for a batch: queries {dim: (q, dim) unit vectors}. One screening
+    search for the whole batch (FAISS spreads it over the cores), then every stage rescores
+    all the batch's shortlists at once, exactly, from the stored vectors."""
     dims = sorted(indexes)
     screen = indexes[dims[0]]
     q0 = np.ascontiguousarray(np.asarray(queries[dims[0]], np.float32))
-    if screen.ntotal == 0:
+    if screen.ntotal == 0 or q0.shape[0] == 0:
         return [[] for _ in range(q0.shape[0])]
     sizes = {dims[0]: config.k64, **dict(zip(dims[1:-1], (config.k128, config.k192)))}
-    scores, found = screen.search(q0, min(config.k64, screen.ntotal))
+    scores, ids = screen.search(q0, min(config.k64, screen.ntotal))
+    pos = _rows_top(ids, scores, sizes[dims[0]])
+    ids = np.take_along_axis(ids, pos, 1)
+    trail = {dims[0]: np.take_along_axis(scores, pos, 1)}
+    for d in dims[1:]:
+        q = np.asarray(queries[d], np.float32)
+        flat = ids.ravel()
+        valid = flat >= 0
+        vecs = np.zeros((flat.size, d), np.float32)
+        if valid.any():
+            vecs[valid] = indexes[d].reconstruct(flat[valid])
+        s = np.matmul(vecs.reshape(ids.shape[0], ids.shape[1], d), q[:, :, None])[:, :, 0]
+        pos = _rows_top(ids, s, sizes.get(d, ids.shape[1]))
+        ids = np.take_along_axis(ids, pos, 1)
+        trail = {k: np.take_along_axis(v, pos, 1) for k, v in trail.items()}
+        trail[d] = np.take_along_axis(s, pos, 1)
     out = []
-    for row in range(q0.shape[0]):
-        ids, s = found[row], scores[row]
-        keep = ids >= 0
-        ids, s = ids[keep], s[keep]
-        order = _order(ids, s, sizes[dims[0]])
-        ids, trail = ids[order], {dims[0]: s[order]}
-        for d in dims[1:]:
-            s = np.asarray(indexes[d].score(np.asarray(queries[d][row], np.float32), ids))
-            order = _order(ids, s, sizes.get(d, len(ids)))
-            ids = ids[order]
-            trail = {k: v[order] for k, v in trail.items()}
-            trail[d] = s[order]
-        final = trail[dims[-1]]
-        out.append([Hit(int(i), float(final[j]), {d: float(trail[d][j]) for d in dims})
-                    for j, i in enumerate(ids)])
+    for row in range(ids.shape[0]):
+        per = {d: trail[d][row].tolist() for d in dims}
+        out.append([Hit(int(i), per[dims[-1]][j], {d: per[d][j] for d in dims})
+                    for j, i in enumerate(ids[row].tolist()) if i >= 0])
     return out
 
 

@@ -21,7 +21,10 @@ class NumpyIndex:
         return np.take_along_axis(s, order, 1), self.ids[order]
 
     def score(self, q, ids):
-        return self.vecs[[self.pos[int(i)] for i in ids]] @ q
+        return self.reconstruct(ids) @ q
+
+    def reconstruct(self, ids):
+        return self.vecs[[self.pos[int(i)] for i in ids]]
 
 
 def make(n=400, seed=0):
@@ -66,10 +69,32 @@ def test_near_duplicate_query_finds_its_source_top1():
 
 
 def test_empty_index_gives_no_hits():
-    idx = {d: NumpyIndex(np.zeros(0, np.int64), np.zeros((0, d), np.float32)) for d in (64, 128, 192, 256)}
+    idx = {d: NumpyIndex(np.zeros(0, np.int64), np.zeros((0, d), np.float32))
+           for d in (64, 128, 192, 256)}
     assert cascade_search(idx, nested(np.ones(256)), CascadeConfig()) == []
 
 
 def test_shortlists_must_shrink():
     with pytest.raises(UsageError, match="must shrink"):
         CascadeConfig(k64=10, k128=20)
+
+
+def test_batched_cascade_equals_one_query_at_a_time():
+    from speakerdb.search.cascade import cascade_search_many
+
+    ids, raw, idx = make(n=600, seed=3)
+    rng = np.random.default_rng(4)
+    probes = raw[rng.integers(0, 600, 9)] + 0.5 * rng.standard_normal((9, 256)).astype(np.float32)
+    q = nested(probes)
+    cfg = CascadeConfig(k64=120, k128=40, k192=15)
+    batch = cascade_search_many(idx, q, cfg)
+    assert len(batch) == 9
+    for row, hits in enumerate(batch):
+        one = cascade_search(idx, {d: v[row] for d, v in q.items()}, cfg)
+        assert [h.segment_id for h in hits] == [h.segment_id for h in one]
+        assert len(hits) == 15 and set(hits[0].scores) == {64, 128, 192, 256}
+        for h in hits:  # every stage's score is the exact cosine at that dimension
+            for d, v in h.scores.items():
+                assert v == pytest.approx(float(idx[d].score(q[d][row], [h.segment_id])[0]),
+                                          abs=1e-5)
+    assert cascade_search_many(idx, {d: v[:0] for d, v in q.items()}, cfg) == []

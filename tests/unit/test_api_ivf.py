@@ -1,0 +1,41 @@
+"""A database whose screen outgrows flat search: IVF recorded, reopened without a rebuild,
+identify and check unchanged (thresholds lowered so a small corpus crosses them)."""
+
+import pytest
+
+import speakerdb.index.choose as choose
+from speakerdb.api import SpeakerDB
+from speakerdb.indexes import Indexes
+from tests.synth import write_corpus
+
+
+@pytest.fixture
+def small_thresholds(monkeypatch):
+    monkeypatch.setattr(choose, "FLAT_MAX_VECTORS", 20)
+    monkeypatch.setattr(choose, "MIN_LISTS", 8)
+
+
+def test_grown_database_screens_with_ivf_and_reopens_without_rebuild(
+        tmp_path, tmp_home, spectral_embedder, small_thresholds, monkeypatch):
+    corpus = tmp_path / "corpus"
+    files = write_corpus(corpus, speakers=6, utterances=5)
+    with SpeakerDB.create(tmp_home, model="spectral", embedder=spectral_embedder) as db:
+        db.ingest([corpus])
+        stats = db.stats()
+    want = choose.choose_index(30, 64)
+    assert want.nlist == choose.ivf_lists(30)
+    assert stats["indexes"]["64"]["index_key"] == want.key
+    assert stats["indexes"]["64"]["index_param"] == want.param
+    assert {stats["indexes"][d]["index_key"] for d in ("128", "192", "256")} == {"Flat"}
+
+    def no_rebuild(self):
+        raise AssertionError("indexes rebuilt on open although nothing changed")
+
+    monkeypatch.setattr(Indexes, "rebuild", no_rebuild)
+    with SpeakerDB.open(tmp_home, embedder=spectral_embedder) as db:
+        assert db.indexes.set.by_dim[64].choice == want
+        assert db.check().ok
+        for speaker, paths in files.items():
+            result = db.identify(paths[0])
+            assert result.candidates[0].speaker == speaker
+            assert result.mode == "cascade"
