@@ -57,7 +57,7 @@ class CascadeConfig:
     rescoring keeps ``k128``, 192-D keeps ``k192``; the 256-D scores rank those."""
 
     k64: int = 1000
-    k128: int = 300
+    k128: int = 500
     k192: int = 100
     top_k: int = 5  # speakers reported
     aggregation: str = "max"  # max | mean | top2 | topk | centroid

@@ -28,8 +28,8 @@ FLAT_KEY = "Flat"
 FLAT_MAX_VECTORS = 200_000
 """From this many vectors the 64-D screen is an inverted-file index instead of flat."""
 
-PROBE_DIVISOR = 8
-"""An IVF screen probes one list in this many (12.5 % of the vectors on average)."""
+PROBE_DIVISOR = 16
+"""An IVF screen probes one list in this many (about 6 % of the vectors)."""
 
 MIN_LISTS, MAX_LISTS = 1024, 65536
 

@@ -25,9 +25,9 @@ from speakerdb.index.choose import (
         (1, 64, "Flat", ""),
         (1_000, 128, "Flat", ""),
         (FLAT_MAX_VECTORS - 1, 64, "Flat", ""),
-        (FLAT_MAX_VECTORS, 64, "IVF2048,Flat", "nprobe=256"),  # 4 * sqrt(200k) = 1789
-        (1_000_000, 64, "IVF4096,Flat", "nprobe=512"),
-        (4_000_000, 64, "IVF8192,Flat", "nprobe=1024"),
+        (FLAT_MAX_VECTORS, 64, "IVF2048,Flat", "nprobe=128"),  # 4 * sqrt(200k) = 1789
+        (1_000_000, 64, "IVF4096,Flat", "nprobe=256"),
+        (4_000_000, 64, "IVF8192,Flat", "nprobe=512"),
         (10 * FLAT_MAX_VECTORS, 128, "Flat", ""),
         (10 * FLAT_MAX_VECTORS, 192, "Flat", ""),
         (10 * FLAT_MAX_VECTORS, 256, "Flat", ""),

@@ -163,3 +163,18 @@ def test_failed_save_leaves_old_file(tmp_path, monkeypatch):
     assert path.read_bytes() == before
     assert VectorIndex.load(path, 64).ntotal == 20
     assert [p.name for p in tmp_path.iterdir()] == ["index-64.faiss"]
+
+
+def test_reconstruct_follows_adds_and_removes_in_any_order():
+    index, ids, x, rng = _filled(seed=5)
+    pick = rng.permutation(ids.size)[:50]
+    np.testing.assert_array_equal(index.reconstruct(ids[pick]), x[pick])
+    index.remove(ids[pick[:10]])
+    with pytest.raises(ValueError, match="not in"):
+        index.reconstruct(ids[pick[:1]])
+    np.testing.assert_array_equal(index.reconstruct(ids[pick[10:]]), x[pick[10:]])
+    new_ids = np.array([20_001, 20_000], np.int64)
+    new_x = _unit(rng, 2, 64)
+    index.add(new_ids, new_x)
+    np.testing.assert_array_equal(index.reconstruct(new_ids[::-1]), new_x[::-1])
+    np.testing.assert_array_equal(index.reconstruct(ids[pick[-5:]]), x[pick[-5:]])
