@@ -310,15 +310,19 @@ class VectorIndex:
             order = np.argsort(stored, kind="stable")
             self._rows = (stored[order].astype(np.int64), order)
         have, rows = self._rows
-        at = np.minimum(np.searchsorted(have, ids), max(have.size - 1, 0))
-        found = have[at] == ids if have.size else np.zeros(ids.shape, bool)
+        order = np.argsort(ids, kind="stable")  # ascending ids: lookups and rows near each other
+        wanted = ids[order]
+        at = np.minimum(np.searchsorted(have, wanted), max(have.size - 1, 0))
+        found = have[at] == wanted if have.size else np.zeros(ids.shape, bool)
         if not found.all():
-            absent = ids[~found]
+            absent = wanted[~found]
             raise ValueError(f"{absent.size} id(s) not in the {self._dim}-D index, "
                              f"e.g. {int(absent[0])}")
         inner = faiss.downcast_index(self._index.index)
         xb = faiss.rev_swig_ptr(inner.get_xb(), self.ntotal * self._dim)
-        return xb.reshape(self.ntotal, self._dim)[rows[at]]
+        out = np.empty((ids.size, self._dim), np.float32)
+        out[order] = xb.reshape(self.ntotal, self._dim)[rows[at]]
+        return out
 
     def score(self, query, ids) -> np.ndarray:
         """Exact inner products (m,) float32 of ``query`` (dim,) with the stored ``ids``."""

@@ -1,0 +1,310 @@
+"""Search at scale: the identify cascade against exhaustive 256-D search at N segments.
+
+    python bench/search_scale.py [--sizes 100000,1000000] [--queries 2000] [--no-open]
+                                 [--hnsw-max 200000] [--json OUT]
+
+Vectors: generated with the spectrum of the default model's real embeddings of speech-dev
+(``bench/_vectors.py``: per-dimension between/within-speaker variances in the Matryoshka
+basis; speakers of 50..150 segments); the realism check prints same- and different-speaker
+cosines of real and generated vectors. Probes: 80 % new segments of stored speakers, 20 %
+unseen speakers.
+
+For each N: the library's index set (``IndexSet.build``: the screen ``choose_index`` picks,
+flat 128/192/256) with its build time and memory; exhaustive 256-D flat search (the
+baseline) and the cascade, one query at a time and in batches, with recall@1 / recall@10 of
+the cascade's segments against exhaustive search and speaker-level top-1 agreement (max rule);
+the same cascade with other 64-D screens (flat, SQ8, HNSW up to ``--hnsw-max``); then, unless
+``--no-open``, a real database of N segments (SQLite + indexes) whose second open and first
+identify of a real speech file are timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _vectors as vec  # noqa: E402
+
+from speakerdb.config import CascadeConfig  # noqa: E402
+from speakerdb.index import IndexSet  # noqa: E402
+from speakerdb.index.vector_index import BLAS_MIN_QUERIES  # noqa: E402
+from speakerdb.model.prefixes import DIMS, nested  # noqa: E402
+from speakerdb.search.cascade import cascade_search, cascade_search_many  # noqa: E402
+from speakerdb.search.decision import aggregate  # noqa: E402
+
+CFG = CascadeConfig()
+BATCH = 64
+
+
+def rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+class RawScreen:
+    """A plain FAISS index over rows 0..n-1 answering for segment ids 1..n."""
+
+    def __init__(self, index):
+        self.index, self.ntotal = index, index.ntotal
+
+    def search(self, q, k):
+        s, i = self.index.search(np.ascontiguousarray(q, dtype=np.float32), k)
+        return s, np.where(i >= 0, i + 1, -1)
+
+
+def per_query_ms(fn, items) -> tuple[float, list]:
+    t0 = time.perf_counter()
+    out = [fn(x) for x in items]
+    return 1e3 * (time.perf_counter() - t0) / len(items), out
+
+
+def agreement(casc: list[list], exact_ids: np.ndarray, speaker_of: np.ndarray) -> dict:
+    """recall@1, recall@10 and speaker top-1 agreement (max rule) of cascade hit lists."""
+    r1 = r10 = spk = 0.0
+    for hits, ex in zip(casc, exact_ids):
+        got = [h.segment_id for h in hits]
+        r1 += bool(got) and got[0] == ex[0]
+        r10 += len(set(got[:10]) & set(ex[:10].tolist())) / 10
+        spk += bool(got) and speaker_of[got[0]] == speaker_of[ex[0]]
+    n = len(casc)
+    return {"recall@1": r1 / n, "recall@10": r10 / n, "speaker_top1": spk / n}
+
+
+def speaker_agreement_by_rule(casc, exact_hits, speaker_of, rule="max") -> float:
+    same = 0
+    for a, b in zip(casc, exact_hits):
+        la = {h.segment_id: str(speaker_of[h.segment_id]) for h in a}
+        lb = {h.segment_id: str(speaker_of[h.segment_id]) for h in b}
+        ca, cb = aggregate(a, la, rule), aggregate(b, lb, rule)
+        same += bool(ca) and bool(cb) and ca[0].speaker == cb[0].speaker
+    return same / len(casc)
+
+
+def exhaustive_hits(index256, q256, k):
+    from speakerdb.search.cascade import Hit
+
+    s, ids = index256.search(q256, k)
+    return [[Hit(int(i), float(v), {256: float(v)}) for i, v in zip(ir, sr)]
+            for ir, sr in zip(ids, s)]
+
+
+def bench_size(n: int, spec, args, report: dict) -> None:
+    import faiss
+
+    print(f"\n=== N = {n:,} segments ===", flush=True)
+    t0 = time.perf_counter()
+    raw, speaker, means = vec.synthetic_store(spec, n, seed=n)
+    qraw, qlabel = vec.synthetic_queries(spec, means, args.queries, seed=n + 1)
+    speaker_of = np.concatenate([[-1], speaker])  # by segment id (ids are 1..n)
+    ids = np.arange(1, n + 1, dtype=np.int64)
+    print(f"generated {n:,} vectors of {means.shape[0]:,} speakers in "
+          f"{time.perf_counter() - t0:.1f} s", flush=True)
+    row = {"n": n, "speakers": int(means.shape[0]), "queries": args.queries}
+
+    rss0 = rss_gb()
+    t0 = time.perf_counter()
+    iset = IndexSet.build(Path(tempfile.gettempdir()) / "unused", ids, raw, "0" * 64, "bench")
+    row["build_s"] = time.perf_counter() - t0
+    row["screen"] = {"key": iset.by_dim[64].choice.key, "param": iset.by_dim[64].choice.param}
+    row["index_gb"] = sum(n * d * 4 for d in DIMS) / 1e9
+    row["rss_growth_gb"] = rss_gb() - rss0
+    print(f"index set: screen {row['screen']['key']} {row['screen']['param']}, built in "
+          f"{row['build_s']:.1f} s, vectors {row['index_gb']:.2f} GB, peak RSS "
+          f"{rss_gb():.1f} GB", flush=True)
+    by_dim = iset.by_dim
+    q = nested(qraw, DIMS)
+    one = [{d: q[d][i] for d in DIMS} for i in range(args.queries)]
+    known = qlabel >= 0
+
+    # exhaustive 256-D (the baseline): exact ids for every query (batched), timings
+    t0 = time.perf_counter()
+    exact_s, exact_ids = by_dim[256].search(q[256], 10)
+    ex_batch_ms = 1e3 * (time.perf_counter() - t0) / args.queries
+    exact_hits = exhaustive_hits(by_dim[256], q[256], CFG.k192)
+    flat256 = faiss.downcast_index(by_dim[256]._index.index)
+    blas = {}
+    for threshold in (BLAS_MIN_QUERIES, faiss.cvar.distance_compute_blas_threshold):
+        saved = faiss.cvar.distance_compute_blas_threshold
+        faiss.cvar.distance_compute_blas_threshold = threshold
+        t0 = time.perf_counter()
+        for a in range(0, min(args.queries, 4 * BATCH), BATCH):
+            flat256.search(q[256][a : a + BATCH], 10)
+        blas[threshold] = 1e3 * (time.perf_counter() - t0) / min(args.queries, 4 * BATCH)
+        single = min(args.queries, 20)
+        blas[f"single-{threshold}"], _ = per_query_ms(
+            lambda i: flat256.search(q[256][i : i + 1], 10), range(single))
+        faiss.cvar.distance_compute_blas_threshold = saved
+    single = min(args.queries, args.single_exhaustive)
+    ex_ms, _ = per_query_ms(lambda i: by_dim[256].search(q[256][i : i + 1], 10), range(single))
+    row["exhaustive"] = {"ms": ex_ms, "batched_ms": ex_batch_ms,
+                         "blas_threshold_ms": {str(k): v for k, v in blas.items()}}
+    lo, hi = BLAS_MIN_QUERIES, saved
+    print(f"exhaustive 256-D flat: {ex_ms:.2f} ms/query single; batched {ex_batch_ms:.2f} "
+          f"ms/query. FAISS BLAS threshold {lo} vs {hi}: batches of {BATCH} "
+          f"{blas[lo]:.2f} vs {blas[hi]:.2f} ms/query, single queries "
+          f"{blas[f'single-{lo}']:.2f} vs {blas[f'single-{hi}']:.2f} ms", flush=True)
+
+    def cascade_row(name: str, indexes, build_s: float | None = None) -> dict:
+        ms, hits = per_query_ms(lambda qq: cascade_search(indexes, qq, CFG), one)
+        t0 = time.perf_counter()
+        for a in range(0, args.queries, BATCH):
+            cascade_search_many(indexes, {d: q[d][a : a + BATCH] for d in DIMS}, CFG)
+        batch_ms = 1e3 * (time.perf_counter() - t0) / args.queries
+        acc = agreement(hits, exact_ids, speaker_of)
+        hit1 = np.array([bool(h) and h[0].segment_id == e[0] for h, e in zip(hits, exact_ids)])
+        out = {"screen": name, "ms": ms, "speedup": ex_ms / ms, "batched_ms": batch_ms,
+               "batched_speedup": ex_batch_ms / batch_ms, **acc,
+               "speaker_top1_rule_max": speaker_agreement_by_rule(hits, exact_hits, speaker_of),
+               "recall@1_known": float(hit1[known].mean()),
+               "recall@1_unseen": float(hit1[~known].mean()) if (~known).any() else None,
+               "build_s": build_s}
+        print(f"  {name:<28} {ms:7.2f} ms {out['speedup']:6.1f}x | batched {batch_ms:6.2f} ms "
+              f"{out['batched_speedup']:5.1f}x | r@1 {acc['recall@1']:.4f} (known "
+              f"{out['recall@1_known']:.4f}) r@10 {acc['recall@10']:.4f} speaker "
+              f"{out['speaker_top1_rule_max']:.4f}"
+              + (f" | build {build_s:.1f} s" if build_s is not None else ""), flush=True)
+        return out
+
+    print(f"cascade (k64 {CFG.k64}, k128 {CFG.k128}, k192 {CFG.k192}), {args.queries} "
+          f"queries, batches of {BATCH}:", flush=True)
+    row["cascade"] = [cascade_row(f"library: {row['screen']['key']}", by_dim, row["build_s"])]
+    x64 = np.ascontiguousarray(nested(raw, (64,))[64])
+    alternatives = []
+    flat = faiss.IndexFlatIP(64)
+    t0 = time.perf_counter()
+    flat.add(x64)
+    alternatives.append(("Flat", flat, time.perf_counter() - t0))
+    sq = faiss.IndexScalarQuantizer(64, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+    t0 = time.perf_counter()
+    sq.train(x64)
+    sq.add(x64)
+    alternatives.append(("SQ8", sq, time.perf_counter() - t0))
+    if n <= args.hnsw_max:
+        hnsw = faiss.IndexHNSWFlat(64, 32, faiss.METRIC_INNER_PRODUCT)
+        t0 = time.perf_counter()
+        hnsw.add(x64)
+        hnsw.hnsw.efSearch = CFG.k64  # fewer than k results come back when efSearch < k
+        alternatives.append((f"HNSW32 (efSearch {CFG.k64})", hnsw, time.perf_counter() - t0))
+    else:
+        print(f"  (HNSW skipped above --hnsw-max {args.hnsw_max:,}: its build adds only a few "
+              "thousand vectors/s on this machine)", flush=True)
+    for name, index, build_s in alternatives:
+        screen_set = {**by_dim, 64: RawScreen(index)}
+        row["cascade"].append(cascade_row(f"64-D {name}", screen_set, build_s))
+        del screen_set
+    del alternatives, flat, sq, x64
+    if not args.no_open:
+        row["open"] = open_database(raw, speaker, args)
+    report["sizes"].append(row)
+
+
+def open_database(raw: np.ndarray, speaker: np.ndarray, args) -> dict:
+    """A real database of these vectors: bulk-written store, first open (builds the indexes),
+    then the timed second open and first identify of a real speech file."""
+    from sqlalchemy import insert
+
+    from speakerdb.api import SpeakerDB
+    from speakerdb.model.registry import load_embedder
+    from speakerdb.store.models import Recording, Segment, Speaker
+
+    emb = load_embedder("campplus", "cpu")
+    probe = next(iter(sorted(vec.SPEECH.rglob("*.wav"))), None)
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        home = Path(tmp) / "home"
+        SpeakerDB.create(home, model="campplus", embedder=emb).close()
+        t0 = time.perf_counter()
+        db = SpeakerDB.open(home, catch_up=False)
+        engine = db.store.engine
+        labels = np.unique(speaker)
+        with engine.begin() as c:
+            c.execute(insert(Speaker.__table__), [{"id": int(s) + 1, "label": f"spk{s:06d}"}
+                                                  for s in labels])
+            c.execute(insert(Recording.__table__), [
+                {"id": int(s) + 1, "sha256": f"{int(s):064x}", "path": f"synthetic/{s}.wav",
+                 "speaker_id": int(s) + 1, "duration_s": 300.0, "sample_rate": 16000,
+                 "channels": 1, "source": "synthetic"} for s in labels])
+        start = 3.0 * (np.arange(speaker.size) - np.searchsorted(speaker, speaker))
+        for a in range(0, raw.shape[0], 100_000):
+            part = raw[a : a + 100_000].astype("<f4")
+            with engine.begin() as c:
+                c.execute(insert(Segment.__table__), [
+                    {"id": a + i + 1, "recording_id": int(speaker[a + i]) + 1,
+                     "start_s": float(start[a + i]), "end_s": float(start[a + i]) + 3.0,
+                     "vector": part[i].tobytes()}
+                    for i in range(part.shape[0])])
+        db.close()
+        write_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        db = SpeakerDB.open(home)  # no indexes yet: built from the store and saved
+        first_open_s = time.perf_counter() - t0
+        key = db.indexes.set.by_dim[64].choice.key
+        db.close()
+        t0 = time.perf_counter()
+        db = SpeakerDB.open(home, embedder=emb)
+        open_s = time.perf_counter() - t0
+        plan = db.indexes.plan()
+        t0 = time.perf_counter()
+        result = db.identify(probe) if probe else None
+        first_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        again = db.identify(probe) if probe else None
+        second_s = time.perf_counter() - t0
+        db.close()
+        size = sum(p.stat().st_size for p in home.iterdir())
+    out = {"store_write_s": write_s, "first_open_build_s": first_open_s, "open_s": open_s,
+           "plan_after_open": plan, "screen": key, "first_identify_s": first_s,
+           "first_identify_search_s": result.seconds if result else None,
+           "second_identify_s": second_s,
+           "second_identify_search_s": again.seconds if again else None,
+           "home_gb": size / 1e9}
+    print(f"database: store written in {write_s:.1f} s, first open (index build) "
+          f"{first_open_s:.1f} s, home {size / 1e9:.2f} GB; second open {open_s:.2f} s "
+          f"(plan then: {plan}); first identify {first_s:.2f} s (search "
+          f"{out['first_identify_search_s'] or 0:.3f} s), next {second_s:.2f} s", flush=True)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="100000,1000000")
+    ap.add_argument("--queries", type=int, default=2000)
+    ap.add_argument("--single-exhaustive", type=int, default=100,
+                    help="queries timed one at a time for the exhaustive baseline")
+    ap.add_argument("--hnsw-max", type=int, default=200_000)
+    ap.add_argument("--no-open", action="store_true")
+    ap.add_argument("--tmp", default=None, help="folder for the temporary databases")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    import faiss
+
+    real, real_spk = vec.real_embeddings()
+    spec = vec.spectrum(real, real_spk)
+    print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads; spectrum from "
+          f"{real.shape[0]} real embeddings of {np.unique(real_spk).size} speakers")
+    x, s, _ = vec.synthetic_store(spec, 50_000)
+    report = {"faiss": faiss.__version__, "threads": faiss.omp_get_max_threads(),
+              "realism": {}, "sizes": []}
+    print(f"{'realism':<10} {'dim':>4} {'same mean':>10} {'same sd':>8} {'diff mean':>10} "
+          f"{'diff sd':>8}")
+    for d in (64, 256):
+        for name, (a, b) in (("real", (real, real_spk)), ("generated", (x, s))):
+            r = vec.pair_cosines(a, b, d)
+            report["realism"][f"{name}-{d}"] = r
+            print(f"{name:<10} {d:>4} {r[0]:>10.3f} {r[1]:>8.3f} {r[2]:>10.3f} {r[3]:>8.3f}")
+    del x, s
+    for n in (int(v) for v in args.sizes.split(",")):
+        bench_size(n, spec, args, report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
