@@ -5,12 +5,17 @@ speakerdb's own file and returns a ``RedimnetModel`` (eval mode, CPU): waveforms
 at 16 kHz → raw (B, raw_dim) embeddings, 192-D (official) or 256-D (MRL, whose 64/128/192-D
 embeddings are prefixes: slice, then L2-normalise with ``speakerdb.model.prefixes``).
 
+``forward`` runs an optimised inference graph (``fast``: channels-last layout, BatchNorms folded;
+the same outputs up to float rounding) in eval mode without autograd; ``load_redimnet(path,
+optimized=False)`` or ``model.eager_forward`` run the network module by module instead.
+
 The names below are imported lazily (PEP 562), so importing this package, or its torch-free
 ``release`` module (``fetch_release``, ``release_url``), does not import torch.
 
 Modules: ``config`` (RedimnetConfig), ``frontend`` (log-mel), ``blocks2d`` / ``blocks1d`` /
-``backbone`` / ``heads`` (the network), ``model`` (RedimnetModel), ``infer`` (architecture from
-tensor shapes), ``loader`` (load_redimnet), ``release`` (official downloads).
+``backbone`` / ``heads`` (the network), ``model`` (RedimnetModel), ``fast`` / ``fastlayers`` /
+``fold`` (the optimised inference graph), ``infer`` (architecture from tensor shapes), ``loader``
+(load_redimnet), ``release`` (official downloads).
 """
 
 from __future__ import annotations

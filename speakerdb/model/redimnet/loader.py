@@ -68,12 +68,15 @@ def model_from_state_dict(cfg: RedimnetConfig, state_dict: Mapping[str, torch.Te
     return model.eval()
 
 
-def load_redimnet(path: str | os.PathLike, *, hop_length: Optional[int] = None) -> RedimnetModel:
+def load_redimnet(path: str | os.PathLike, *, hop_length: Optional[int] = None,
+                  optimized: bool = True) -> RedimnetModel:
     """Load an official ReDimNet release, an upstream MRL-ReDimNet training checkpoint (stage 1
     or stage 2, any optimizer state) or speakerdb's own ReDimNet file.
 
     hop_length overrides the hop (samples) the file implies: model_config's for official files,
-    160 for MRL files (not stored in them). Returns a ``RedimnetModel`` in eval mode on the CPU
+    160 for MRL files (not stored in them). optimized: whether ``forward`` runs the optimised
+    inference graph (``fast``; the default) or module by module (eager, for comparison; also
+    reachable as ``model.eager_forward``). Returns a ``RedimnetModel`` in eval mode on the CPU
     with ``checkpoint_format`` set."""
     where = str(path)
     fmt, payload = read_checkpoint(path)
@@ -104,6 +107,7 @@ def load_redimnet(path: str | os.PathLike, *, hop_length: Optional[int] = None) 
         kind = payload["speakerdb_model"]["kind"] if fmt == "speakerdb" else fmt
         raise CheckpointFormatError(f"{where}: a {kind} model, not a ReDimNet")
     model.checkpoint_format = fmt
+    model.optimized = optimized
     return model
 
 

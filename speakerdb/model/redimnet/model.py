@@ -9,6 +9,12 @@ Two module layouts, so that upstream state dicts load strictly as they are:
 
 All methods take waveforms (B, n) (or (B, 1, n)) float at 16 kHz, equal lengths within a batch,
 and run in float32; the model is built in eval mode (BatchNorm uses running statistics).
+
+``forward`` runs the optimised inference graph (``fast.FastRedimnet``: channels-last layout,
+BatchNorms folded) when ``optimized`` is True (the default), the model is in eval mode
+and autograd is off (``torch.no_grad`` / ``torch.inference_mode``); otherwise, and always in
+``eager_forward``, ``trace`` and the other methods, it runs module by module. The optimised graph
+is built on first use and rebuilt whenever the device, dtype or any weight changes.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ class RedimnetModel(nn.Module):
     ``feature_dim`` (F mel bands), ``sample_rate`` (Hz), ``min_samples`` (shortest input accepted)."""
 
     config: RedimnetConfig
+    optimized: bool = True
 
     def _init_common(self, cfg: RedimnetConfig) -> None:
         self.config = cfg
@@ -58,6 +65,10 @@ class RedimnetModel(nn.Module):
         raise NotImplementedError
 
     def _head_out(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _head_linear(self) -> tuple[nn.Module, Optional[nn.Module], Optional[nn.Module]]:
+        """(Linear, BatchNorm after it or None, BatchNorm before it or None) of the head."""
         raise NotImplementedError
 
     @staticmethod
@@ -91,8 +102,44 @@ class RedimnetModel(nn.Module):
         return self._head_out(pooled)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        """(B, n) → (B, raw_dim) raw embedding (not normalised; MRL prefixes are slices)."""
+        """(B, n) → (B, raw_dim) raw embedding (not normalised; MRL prefixes are slices).
+        The optimised graph when ``optimized`` and in eval mode without autograd, else eager."""
+        if self.optimized and not self.training and not torch.is_grad_enabled():
+            return self.fast_module()(self._wave(wave))
+        return self.eager_forward(wave)
+
+    def eager_forward(self, wave: torch.Tensor) -> torch.Tensor:
+        """``forward`` module by module, as upstream computes it."""
         return self._head_out(self.pooled(wave))
+
+    def _apply(self, fn, recurse=True):  # .to(), .cuda(), .float() ... replace tensors
+        self.__dict__.pop("_fast_tensors", None)
+        self.__dict__.pop("_fast_cache", None)
+        return super()._apply(fn, recurse)
+
+    def _weights_key(self) -> tuple:
+        """Device, dtype and the sum of the version counters of every weight (a counter goes up
+        at each in-place change, ``load_state_dict`` included)."""
+        tensors = self.__dict__.get("_fast_tensors")
+        if tensors is None:
+            tensors = self.__dict__["_fast_tensors"] = [*self.parameters(), *self.buffers()]
+        try:
+            version = sum(t._version for t in tensors)
+        except RuntimeError:  # inference tensors carry no version counter (nor change outside it)
+            version = -1
+        return tensors[0].device, tensors[0].dtype, version
+
+    def fast_module(self) -> nn.Module:
+        """The optimised inference graph (``fast.FastRedimnet``) for the current weights and
+        device; built on first use (a fraction of a second), cached outside the module tree."""
+        from speakerdb.model.redimnet.fast import FastRedimnet
+
+        key = self._weights_key()
+        cached = self.__dict__.get("_fast_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, FastRedimnet(self))
+            self.__dict__["_fast_cache"] = cached
+        return cached[1]
 
     def trace(self, wave: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every intermediate of one pass: ``features`` (B, F, T), ``backbone_out`` (B, D, T),
@@ -137,6 +184,9 @@ class OfficialRedimnet(RedimnetModel):
         x = self.linear(self.bn(x))
         return self.bn2(x) if self.bn2 is not None else x
 
+    def _head_linear(self):
+        return self.linear, self.bn2, self.bn
+
 
 class _MrlTrunk(nn.Module):
     def __init__(self, cfg: RedimnetConfig):
@@ -170,6 +220,9 @@ class MrlRedimnet(RedimnetModel):
 
     def _head_out(self, x):
         return self.projection(x)
+
+    def _head_linear(self):
+        return self.projection.linear, None, self.projection.bn
 
 
 def build_model(cfg: RedimnetConfig) -> RedimnetModel:
