@@ -36,15 +36,11 @@ __all__ = ["FoldedCampp", "FoldedNet", "bn_scale_shift", "fold_conv_bn", "fold_b
 
 
 def bn_scale_shift(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
-    """(scale, shift) float64 of an eval-mode BatchNorm: ``bn(x) = scale·x + shift``."""
-    var = bn.running_var.double()
-    scale = 1.0 / torch.sqrt(var + bn.eps)
-    if bn.weight is not None:
-        scale = scale * bn.weight.double()
-    shift = -bn.running_mean.double() * scale
-    if bn.bias is not None:
-        shift = shift + bn.bias.double()
-    return scale, shift
+    """(scale, shift) float64 of an eval-mode BatchNorm: ``bn(x) = scale·x + shift`` (the one
+    implementation, ``speakerdb.model.redimnet.fold.bn_affine``)."""
+    from speakerdb.model.redimnet.fold import bn_affine
+
+    return bn_affine(bn)
 
 
 def fold_conv_bn(weight: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm,
