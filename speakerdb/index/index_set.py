@@ -75,11 +75,11 @@ class IndexSet:
         ids = _ids_array(ids)
         raw = _raw_array(raw, ids.size, max(dims))
         screen = min(dims)
-        by_dim = {}
-        for d, x in nested(raw, dims).items():
-            choice = choose_index(ids.size, d, screen) if screen == SCREEN_DIM else None
-            by_dim[d] = (VectorIndex.trained(d, choice, x) if choice is not None and choice.nlist
-                         else VectorIndex.empty(d))
+        by_dim = {d: VectorIndex.empty(d) for d in dims}
+        choice = choose_index(ids.size, screen) if screen == SCREEN_DIM else None
+        if choice is not None and choice.nlist:  # only the screen is ever trained
+            by_dim[screen] = VectorIndex.trained(screen, choice,
+                                                 nested(raw, (screen,))[screen])
         out = cls(directory, by_dim, None, model_sha256, schema_revision, space)
         out.add(ids, raw)
         return out
