@@ -14,6 +14,7 @@ import numpy as np
 from speakerdb.errors import IndexOutOfDateError
 from speakerdb.index._atomic import atomic_write
 from speakerdb.index.choose import FLAT_KEY, IndexChoice
+from speakerdb.index.rows import RowTable
 
 __all__ = ["VectorIndex"]
 
@@ -23,6 +24,12 @@ BLAS_MIN_QUERIES = 16
 value. FAISS's own default (128,000 in 1.15) keeps realistic batches off its matrix-product
 path, which ``bench/search_scale.py`` measured several times slower for batched 256-D flat
 search. Smaller batches keep FAISS's default, so single queries score exactly as before."""
+
+IVF_PARALLEL_MODE = 1
+"""FAISS ``parallel_mode`` of an IVF screen: 1 splits each query's probed lists over the cores,
+so a single identify uses every core (FAISS's default, 0, gives each query one core, which
+leaves a lone query on one). ``bench/search_scale.py`` measured the 1M screen at 1.7 against
+2.5 ms per query on 2 cores."""
 
 _blas_lock = threading.Lock()
 
@@ -71,7 +78,7 @@ class VectorIndex:
         self._dim = int(dim)
         self._choice = choice
         self._sorted: np.ndarray | None = None  # cache of ids(), None when stale
-        self._rows: tuple[np.ndarray, np.ndarray] | None = None  # flat: (sorted ids, rows)
+        self._rows: RowTable | None = None  # flat: id -> storage row, None when stale
 
     # construction ------------------------------------------------------------------------
     @classmethod
@@ -101,7 +108,7 @@ class VectorIndex:
         index.cp.seed = 1234
         index.train(np.ascontiguousarray(x[rows]))
         index.set_direct_map_type(faiss.DirectMap.Hashtable)
-        index.nprobe = choice.nprobe
+        index.nprobe, index.parallel_mode = choice.nprobe, IVF_PARALLEL_MODE
         return cls(index, dim, choice)
 
     @classmethod
@@ -123,7 +130,8 @@ class VectorIndex:
             raise IndexOutOfDateError(f"{path}: index has dimension {index.d}, expected {dim}")
         if choice.nlist:
             _check_ivf(index, choice, path)
-            index.nprobe = choice.nprobe
+            ivf = faiss.extract_index_ivf(index)
+            ivf.nprobe, ivf.parallel_mode = choice.nprobe, IVF_PARALLEL_MODE
             return cls(index, dim, choice)
         if not isinstance(index, faiss.IndexIDMap2):
             raise IndexOutOfDateError(
@@ -282,10 +290,11 @@ class VectorIndex:
             full = faiss.SearchParametersIVF(nprobe=self._choice.nlist)
             scores[rows], ids[rows] = self._index.search(np.ascontiguousarray(q[rows]), kk,
                                                          params=full)
-        order = np.lexsort((ids, -scores), axis=1)  # deterministic order among equal scores
-        scores = np.take_along_axis(scores, order, axis=1).astype(np.float32, copy=False)
-        ids = np.take_along_axis(ids, order, axis=1).astype(np.int64, copy=False)
-        return scores, ids
+        if kk > 1 and (scores[:, 1:] == scores[:, :-1]).any():  # equal scores: by id
+            order = np.lexsort((ids, -scores), axis=1)
+            scores = np.take_along_axis(scores, order, axis=1)
+            ids = np.take_along_axis(ids, order, axis=1)
+        return scores.astype(np.float32, copy=False), ids.astype(np.int64, copy=False)
 
     def reconstruct(self, ids) -> np.ndarray:
         """The stored vectors (m, dim) of these ids; ValueError if any id is not stored."""
@@ -302,27 +311,19 @@ class VectorIndex:
                              f"e.g. {int(absent[0]) if absent.size else '?'}") from None
 
     def _flat_rows(self, ids: np.ndarray) -> np.ndarray:
-        """Flat index: the stored rows of ``ids``, gathered from FAISS's own storage through a
-        sorted id -> row table (many times faster than the id map's hash lookups)."""
+        """Flat index: the stored rows of ``ids``, gathered from FAISS's own storage through an
+        id -> row table (many times faster than the id map's hash lookups)."""
         faiss = _faiss()
         if self._rows is None:
-            stored = faiss.vector_to_array(self._index.id_map)
-            order = np.argsort(stored, kind="stable")
-            self._rows = (stored[order].astype(np.int64), order)
-        have, rows = self._rows
-        order = np.argsort(ids, kind="stable")  # ascending ids: lookups and rows near each other
-        wanted = ids[order]
-        at = np.minimum(np.searchsorted(have, wanted), max(have.size - 1, 0))
-        found = have[at] == wanted if have.size else np.zeros(ids.shape, bool)
+            self._rows = RowTable(faiss.vector_to_array(self._index.id_map))
+        rows, found = self._rows.rows(ids)
         if not found.all():
-            absent = wanted[~found]
+            absent = ids[~found]
             raise ValueError(f"{absent.size} id(s) not in the {self._dim}-D index, "
                              f"e.g. {int(absent[0])}")
         inner = faiss.downcast_index(self._index.index)
         xb = faiss.rev_swig_ptr(inner.get_xb(), self.ntotal * self._dim)
-        out = np.empty((ids.size, self._dim), np.float32)
-        out[order] = xb.reshape(self.ntotal, self._dim)[rows[at]]
-        return out
+        return xb.reshape(self.ntotal, self._dim)[rows]
 
     def score(self, query, ids) -> np.ndarray:
         """Exact inner products (m,) float32 of ``query`` (dim,) with the stored ``ids``."""

@@ -49,10 +49,23 @@ def cascade_search(
 
 
 def _rows_top(ids: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
-    """Per row, the column positions of the k best (ties: smaller id first); ids < 0 are
-    padding and sort last."""
+    """Per row, the column positions of the k best, best first (ties: smaller id first); ids
+    < 0 are padding and sort last."""
     scores = np.where(ids < 0, -np.inf, scores)
     return np.lexsort((ids, -scores), axis=1)[:, :k]
+
+
+def _rows_best(ids: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the column positions of the k best in no particular order: the same set as
+    ``_rows_top`` (ties at the cut go to the smaller id) for a fraction of the sorting."""
+    if k >= scores.shape[1]:
+        return np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+    scores = np.where(ids < 0, -np.inf, scores)
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    kth = np.take_along_axis(scores, part[:, k - 1 : k], 1)
+    if ((scores >= kth).sum(axis=1) > k).any():  # a tie straddles the cut: settle it by id
+        return _rows_top(ids, scores, k)
+    return part
 
 
 def cascade_search_many(
@@ -60,34 +73,40 @@ def cascade_search_many(
 ) -> list[list[Hit]]:
     """``cascade_search`` for a batch: queries {dim: (q, dim) unit vectors}. One screening
     search for the whole batch (FAISS spreads it over the cores), then every stage rescores
-    all the batch's shortlists at once, exactly, from the stored vectors."""
+    all the batch's shortlists at once, exactly, from the stored vectors; only the final
+    shortlist is sorted."""
     dims = sorted(indexes)
     screen = indexes[dims[0]]
     q0 = np.ascontiguousarray(np.asarray(queries[dims[0]], np.float32))
     if screen.ntotal == 0 or q0.shape[0] == 0:
         return [[] for _ in range(q0.shape[0])]
-    sizes = {dims[0]: config.k64, **dict(zip(dims[1:-1], (config.k128, config.k192)))}
+    sizes = dict(zip(dims[1:-1], (config.k128, config.k192)))
     scores, ids = screen.search(q0, min(config.k64, screen.ntotal))
-    pos = _rows_top(ids, scores, sizes[dims[0]])
-    ids = np.take_along_axis(ids, pos, 1)
-    trail = {dims[0]: np.take_along_axis(scores, pos, 1)}
+    if (ids < 0).any():  # an approximate screen found fewer than asked: padding sorts last
+        pos = _rows_top(ids, scores, ids.shape[1])
+        ids, scores = np.take_along_axis(ids, pos, 1), np.take_along_axis(scores, pos, 1)
+    trail = scores[:, :, None]  # (q, m, dims scored so far), aligned with ids
     for d in dims[1:]:
         q = np.asarray(queries[d], np.float32)
         flat = ids.ravel()
-        valid = flat >= 0
-        vecs = np.zeros((flat.size, d), np.float32)
-        if valid.any():
-            vecs[valid] = indexes[d].reconstruct(flat[valid])
-        s = np.matmul(vecs.reshape(ids.shape[0], ids.shape[1], d), q[:, :, None])[:, :, 0]
-        pos = _rows_top(ids, s, sizes.get(d, ids.shape[1]))
-        ids = np.take_along_axis(ids, pos, 1)
-        trail = {k: np.take_along_axis(v, pos, 1) for k, v in trail.items()}
-        trail[d] = np.take_along_axis(s, pos, 1)
+        if (flat >= 0).all():
+            vecs = indexes[d].reconstruct(flat)
+        else:
+            vecs = np.zeros((flat.size, d), np.float32)
+            vecs[flat >= 0] = indexes[d].reconstruct(flat[flat >= 0])
+        s = np.matmul(vecs.reshape(ids.shape[0], ids.shape[1], d), q[:, :, None])
+        trail = np.concatenate([trail, s], axis=2)
+        if d in sizes:
+            pos = _rows_best(ids, s[:, :, 0], sizes[d])
+            ids = np.take_along_axis(ids, pos, 1)
+            trail = np.take_along_axis(trail, pos[:, :, None], 1)
+    pos = _rows_top(ids, trail[:, :, -1], ids.shape[1])
+    ids = np.take_along_axis(ids, pos, 1)
+    trail = np.take_along_axis(trail, pos[:, :, None], 1)
     out = []
-    for row in range(ids.shape[0]):
-        per = {d: trail[d][row].tolist() for d in dims}
-        out.append([Hit(int(i), per[dims[-1]][j], {d: per[d][j] for d in dims})
-                    for j, i in enumerate(ids[row].tolist()) if i >= 0])
+    for row_ids, row in zip(ids.tolist(), trail.tolist()):
+        out.append([Hit(i, per[-1], dict(zip(dims, per)))
+                    for i, per in zip(row_ids, row) if i >= 0])
     return out
 
 

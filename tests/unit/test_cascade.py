@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from speakerdb.config import CascadeConfig
 from speakerdb.errors import UsageError
@@ -98,3 +100,19 @@ def test_batched_cascade_equals_one_query_at_a_time():
                 assert v == pytest.approx(float(idx[d].score(q[d][row], [h.segment_id])[0]),
                                           abs=1e-5)
     assert cascade_search_many(idx, {d: v[:0] for d, v in q.items()}, cfg) == []
+
+
+@given(st.lists(st.integers(0, 4), min_size=1, max_size=40), st.integers(1, 45),
+       st.integers(0, 2**16))
+def test_best_set_equals_the_sorted_cut_even_with_ties(levels, k, seed):
+    """``_rows_best`` (partial selection) keeps the same segments as ``_rows_top`` (full sort,
+    ties at the cut to the smaller id), padding (id -1) last."""
+    from speakerdb.search.cascade import _rows_best, _rows_top
+
+    rng = np.random.default_rng(seed)
+    scores = np.array([levels, levels[::-1]], np.float32) / 4  # many equal scores
+    ids = np.stack([rng.permutation(len(levels)) * 3 + 1 for _ in range(2)])
+    ids[1, rng.integers(0, len(levels))] = -1
+    best, top = _rows_best(ids, scores, k), _rows_top(ids, scores, k)
+    for row in range(2):
+        assert sorted(ids[row, best[row]].tolist()) == sorted(ids[row, top[row]].tolist())

@@ -9,7 +9,7 @@ import speakerdb.index.choose as choose
 from speakerdb.errors import IndexOutOfDateError
 from speakerdb.index import IndexSet
 from speakerdb.index.choose import IndexChoice
-from speakerdb.index.vector_index import VectorIndex
+from speakerdb.index.vector_index import IVF_PARALLEL_MODE, VectorIndex
 from speakerdb.model.prefixes import prefix
 
 SHA, REV = "b2" * 32, "rev1"
@@ -86,6 +86,11 @@ def test_ivf_remove_save_load_and_wrong_kind(tmp_path):
     path = tmp_path / "i.faiss"
     index.save(path)
     back = VectorIndex.load(path, 64, IVF)
+    import faiss
+
+    for one in (index, back):  # each query's probed lists are split over the cores
+        ivf = faiss.extract_index_ivf(one._index)
+        assert (ivf.nprobe, ivf.parallel_mode) == (IVF.nprobe, IVF_PARALLEL_MODE)
     np.testing.assert_array_equal(back.ids(), index.ids())
     np.testing.assert_array_equal(back.reconstruct(ids[:3]), x[:3])
     np.testing.assert_array_equal(back.search(x[100:105], 5)[1], index.search(x[100:105], 5)[1])
