@@ -7,7 +7,6 @@ reason when they are absent."""
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,33 +15,24 @@ torch = pytest.importorskip("torch")
 sf = pytest.importorskip("soundfile")
 
 from speakerdb.model.campplus.folded import FoldedCampp  # noqa: E402
+from tests.campplus_ref import NAMES, weights_or_skip  # noqa: E402
+from tests.campplus_ref import cosines as _cosines  # noqa: E402
+from tests.campplus_ref import fixture as _fx  # noqa: E402
 
 pytestmark = pytest.mark.slow
-
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "campplus"
-NAMES = ["a_voiced_3s", "b_noise_1s", "c_chirp_noise_7p3s", "d_espeak_4s"]
 
 
 @pytest.fixture(scope="module")
 def embedders():
-    from speakerdb.model.campplus.weights import CAMPPLUS, WeightsUnavailable, ensure_weights
     from speakerdb.model.registry import load_embedder
 
-    try:
-        ensure_weights(CAMPPLUS)
-    except WeightsUnavailable as e:
-        pytest.skip(f"CAM++ weights unavailable: {e}")
+    weights_or_skip()
     fast, eager = load_embedder("campplus", "cpu"), load_embedder("campplus", "cpu",
                                                                   optimize=False)
     assert isinstance(fast.module, FoldedCampp)
     assert not isinstance(eager.module, FoldedCampp)
     assert fast.sha256 == eager.sha256 and fast.min_samples == eager.min_samples
     return fast, eager
-
-
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
 def test_equals_eager_on_real_speech(embedders, speech_dev):
@@ -72,15 +62,6 @@ def test_batched_rows_equal_single_rows(embedders, speech_dev):
     assert np.abs(together - alone).max() <= 1e-4
 
 
-def _fx(name: str, kind: str) -> np.ndarray:
-    path = FIXTURES / f"{name}.{kind}"
-    if not path.exists():
-        pytest.skip(f"CAM++ fixtures not found at {FIXTURES} (the shared folder is absent)")
-    if kind == "wav":
-        return sf.read(path, dtype="float32")[0]
-    return np.load(path)
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_fixture_embeddings_through_the_folded_model(embedders, name):
     """The head's first 192 rows are orthonormal, so the CAM++ embedding is recovered from the
@@ -93,5 +74,5 @@ def test_fixture_embeddings_through_the_folded_model(embedders, name):
     got = weight[:192].astype(np.float64).T @ raw[:192]
     for ref in ("embedding.npy", "embedding_from_torchaudio_fbank.npy"):
         want = _fx(name, ref).astype(np.float64)
-        assert got @ want / np.linalg.norm(got) / np.linalg.norm(want) >= 0.9999
+        assert _cosines(got, want) >= 0.9999
         assert np.abs(got - want).max() <= 1e-3

@@ -19,12 +19,9 @@ from speakerdb.model.campplus.head import (  # noqa: E402
     campplus_mrl,
     read_head,
 )
-from speakerdb.model.campplus.weights import (  # noqa: E402
-    CAMPPLUS,
-    WeightsUnavailable,
-    ensure_weights,
-)
+from speakerdb.model.campplus.weights import CAMPPLUS  # noqa: E402
 from speakerdb.model.prefixes import DIMS, prefix  # noqa: E402
+from tests.campplus_ref import weights_or_skip  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -34,11 +31,7 @@ def wave_model():
     from speakerdb.model.campplus.loader import load_campplus
     from speakerdb.model.campplus.network import CamppWave
 
-    try:
-        path = ensure_weights(CAMPPLUS)
-    except WeightsUnavailable as e:
-        pytest.skip(f"CAM++ weights unavailable: {e}")
-    return CamppWave(load_campplus(path)).eval()
+    return CamppWave(load_campplus(weights_or_skip())).eval()
 
 
 @pytest.fixture(scope="module")

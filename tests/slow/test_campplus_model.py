@@ -16,20 +16,15 @@ sf = pytest.importorskip("soundfile")
 from speakerdb.errors import CheckpointFormatError  # noqa: E402
 from speakerdb.model.campplus.loader import load_campplus  # noqa: E402
 from speakerdb.model.campplus.network import CamppWave  # noqa: E402
-from speakerdb.model.campplus.weights import CAMPPLUS, WeightsUnavailable, ensure_weights  # noqa: E402,E501
+from tests.campplus_ref import FIXTURES, NAMES, weights_or_skip  # noqa: E402
+from tests.campplus_ref import cosines as _cos  # noqa: E402
+from tests.campplus_ref import fixture as _fx  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "campplus"
-NAMES = ["a_voiced_3s", "b_noise_1s", "c_chirp_noise_7p3s", "d_espeak_4s"]
-
-
 @pytest.fixture(scope="module")
 def weights() -> Path:
-    try:
-        return ensure_weights(CAMPPLUS)
-    except WeightsUnavailable as e:
-        pytest.skip(f"CAM++ weights unavailable: {e}")
+    return weights_or_skip()
 
 
 @pytest.fixture(scope="module")
@@ -40,20 +35,6 @@ def model(weights):
 @pytest.fixture(scope="module")
 def wave_model(model):
     return CamppWave(model).eval()
-
-
-def _fx(name: str, kind: str) -> np.ndarray:
-    path = FIXTURES / f"{name}.{kind}"
-    if not path.exists():
-        pytest.skip(f"CAM++ fixtures not found at {FIXTURES} (the shared folder is absent)")
-    if kind == "wav":
-        return sf.read(path, dtype="float32")[0]
-    return np.load(path)
-
-
-def _cos(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 
 
 def _run(fn, x: np.ndarray) -> np.ndarray:

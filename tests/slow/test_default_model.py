@@ -13,6 +13,7 @@ import csv
 import numpy as np
 import pytest
 
+from tests.campplus_ref import weights_or_skip
 from tests.cli.conftest import Cli
 
 pytestmark = pytest.mark.slow
@@ -22,12 +23,7 @@ SPEAKERS = 8  # enrolled speakers: every file but the last of each
 
 @pytest.fixture(scope="module")
 def weights():
-    from speakerdb.model.campplus.weights import CAMPPLUS, WeightsUnavailable, ensure_weights
-
-    try:
-        return ensure_weights(CAMPPLUS)
-    except WeightsUnavailable as e:
-        pytest.skip(f"CAM++ weights unavailable: {e}")
+    return weights_or_skip()
 
 
 @pytest.fixture

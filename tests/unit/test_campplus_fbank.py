@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,22 +10,20 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from speakerdb.model.campplus.fbank import (  # noqa: E402
-    LOG_FLOOR, fbank, mean_normalise, mel_banks, num_frames, povey_window,
+    LOG_FLOOR,
+    fbank,
+    mean_normalise,
+    mel_banks,
+    num_frames,
+    povey_window,
 )
+from tests.campplus_ref import FIXTURES, NAMES, fixture  # noqa: E402
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "campplus"
-NAMES = ["a_voiced_3s", "b_noise_1s", "c_chirp_noise_7p3s", "d_espeak_4s"]
 FRAMES = {"a_voiced_3s": 298, "b_noise_1s": 98, "c_chirp_noise_7p3s": 728, "d_espeak_4s": 398}
 
 
 def _wav(name: str) -> np.ndarray:
-    sf = pytest.importorskip("soundfile")
-    path = FIXTURES / f"{name}.wav"
-    if not path.exists():
-        pytest.skip(f"CAM++ fixtures not found at {FIXTURES} (the shared folder is absent)")
-    wave, sr = sf.read(path, dtype="float32")
-    assert sr == 16000 and wave.ndim == 1
-    return wave
+    return fixture(name, "wav")
 
 
 def _close(got: np.ndarray, want: np.ndarray) -> None:
