@@ -68,15 +68,28 @@ def _rows_best(ids: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
     return part
 
 
+def _gather(index: ScoringIndex, ids: np.ndarray, dim: int) -> np.ndarray:
+    """The stored vectors (q, m, dim) of ids (q, m); zeros where an id is padding (< 0)."""
+    flat = ids.ravel()
+    if (flat >= 0).all():
+        vecs = index.reconstruct(flat)
+    else:
+        vecs = np.zeros((flat.size, dim), np.float32)
+        vecs[flat >= 0] = index.reconstruct(flat[flat >= 0])
+    return vecs.reshape(ids.shape[0], ids.shape[1], dim)
+
+
 def cascade_search_many(
     indexes: Mapping[int, ScoringIndex], queries: Mapping[int, np.ndarray], config: CascadeConfig
 ) -> list[list[Hit]]:
     """``cascade_search`` for a batch: queries {dim: (q, dim) unit vectors}. One screening
-    search for the whole batch (FAISS spreads it over the cores), then every stage rescores
-    all the batch's shortlists at once, exactly, from the stored vectors; only the final
-    shortlist is sorted."""
+    search for the whole batch (FAISS spreads it over the cores); then the screen shortlists'
+    stored full-dimension vectors are gathered once, and every later stage scores its
+    shortlist exactly from their prefixes (the cosine of a prefix does not depend on the
+    vector's length, so the unit full vector's prefix, renormalised, is the stored prefix
+    embedding); only the final shortlist is sorted."""
     dims = sorted(indexes)
-    screen = indexes[dims[0]]
+    screen, full = indexes[dims[0]], dims[-1]
     q0 = np.ascontiguousarray(np.asarray(queries[dims[0]], np.float32))
     if screen.ntotal == 0 or q0.shape[0] == 0:
         return [[] for _ in range(q0.shape[0])]
@@ -85,29 +98,25 @@ def cascade_search_many(
     if (ids < 0).any():  # an approximate screen found fewer than asked: padding sorts last
         pos = _rows_top(ids, scores, ids.shape[1])
         ids, scores = np.take_along_axis(ids, pos, 1), np.take_along_axis(scores, pos, 1)
-    trail = scores[:, :, None]  # (q, m, dims scored so far), aligned with ids
+    vecs = _gather(indexes[full], ids, full) if len(dims) > 1 else None
+    trail = [scores]  # per dimension scored so far, (q, m) aligned with ids
     for d in dims[1:]:
-        q = np.asarray(queries[d], np.float32)
-        flat = ids.ravel()
-        if (flat >= 0).all():
-            vecs = indexes[d].reconstruct(flat)
-        else:
-            vecs = np.zeros((flat.size, d), np.float32)
-            vecs[flat >= 0] = indexes[d].reconstruct(flat[flat >= 0])
-        s = np.matmul(vecs.reshape(ids.shape[0], ids.shape[1], d), q[:, :, None])
-        trail = np.concatenate([trail, s], axis=2)
-        if d in sizes:
-            pos = _rows_best(ids, s[:, :, 0], sizes[d])
+        q = np.asarray(queries[d], np.float32)[:, :, None]
+        head = vecs[:, :, :d]
+        s = np.matmul(head, q)[:, :, 0]
+        if d != full:
+            s /= np.maximum(np.sqrt(np.einsum("qmd,qmd->qm", head, head)), 1e-12)
+        trail.append(s)
+        if d in sizes and sizes[d] < ids.shape[1]:
+            pos = _rows_best(ids, s, sizes[d])
             ids = np.take_along_axis(ids, pos, 1)
-            trail = np.take_along_axis(trail, pos[:, :, None], 1)
-    pos = _rows_top(ids, trail[:, :, -1], ids.shape[1])
-    ids = np.take_along_axis(ids, pos, 1)
-    trail = np.take_along_axis(trail, pos[:, :, None], 1)
-    out = []
-    for row_ids, row in zip(ids.tolist(), trail.tolist()):
-        out.append([Hit(i, per[-1], dict(zip(dims, per)))
-                    for i, per in zip(row_ids, row) if i >= 0])
-    return out
+            vecs = np.take_along_axis(vecs, pos[:, :, None], 1)
+            trail = [np.take_along_axis(t, pos, 1) for t in trail]
+    pos = _rows_top(ids, trail[-1], ids.shape[1])
+    ids = np.take_along_axis(ids, pos, 1).tolist()
+    per_dim = np.stack([np.take_along_axis(t, pos, 1) for t in trail], axis=2).tolist()
+    return [[Hit(i, per[-1], dict(zip(dims, per))) for i, per in zip(row_ids, row) if i >= 0]
+            for row_ids, row in zip(ids, per_dim)]
 
 
 def exhaustive_search(index: ScoringIndex, query: np.ndarray, k: int) -> list[Hit]:

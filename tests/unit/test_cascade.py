@@ -116,3 +116,29 @@ def test_best_set_equals_the_sorted_cut_even_with_ties(levels, k, seed):
     best, top = _rows_best(ids, scores, k), _rows_top(ids, scores, k)
     for row in range(2):
         assert sorted(ids[row, best[row]].tolist()) == sorted(ids[row, top[row]].tolist())
+
+
+def test_padding_from_an_approximate_screen_and_a_single_dimension():
+    """A screen that returns fewer than k (ids -1) only shortens the shortlist; an index set of
+    one dimension is exhaustive search at it."""
+    ids, raw, idx = make(n=300, seed=5)
+    q = nested(raw[11] + 0.2)
+
+    class Padded:
+        ntotal = idx[64].ntotal
+
+        def search(self, queries, k):
+            s, i = idx[64].search(queries, k)
+            i = i.copy()
+            i[:, 1::2] = -1
+            return s, i
+
+    cfg = CascadeConfig(k64=60, k128=30, k192=30)  # no cut below the 30 real candidates
+    hits = cascade_search({**idx, 64: Padded()}, q, cfg)[:5]
+    kept = idx[64].search(q[64][None, :], 60)[1][0, ::2]
+    want = [h.segment_id for h in exhaustive_search(NumpyIndex(kept, idx[256].reconstruct(kept)),
+                                                    q[256], 5)]
+    assert [h.segment_id for h in hits] == want
+    alone = cascade_search({256: idx[256]}, {256: q[256]}, cfg)
+    assert [h.segment_id for h in alone] == [h.segment_id for h in
+                                             exhaustive_search(idx[256], q[256], 60)]
