@@ -28,8 +28,9 @@ FLAT_KEY = "Flat"
 FLAT_MAX_VECTORS = 200_000
 """From this many vectors the 64-D screen is an inverted-file index instead of flat."""
 
-PROBE_DIVISOR = 16
-"""An IVF screen probes one list in this many (about 6 % of the vectors)."""
+PROBE_DIVISOR = 12
+"""An IVF screen probes one list in this many (about 8 % of the vectors): at 1M, 1/16 kept
+recall@1 against exhaustive search at 0.994-0.997 depending on the probes, 1/12 at 0.997+."""
 
 MIN_LISTS, MAX_LISTS = 1024, 65536
 

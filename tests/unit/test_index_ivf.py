@@ -132,7 +132,7 @@ def test_index_set_switches_the_screen_to_ivf_as_it_grows(tmp_path, small_thresh
     info = json.loads((tmp_path / "index-64.json").read_text())
     lists = choose.ivf_lists(800)
     assert (info["index_key"], info["index_param"]) == (f"IVF{lists},Flat",
-                                                        f"nprobe={lists // 16}")
+                                                        f"nprobe={lists // choose.PROBE_DIVISOR}")
     for d in (128, 192, 256):
         assert json.loads((tmp_path / f"index-{d}.json").read_text())["index_key"] == "Flat"
     back = IndexSet.load(tmp_path)
