@@ -166,41 +166,26 @@ class ChannelNorm(nn.Module):
         return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
 
 
-class ConvNeXt2d(nn.Module):
-    """``ConvNeXtLike`` (dim 2) on (B, C, f, T) maps."""
+class ConvNeXt(nn.Module):
+    """``ConvNeXtLike`` on (B, C, f, T) maps, or with ``time_major`` (its 1-D form) on
+    (B, T, C) maps; the BatchNorm after the depthwise convolutions folded into them."""
 
-    def __init__(self, m: ConvNeXtLike, opt: FastOptions):
+    def __init__(self, m: ConvNeXtLike, opt: FastOptions, time_major: bool = False):
         super().__init__()
         c = m.pwconv1.out_channels
-        self.dwconvs = nn.ModuleList([conv2d_cl(conv, m.norm, slice(i * c, (i + 1) * c), opt)
+        depthwise = TimeConv if time_major else conv2d_cl
+        self.dwconvs = nn.ModuleList([depthwise(conv, m.norm, slice(i * c, (i + 1) * c), opt)
                                       for i, conv in enumerate(m.dwconvs)])
         self.act = copy.deepcopy(m.act)
-        self.pwconv1 = conv2d_fast(m.pwconv1, opt=opt)
+        self.pwconv1 = (linear_from(m.pwconv1, opt=opt) if time_major
+                        else conv2d_fast(m.pwconv1, opt=opt))
+        self.channel_dim = -1 if time_major else 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if len(self.dwconvs) == 1:
             y = self.dwconvs[0](x)
         else:
-            y = torch.cat([c(x) for c in self.dwconvs], dim=1)
-        return self.pwconv1(self.act(y)).add_(x)
-
-
-class ConvNeXt1d(nn.Module):
-    """``ConvNeXtLike`` (dim 1) on (B, T, C) maps."""
-
-    def __init__(self, m: ConvNeXtLike, opt: FastOptions):
-        super().__init__()
-        c = m.pwconv1.out_channels
-        self.dwconvs = nn.ModuleList([TimeConv(conv, m.norm, slice(i * c, (i + 1) * c), opt)
-                                      for i, conv in enumerate(m.dwconvs)])
-        self.act = copy.deepcopy(m.act)
-        self.pwconv1 = linear_from(m.pwconv1, opt=opt)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if len(self.dwconvs) == 1:
-            y = self.dwconvs[0](x)
-        else:
-            y = torch.cat([c(x) for c in self.dwconvs], dim=-1)
+            y = torch.cat([c(x) for c in self.dwconvs], dim=self.channel_dim)
         return self.pwconv1(self.act(y)).add_(x)
 
 
@@ -231,7 +216,7 @@ class ResBasic2d(nn.Module):
 def block2d(m: Block2d, opt: FastOptions) -> nn.Module:
     inner = m.conv_block
     if isinstance(inner, ConvNeXtLike):
-        return ConvNeXt2d(inner, opt)
+        return ConvNeXt(inner, opt)
     if isinstance(inner, ResBasic):
         return ResBasic2d(inner, opt)
     raise TypeError(f"no fast form of {type(inner).__name__}")
@@ -286,7 +271,7 @@ class PosEnc(nn.Module):
 
 def _tcm_part(m: nn.Module, opt: FastOptions) -> nn.Module:
     if isinstance(m, ConvNeXtLike):
-        return ConvNeXt1d(m, opt)
+        return ConvNeXt(m, opt, time_major=True)
     if isinstance(m, TransformerLayer):
         return Transformer(m, opt)
     if isinstance(m, PosEncConv):
