@@ -1,7 +1,7 @@
 """Search at scale: the identify cascade against exhaustive 256-D search at N segments.
 
-    python bench/search_scale.py [--sizes 100000,1000000] [--queries 2000] [--no-open]
-                                 [--hnsw-max 200000] [--json OUT]
+    python bench/search_scale.py [--sizes 100000,1000000] [--queries 10000] [--no-open]
+                                 [--hnsw-max 200000] [--library-only] [--json OUT]
 
 Vectors: generated with the spectrum of the default model's real embeddings of speech-dev
 (``bench/_vectors.py``: per-dimension between/within-speaker variances in the Matryoshka
@@ -191,6 +191,11 @@ def bench_size(n: int, spec, args, report: dict) -> None:
           f"{min(args.queries, args.single_exhaustive)} queries each timed right after its "
           "exhaustive search:", flush=True)
     row["cascade"] = [cascade_row(f"library: {row['screen']['key']}", by_dim, row["build_s"])]
+    if args.library_only:
+        if not args.no_open:
+            row["open"] = open_database(raw, speaker, args)
+        report["sizes"].append(row)
+        return
     x64 = np.ascontiguousarray(nested(raw, (64,))[64])
     alternatives = []
     flat = faiss.IndexFlatIP(64)
@@ -295,6 +300,8 @@ def main() -> int:
                     help="queries timed one at a time, each paired with an exhaustive search")
     ap.add_argument("--hnsw-max", type=int, default=200_000)
     ap.add_argument("--no-open", action="store_true")
+    ap.add_argument("--library-only", action="store_true",
+                    help="time the library's own screen only, not the flat/SQ8/HNSW alternatives")
     ap.add_argument("--tmp", default=None, help="folder for the temporary databases")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()

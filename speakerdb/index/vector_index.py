@@ -28,8 +28,8 @@ search. Smaller batches keep FAISS's default, so single queries score exactly as
 IVF_PARALLEL_MODE = 1
 """FAISS ``parallel_mode`` of an IVF screen: 1 splits each query's probed lists over the cores,
 so a single identify uses every core (FAISS's default, 0, gives each query one core, which
-leaves a lone query on one). ``bench/search_scale.py`` measured the 1M screen at 1.7 against
-2.5 ms per query on 2 cores."""
+leaves a lone query on one). On the 1M store of ``bench/search_scale.py`` the screen took 1.7
+against 2.5 ms per query on 2 cores."""
 
 _blas_lock = threading.Lock()
 
