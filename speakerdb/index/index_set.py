@@ -96,6 +96,9 @@ class IndexSet:
                 choice = parse_choice(info.index_key, info.index_param)
             except ValueError as e:
                 raise IndexOutOfDateError(f"{json_path}: {e}") from None
+            current = choose_index(info.ntotal, d, dims[0]) if dims[0] == SCREEN_DIM else None
+            if choice.nlist and current is not None and current.key == choice.key:
+                choice = current  # the probe count is a search setting: this version's applies
             index = VectorIndex.load(faiss_path, d, choice)
             if info.dim != d:
                 raise IndexOutOfDateError(f"{json_path}: describes dimension {info.dim}, not {d}")

@@ -167,3 +167,24 @@ def test_json_naming_another_kind_than_the_file_is_out_of_date(tmp_path, small_t
         path.write_text(json.dumps({**data, "index_key": key, "index_param": param}))
         with pytest.raises(IndexOutOfDateError):
             IndexSet.load(tmp_path)
+
+
+def test_a_saved_screen_searches_with_this_versions_probe_count(tmp_path, small_thresholds,
+                                                                  monkeypatch):
+    """The probe count recorded by an older version is a search setting, not a reason to
+    rebuild: the loaded screen uses the current one, and the next save records it."""
+    rng = np.random.default_rng(6)
+    ids = np.arange(1, 1001, dtype=np.int64)
+    built = IndexSet.build(tmp_path, ids, _raw(rng, 1000), SHA, REV)
+    built.save(SHA, REV, 1000)
+    old = built.by_dim[64].choice
+    monkeypatch.setattr(choose, "PROBE_DIVISOR", 2)
+    back = IndexSet.load(tmp_path)
+    want = choose.choose_index(1000, 64)
+    assert want.key == old.key and want.nprobe != old.nprobe
+    assert back.by_dim[64].choice == want
+    import faiss
+
+    assert faiss.extract_index_ivf(back.by_dim[64]._index).nprobe == want.nprobe
+    back.save(SHA, REV, 1000)
+    assert json.loads((tmp_path / "index-64.json").read_text())["index_param"] == want.param
