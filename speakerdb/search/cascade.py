@@ -10,6 +10,7 @@ from typing import Protocol
 import numpy as np
 
 from speakerdb.config import CascadeConfig
+from speakerdb.model.prefixes import prefix
 
 __all__ = ["Hit", "ScoringIndex", "cascade_search", "cascade_search_many", "exhaustive_search"]
 
@@ -102,10 +103,8 @@ def cascade_search_many(
     trail = [scores]  # per dimension scored so far, (q, m) aligned with ids
     for d in dims[1:]:
         q = np.asarray(queries[d], np.float32)[:, :, None]
-        head = vecs[:, :, :d]
+        head = vecs if d == full else prefix(vecs, d)  # stored unit vectors are their own
         s = np.matmul(head, q)[:, :, 0]
-        if d != full:
-            s /= np.maximum(np.sqrt(np.einsum("qmd,qmd->qm", head, head)), 1e-12)
         trail.append(s)
         if d in sizes and sizes[d] < ids.shape[1]:
             pos = _rows_best(ids, s, sizes[d])
