@@ -14,6 +14,7 @@ import numpy as np
 from speakerdb.errors import IndexOutOfDateError
 from speakerdb.index._atomic import atomic_write
 from speakerdb.index.choose import FLAT_KEY, IndexChoice
+from speakerdb.index.ivf_topk import RANGE_MIN_K, SampleRadius, range_top
 from speakerdb.index.rows import RowTable
 
 __all__ = ["VectorIndex"]
@@ -79,6 +80,7 @@ class VectorIndex:
         self._choice = choice
         self._sorted: np.ndarray | None = None  # cache of ids(), None when stale
         self._rows: RowTable | None = None  # flat: id -> storage row, None when stale
+        self._radius = None  # IVF: the SampleRadius of large searches, None when stale
 
     # construction ------------------------------------------------------------------------
     @classmethod
@@ -248,7 +250,7 @@ class VectorIndex:
             raise ValueError(f"id {int(clash[0])} is already in the {self._dim}-D index "
                              f"({clash.size} duplicate(s))")
         self._index.add_with_ids(x, ids)
-        self._rows = None
+        self._rows = self._radius = None
         have = self._sorted_ids()
         self._sorted = np.insert(have, np.searchsorted(have, new), new)
 
@@ -265,7 +267,7 @@ class VectorIndex:
             removed = int(self._index.remove_ids(sel)) if present.size else 0
         else:
             removed = int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))
-        self._sorted = self._rows = None
+        self._sorted = self._rows = self._radius = None
         return removed
 
     # search ------------------------------------------------------------------------------
@@ -281,20 +283,34 @@ class VectorIndex:
         kk = max(0, min(int(k), self.ntotal))
         if kk == 0 or q.shape[0] == 0:
             return (np.empty((q.shape[0], kk), np.float32), np.empty((q.shape[0], kk), np.int64))
+        q = np.ascontiguousarray(q)
+        radii = self._radii(q, kk) if self._choice.nlist and kk >= RANGE_MIN_K else None
+        if radii is not None:
+            scores, ids = range_top(self._index, q, kk, radii, lambda r: self._heap(q[r], kk))
+        else:
+            scores, ids = self._heap(q, kk)
+        _ties_by_id(scores, ids)
+        return scores.astype(np.float32, copy=False), ids.astype(np.int64, copy=False)
+
+    def _heap(self, q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS's own search (a k-entry heap per query); an IVF index whose probed lists hold
+        fewer than ``kk`` vectors scans all of them for that query."""
         faiss = _faiss()
         batched = q.shape[0] >= BLAS_MIN_QUERIES and self._choice.nlist == 0
         with _blas_threshold(faiss, BLAS_MIN_QUERIES) if batched else nullcontext():
-            scores, ids = self._index.search(np.ascontiguousarray(q), kk)
+            scores, ids = self._index.search(q, kk)
         if self._choice.nlist and (ids < 0).any():  # probed lists held fewer than k: scan all
             rows = np.flatnonzero((ids < 0).any(axis=1))
             full = faiss.SearchParametersIVF(nprobe=self._choice.nlist)
             scores[rows], ids[rows] = self._index.search(np.ascontiguousarray(q[rows]), kk,
                                                          params=full)
-        if kk > 1 and (scores[:, 1:] == scores[:, :-1]).any():  # equal scores: by id
-            order = np.lexsort((ids, -scores), axis=1)
-            scores = np.take_along_axis(scores, order, axis=1)
-            ids = np.take_along_axis(ids, order, axis=1)
-        return scores.astype(np.float32, copy=False), ids.astype(np.int64, copy=False)
+        return scores, ids
+
+    def _radii(self, q: np.ndarray, kk: int) -> np.ndarray | None:
+        """IVF: per query, a range-search radius that many more than ``kk`` vectors clear."""
+        if self._radius is None:
+            self._radius = SampleRadius(self._index, self._dim)
+        return self._radius.radii(q, kk)
 
     def reconstruct(self, ids) -> np.ndarray:
         """The stored vectors (m, dim) of these ids; ValueError if any id is not stored."""
@@ -310,27 +326,100 @@ class VectorIndex:
             raise ValueError(f"{absent.size} id(s) not in the {self._dim}-D index, "
                              f"e.g. {int(absent[0]) if absent.size else '?'}") from None
 
-    def _flat_rows(self, ids: np.ndarray) -> np.ndarray:
-        """Flat index: the stored rows of ``ids``, gathered from FAISS's own storage through an
-        id -> row table (many times faster than the id map's hash lookups)."""
+    def _flat_storage(self) -> tuple[np.ndarray, RowTable]:
+        """Flat index: FAISS's own vector storage (ntotal, dim), read in place, and the id ->
+        row table over it (many times faster than the id map's hash lookups)."""
         faiss = _faiss()
         if self._rows is None:
             self._rows = RowTable(faiss.vector_to_array(self._index.id_map))
-        rows, found = self._rows.rows(ids)
+        inner = faiss.downcast_index(self._index.index)
+        xb = faiss.rev_swig_ptr(inner.get_xb(), self.ntotal * self._dim)
+        return xb.reshape(self.ntotal, self._dim), self._rows
+
+    def _flat_rows(self, ids: np.ndarray) -> np.ndarray:
+        """Flat index: the stored rows of ``ids`` (a copy)."""
+        xb, table = self._flat_storage()
+        rows, found = table.rows(ids)
         if not found.all():
             absent = ids[~found]
             raise ValueError(f"{absent.size} id(s) not in the {self._dim}-D index, "
                              f"e.g. {int(absent[0])}")
-        inner = faiss.downcast_index(self._index.index)
-        xb = faiss.rev_swig_ptr(inner.get_xb(), self.ntotal * self._dim)
-        return xb.reshape(self.ntotal, self._dim)[rows]
+        return xb[rows]
 
     def score(self, query, ids) -> np.ndarray:
         """Exact inner products (m,) float32 of ``query`` (dim,) with the stored ``ids``."""
         q = np.asarray(query, dtype=np.float32)
         if q.shape != (self._dim,):
             raise ValueError(f"query must have shape ({self._dim},), got {q.shape}")
-        return (self.reconstruct(ids) @ q).astype(np.float32, copy=False)
+        return self.score_many(q[None, :], _ids_array(ids)[None, :])[0]
+
+    def score_many(self, queries, ids) -> np.ndarray:
+        """Exact inner products (q, m) float32 of each query row (q, dim) with the stored
+        vectors of its row of ``ids`` (q, m); ``-inf`` where an id is padding (< 0).
+
+        A flat index scores in place from its storage (FAISS's by-index inner products: no
+        gathered copy, no matrix-product threads competing with FAISS's own); ValueError if a
+        non-padding id is not stored."""
+        q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
+        ids = np.asarray(ids)
+        if q.ndim != 2 or q.shape[1] != self._dim:
+            raise ValueError(f"queries must have shape (q, {self._dim}), got {q.shape}")
+        if ids.ndim != 2 or ids.shape[0] != q.shape[0]:
+            raise ValueError(f"ids must have shape ({q.shape[0]}, m), got {ids.shape}")
+        ids = ids.astype(np.int64, copy=False)
+        pad = ids < 0
+        if self._choice.nlist:  # rarely asked of a screen: read the vectors back
+            out = np.full(ids.shape, -np.inf, np.float32)
+            for r in range(ids.shape[0]):
+                keep = ~pad[r]
+                out[r, keep] = self.reconstruct(ids[r, keep]) @ q[r]
+            return out
+        faiss = _faiss()
+        xb, table = self._flat_storage()
+        rows, found = table.rows(ids)
+        lost = ~found & ~pad
+        if lost.any():
+            raise ValueError(f"{int(lost.sum())} id(s) not in the {self._dim}-D index, "
+                             f"e.g. {int(ids[lost][0])}")
+        out = np.zeros(ids.shape, np.float32)
+        if not pad.all():  # (an empty index holds no row 0 to read for padding)
+            out = _by_index(faiss, xb, q, np.where(pad, 0, rows))
+        out[pad] = -np.inf
+        return out
+
+
+def _ties_by_id(scores: np.ndarray, ids: np.ndarray) -> None:
+    """In rows already sorted by score, order each run of equal scores by id (in place)."""
+    if scores.shape[1] < 2:
+        return
+    for r in np.flatnonzero((scores[:, 1:] == scores[:, :-1]).any(axis=1)):
+        eq = np.flatnonzero(scores[r, 1:] == scores[r, :-1])  # j: scores j and j+1 are equal
+        breaks = np.flatnonzero(np.diff(eq) > 1)
+        for a, b in zip(eq[np.r_[0, breaks + 1]], eq[np.r_[breaks, eq.size - 1]] + 2):
+            ids[r, a:b] = np.sort(ids[r, a:b])
+
+
+SPLIT_MIN_ROWS = 512
+"""A single query's rescoring is split over the cores from this many rows on (FAISS spreads
+by-index scoring over queries only)."""
+
+
+def _by_index(faiss, xb: np.ndarray, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Inner products (q, m) of each query row with the storage rows ``xb[rows[i]]``. The rows
+    are random reads from a large array, bound by memory latency: a lone query's rows are cut
+    into one part per core, each scored as if by its own query."""
+    nq, m = rows.shape
+    parts = min(faiss.omp_get_max_threads(), m // SPLIT_MIN_ROWS) if nq == 1 else 1
+    if parts > 1:
+        width = -(-m // parts)
+        rows = np.concatenate([rows[0], np.zeros(parts * width - m, np.int64)])
+        out = _by_index(faiss, xb, np.repeat(q, parts, axis=0), rows.reshape(parts, width))
+        return out.reshape(1, -1)[:, :m]
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    out = np.empty(rows.shape, np.float32)
+    faiss.fvec_inner_products_by_idx(faiss.swig_ptr(out), faiss.swig_ptr(q), faiss.swig_ptr(xb),
+                                     faiss.swig_ptr(rows), xb.shape[1], nq, m)
+    return out
 
 
 def _check_ivf(index, choice: IndexChoice, path: Path) -> None:

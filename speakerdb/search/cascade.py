@@ -10,7 +10,6 @@ from typing import Protocol
 import numpy as np
 
 from speakerdb.config import CascadeConfig
-from speakerdb.model.prefixes import prefix
 
 __all__ = ["Hit", "ScoringIndex", "cascade_search", "cascade_search_many", "exhaustive_search"]
 
@@ -20,9 +19,7 @@ class ScoringIndex(Protocol):
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
 
-    def score(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray: ...
-
-    def reconstruct(self, ids: np.ndarray) -> np.ndarray: ...
+    def score_many(self, queries: np.ndarray, ids: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -69,28 +66,16 @@ def _rows_best(ids: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
     return part
 
 
-def _gather(index: ScoringIndex, ids: np.ndarray, dim: int) -> np.ndarray:
-    """The stored vectors (q, m, dim) of ids (q, m); zeros where an id is padding (< 0)."""
-    flat = ids.ravel()
-    if (flat >= 0).all():
-        vecs = index.reconstruct(flat)
-    else:
-        vecs = np.zeros((flat.size, dim), np.float32)
-        vecs[flat >= 0] = index.reconstruct(flat[flat >= 0])
-    return vecs.reshape(ids.shape[0], ids.shape[1], dim)
-
-
 def cascade_search_many(
     indexes: Mapping[int, ScoringIndex], queries: Mapping[int, np.ndarray], config: CascadeConfig
 ) -> list[list[Hit]]:
     """``cascade_search`` for a batch: queries {dim: (q, dim) unit vectors}. One screening
-    search for the whole batch (FAISS spreads it over the cores); then the screen shortlists'
-    stored full-dimension vectors are gathered once, and every later stage scores its
-    shortlist exactly from their prefixes (the cosine of a prefix does not depend on the
-    vector's length, so the unit full vector's prefix, renormalised, is the stored prefix
-    embedding); only the final shortlist is sorted."""
+    search for the whole batch (FAISS spreads it over the cores); then every later stage that
+    cuts scores its shortlist exactly from that dimension's stored vectors, in place, and keeps
+    the best (the set, unsorted). A stage that keeps everything (e.g. ``k128 == k64``) changes
+    nothing, so its scores are computed for the final shortlist only; that one is sorted."""
     dims = sorted(indexes)
-    screen, full = indexes[dims[0]], dims[-1]
+    screen = indexes[dims[0]]
     q0 = np.ascontiguousarray(np.asarray(queries[dims[0]], np.float32))
     if screen.ntotal == 0 or q0.shape[0] == 0:
         return [[] for _ in range(q0.shape[0])]
@@ -99,21 +84,23 @@ def cascade_search_many(
     if (ids < 0).any():  # an approximate screen found fewer than asked: padding sorts last
         pos = _rows_top(ids, scores, ids.shape[1])
         ids, scores = np.take_along_axis(ids, pos, 1), np.take_along_axis(scores, pos, 1)
-    vecs = _gather(indexes[full], ids, full) if len(dims) > 1 else None
-    trail = [scores]  # per dimension scored so far, (q, m) aligned with ids
+    trail = {dims[0]: scores}  # per dimension scored so far, (q, m) aligned with ids
+    later = []  # stages that cut nothing: scored on the final shortlist only (same result)
     for d in dims[1:]:
-        q = np.asarray(queries[d], np.float32)[:, :, None]
-        head = vecs if d == full else prefix(vecs, d)  # stored unit vectors are their own
-        s = np.matmul(head, q)[:, :, 0]
-        trail.append(s)
-        if d in sizes and sizes[d] < ids.shape[1]:
+        cut = d in sizes and sizes[d] < ids.shape[1]
+        if not cut and d != dims[-1]:
+            later.append(d)
+            continue
+        trail[d] = s = indexes[d].score_many(np.asarray(queries[d], np.float32), ids)
+        if cut:
             pos = _rows_best(ids, s, sizes[d])
             ids = np.take_along_axis(ids, pos, 1)
-            vecs = np.take_along_axis(vecs, pos[:, :, None], 1)
-            trail = [np.take_along_axis(t, pos, 1) for t in trail]
-    pos = _rows_top(ids, trail[-1], ids.shape[1])
+            trail = {k: np.take_along_axis(t, pos, 1) for k, t in trail.items()}
+    for d in later:
+        trail[d] = indexes[d].score_many(np.asarray(queries[d], np.float32), ids)
+    pos = _rows_top(ids, trail[dims[-1]], ids.shape[1])
     ids = np.take_along_axis(ids, pos, 1).tolist()
-    per_dim = np.stack([np.take_along_axis(t, pos, 1) for t in trail], axis=2).tolist()
+    per_dim = np.stack([np.take_along_axis(trail[d], pos, 1) for d in dims], axis=2).tolist()
     return [[Hit(i, per[-1], dict(zip(dims, per))) for i, per in zip(row_ids, row) if i >= 0]
             for row_ids, row in zip(ids, per_dim)]
 

@@ -25,6 +25,10 @@ class NumpyIndex:
     def score(self, q, ids):
         return self.reconstruct(ids) @ q
 
+    def score_many(self, qs, ids):
+        return np.array([[self.vecs[self.pos[int(i)]] @ q if i >= 0 else -np.inf for i in row]
+                         for q, row in zip(qs, ids)], np.float32)
+
     def reconstruct(self, ids):
         return self.vecs[[self.pos[int(i)] for i in ids]]
 
@@ -44,7 +48,8 @@ def test_full_shortlist_equals_exhaustive_ranking():
     hits = cascade_search(idx, q, cfg)
     exact = exhaustive_search(idx[256], q[256], 400)
     assert [h.segment_id for h in hits] == [h.segment_id for h in exact]
-    np.testing.assert_allclose([h.score for h in hits], [h.score for h in exact], rtol=1e-6)
+    np.testing.assert_allclose([h.score for h in hits], [h.score for h in exact], rtol=1e-6,
+                               atol=1e-6)  # summation order differs near 0
     assert set(hits[0].scores) == {64, 128, 192, 256}
 
 

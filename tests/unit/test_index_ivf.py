@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import speakerdb.index.choose as choose
+import speakerdb.index.ivf_topk as ivf_topk
 from speakerdb.errors import IndexOutOfDateError
 from speakerdb.index import IndexSet
 from speakerdb.index.choose import IndexChoice
@@ -41,6 +42,11 @@ def test_ivf_keeps_vectors_exactly_and_finds_each_stored_vector_first():
     scores, got = index.search(x[:50], 3)
     np.testing.assert_array_equal(got[:, 0], ids[:50])  # its own list is always probed
     np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
+    pick = np.array([[0, 5, -1], [7, -1, 9]])
+    got = index.score_many(x[:2], np.where(pick < 0, -1, ids[pick]))
+    np.testing.assert_allclose(got[0, :2], x[[0, 5]] @ x[0], atol=1e-6)
+    np.testing.assert_allclose(got[1, [0, 2]], x[[7, 9]] @ x[1], atol=1e-6)
+    assert np.isneginf(got[0, 2]) and np.isneginf(got[1, 1])
 
 
 def test_ivf_with_every_list_probed_equals_exact_search():
@@ -64,6 +70,31 @@ def test_ivf_approximation_loses_some_neighbours_on_spread_queries():
     _, approx = index.search(q, 50)
     _, exact = index.rebuilt(IndexChoice("Flat")).search(q, 50)
     assert (approx != exact).any()
+
+
+@pytest.mark.parametrize("margin", [ivf_topk.MARGIN, 0.05])
+def test_large_searches_by_range_equal_the_heap_search(monkeypatch, margin):
+    """k >= RANGE_MIN_K: a range search at a radius from a sample, then a partial sort, gives
+    FAISS's heap search result; a sample that puts the radius too high (margin 0.05: fewer
+    than k vectors clear it) hands those queries to the heap search."""
+    monkeypatch.setattr(ivf_topk, "MARGIN", margin)
+    monkeypatch.setattr(ivf_topk, "EXTRA", 20 if margin > 1 else 0)
+    index, ids, x, rng = _ivf(n=20_000)
+    q = x[rng.integers(0, ids.size, 12)] + 0.3 * rng.standard_normal((12, 64)).astype(np.float32)
+    q = (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+    k = ivf_topk.RANGE_MIN_K + 44
+    heap_rows = []
+    heap = index._heap
+    monkeypatch.setattr(index, "_heap", lambda qq, kk: heap_rows.append(len(qq)) or heap(qq, kk))
+    scores, got = index.search(q, k)
+    assert (sum(heap_rows) == 0) == (margin > 1)  # the fallback ran only for a bad radius
+    want_s, want_i = heap(q, k)
+    np.testing.assert_allclose(scores, want_s, atol=1e-6)
+    for row, want in zip(got, want_i):
+        assert set(row.tolist()) == set(want.tolist())
+    ordered = (np.diff(scores, axis=1) < 0) | ((np.diff(scores, axis=1) == 0)
+                                               & (np.diff(got, axis=1) > 0))
+    assert ordered.all()  # best first, equal scores by id
 
 
 def test_ivf_never_pads_results_when_probed_lists_hold_too_few():

@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from speakerdb.errors import IndexOutOfDateError
-from speakerdb.index.vector_index import VectorIndex
+from speakerdb.index.vector_index import VectorIndex, _ties_by_id
 
 
 def _unit(rng, n, dim):
@@ -77,6 +79,50 @@ def test_score_equals_dot_products():
     assert index.score(q, np.array([], np.int64)).shape == (0,)
     with pytest.raises(ValueError, match="not in the 128-D index"):
         index.score(q, np.array([ids[0], 10_000_001]))
+
+
+def test_score_many_scores_each_query_with_its_own_ids_and_pads_with_minus_inf():
+    index, ids, x, rng = _filled(seed=3)
+    q = _unit(rng, 3, 64)
+    pick = rng.integers(0, ids.size, (3, 40))
+    want = np.einsum("qd,qmd->qm", q, x[pick])
+    got_ids = ids[pick].copy()
+    got_ids[1, ::3] = -1  # padding from an approximate screen
+    got = index.score_many(q, got_ids)
+    assert got.dtype == np.float32 and got.shape == (3, 40)
+    pad = got_ids < 0
+    np.testing.assert_allclose(got[~pad], want[~pad], atol=1e-6)
+    assert np.isneginf(got[pad]).all()
+    index.remove(ids[pick[2, :5]])  # storage rows move: the row table follows
+    np.testing.assert_allclose(index.score_many(q[:1], ids[pick[2:3, 5:]]),
+                               q[:1] @ x[pick[2, 5:]].T, atol=1e-6)
+    with pytest.raises(ValueError, match="not in the 64-D index"):
+        index.score_many(q[:1], ids[pick[2:3, :5]])
+    with pytest.raises(ValueError, match="ids must have shape"):
+        index.score_many(q, ids[:5][None, :])
+    empty = VectorIndex.empty(64)
+    assert np.isneginf(empty.score_many(q[:1], np.full((1, 4), -1))).all()
+    assert empty.score_many(q[:0], np.zeros((0, 0), np.int64)).shape == (0, 0)
+
+
+@given(st.lists(st.integers(0, 3), min_size=2, max_size=30), st.integers(0, 2**31))
+def test_ties_by_id_orders_each_run_of_equal_scores_like_lexsort(levels, seed):
+    rng = np.random.default_rng(seed)
+    scores = -np.sort(-np.array([levels, levels[::-1]], np.float32), axis=1)
+    ids = np.stack([rng.permutation(100)[: len(levels)] for _ in range(2)]).astype(np.int64)
+    want = np.take_along_axis(ids, np.lexsort((ids, -scores), axis=1), 1)
+    _ties_by_id(scores, ids)
+    np.testing.assert_array_equal(ids, want)
+
+
+def test_single_query_rescoring_split_over_more_parts_than_cores(monkeypatch):
+    import faiss
+
+    index, ids, x, rng = _filled(n=3001, dim=32)
+    q = _unit(rng, 1, 32)
+    monkeypatch.setattr(faiss, "omp_get_max_threads", lambda: 4)  # 3001 rows: 4 uneven parts
+    got = index.score_many(q, ids[None, ::-1])
+    np.testing.assert_allclose(got[0], x[::-1] @ q[0], atol=1e-6)
 
 
 def test_add_remove_ids():
