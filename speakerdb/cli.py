@@ -156,8 +156,8 @@ def identify(
     margin: Annotated[float, typer.Option(
         help="Least lead of the best speaker over the second (in the scores' space).")] = 0.0,
     exhaustive: Annotated[bool, typer.Option(help="Plain 256-D search instead of the cascade.")] = False,
-    k64: Annotated[int, typer.Option(help="Shortlist after the 64-D screen.", min=1)] = 1000,
-    k128: Annotated[int, typer.Option(help="Shortlist after 128-D rescoring.", min=1)] = 1000,
+    k64: Annotated[int, typer.Option(help="Shortlist after the 64-D screen.", min=1)] = 3000,
+    k128: Annotated[int, typer.Option(help="Shortlist after 128-D rescoring.", min=1)] = 3000,
     k192: Annotated[int, typer.Option(help="Shortlist after 192-D rescoring.", min=1)] = 100,
     aggregation: Aggregation = "max",
     agg_k: AggK = 3,

@@ -13,8 +13,6 @@ from speakerdb.model.prefixes import prefix
 
 __all__ = ["index_problems", "short_sha"]
 
-TOLERANCE = 1e-5  # largest difference allowed between a stored vector and its index copy
-
 
 def short_sha(sha: str) -> str:
     return sha if len(sha) <= 12 else sha[:12] + "…"
@@ -55,7 +53,7 @@ def _sample_problems(name: str, index: VectorIndex,
         return []
     ids, raw = ids[present], raw[present]
     stored = index.reconstruct(ids)
-    bad = np.abs(stored - prefix(raw, index.dim)).max(axis=1) > TOLERANCE
+    bad = np.abs(stored - prefix(raw, index.dim)).max(axis=1) > index.tolerance
     return [f"{name}: vector of segment {int(i)} differs from the store" for i in ids[bad]]
 
 

@@ -2,12 +2,13 @@
 
 FAISS keeps a k-entry heap per thread while it scans the probed lists; for the identify
 screen's shortlist (thousands of segments) that upkeep costs as much as the scan itself. A range
-search has no heap: it collects every vector above a score. So each query's radius is taken from
-a small sample of the stored vectors, placed where the sample predicts clearly more than k
-vectors score above it; the range search over the same probed lists then holds the k best of
-those lists, which a partial sort picks out. A query whose range search comes back with fewer
-than k (a sample that predicted badly) is answered by the heap search instead, so the result is
-always the heap search's: the k best vectors of the probed lists.
+search has no heap: it collects every vector above a score. So the lists a query probes are
+found first (FAISS's coarse quantizer), its radius is read from a sample of those lists'
+vectors, placed where the sample predicts clearly more than k of them score above it, and the
+range search over the same lists then holds their k best, which a partial sort picks out. A
+query whose range search comes back with fewer than k (a sample that predicted badly) is
+answered by the heap search instead, so the result is always the heap search's: the k best
+vectors of the probed lists (up to which of equal scores make the cut).
 """
 
 from __future__ import annotations
@@ -21,63 +22,79 @@ __all__ = ["RANGE_MIN_K", "SAMPLE_SIZE", "SampleRadius", "range_top"]
 RANGE_MIN_K = 256
 """IVF searches for at least this many neighbours go through a range search."""
 
-SAMPLE_SIZE = 8192
-"""Stored vectors in the sample that sets the radius."""
+SAMPLE_SIZE = 16384
+"""Stored vectors in the sample that sets the radii (about 1 in 60 at a million)."""
 
 MARGIN, EXTRA = 1.6, 20
-"""The radius is the sample's score at rank ``MARGIN * k * sample / n + EXTRA``: about 60 % more
-vectors than asked score above it, several standard deviations of the sample's error."""
+"""The radius is the probed lists' sample score at rank ``MARGIN * k * s / h + EXTRA`` (``s``
+sample rows, ``h`` vectors in those lists): about 60 % more vectors than asked score above it,
+several standard deviations of the sample's error."""
 
 
 class SampleRadius:
-    """A flat index over a sample of an IVF index's vectors, in proportion to its lists."""
+    """A sample of an IVF index's vectors, drawn from every list in proportion to its size and
+    kept grouped by list, so a query's radius is estimated from the lists it probes alone."""
 
-    def __init__(self, ivf, dim: int, size: int = SAMPLE_SIZE):
+    def __init__(self, ivf, decode, size: int = SAMPLE_SIZE):
+        """ivf: the FAISS IVF index; decode: list codes (m, code_size) uint8 -> vectors."""
         import faiss
 
         inv, n = ivf.invlists, int(ivf.ntotal)
-        parts = []
-        for lst in range(inv.nlist):
-            m = inv.list_size(lst)
-            take = min(m, math.ceil(size * m / max(n, 1)))
-            if take:
-                codes = faiss.rev_swig_ptr(inv.get_codes(lst), m * inv.code_size)
-                x = np.frombuffer(codes.tobytes(), np.float32).reshape(m, dim)
-                parts.append(x[np.linspace(0, m - 1, take).astype(np.int64)])
-        self.n = n
-        self.dim = dim
-        self.vectors = (np.ascontiguousarray(np.concatenate(parts)) if parts
-                        else np.zeros((0, dim), np.float32))
+        self.sizes = np.array([inv.list_size(lst) for lst in range(inv.nlist)], np.int64)
+        parts, taken = [], np.zeros(inv.nlist, np.int64)
+        for lst in np.flatnonzero(self.sizes):
+            m = int(self.sizes[lst])
+            taken[lst] = min(m, math.ceil(size * m / n))
+            codes = faiss.rev_swig_ptr(inv.get_codes(int(lst)), m * inv.code_size)
+            rows = np.linspace(0, m - 1, taken[lst]).astype(np.int64)
+            parts.append(decode(codes.reshape(m, inv.code_size)[rows]))
+        self.ivf, self.taken = ivf, taken
+        self.starts = np.concatenate([[0], np.cumsum(taken)])
+        self.vectors = (np.ascontiguousarray(np.concatenate(parts), dtype=np.float32) if parts
+                        else np.zeros((0, int(ivf.d)), np.float32))
 
-    def radii(self, queries: np.ndarray, k: int) -> np.ndarray | None:
-        """Per query, a score with clearly more than ``k`` stored vectors above it; None when
-        the sample is too small to tell."""
+    def probe(self, queries: np.ndarray, k: int):
+        """(radii (q,), lists (q, nprobe), list scores (q, nprobe)): the lists each query
+        probes and a score with clearly more than ``k`` of their vectors above it; a radius is
+        NaN where the sample cannot tell (or the lists hold fewer than ``k``)."""
         import faiss
 
-        ns = self.vectors.shape[0]
-        rank = math.ceil(MARGIN * k * ns / max(self.n, 1)) + EXTRA
-        if ns == 0 or rank > ns:
-            return None
-        out = np.empty(queries.shape[0], np.float32)
-        scores = np.empty(ns, np.float32)
-        for i, q in enumerate(queries):  # FAISS's SIMD dot products: no BLAS thread pool
-            faiss.fvec_inner_products_ny(faiss.swig_ptr(scores), faiss.swig_ptr(q),
-                                         faiss.swig_ptr(self.vectors), self.dim, ns)
-            out[i] = np.partition(scores, ns - rank)[ns - rank]
-        return out
+        scores_q, lists = self.ivf.quantizer.search(queries, self.ivf.nprobe)
+        radii = np.full(queries.shape[0], np.nan, np.float32)
+        for i, (q, row) in enumerate(zip(queries, lists)):
+            row = row[row >= 0]
+            held, counts = int(self.sizes[row].sum()), self.taken[row]
+            ns = int(counts.sum())
+            rank = math.ceil(MARGIN * k * ns / max(held, 1)) + EXTRA
+            if held < k or ns == 0 or rank > ns:
+                continue
+            # the sample rows of these lists: runs starts[l] .. starts[l] + counts[l]
+            first = np.repeat(self.starts[row] - np.cumsum(counts) + counts, counts)
+            rows = np.ascontiguousarray(first + np.arange(ns), dtype=np.int64)
+            out = np.empty(ns, np.float32)
+            faiss.fvec_inner_products_by_idx(  # FAISS's SIMD products: no BLAS thread pool
+                faiss.swig_ptr(out), faiss.swig_ptr(np.ascontiguousarray(q)),
+                faiss.swig_ptr(self.vectors), faiss.swig_ptr(rows), self.vectors.shape[1], 1, ns)
+            radii[i] = np.partition(out, ns - rank)[ns - rank]
+        return radii, lists, scores_q
 
 
-def range_top(ivf, queries: np.ndarray, k: int, radii: np.ndarray,
+def range_top(ivf, queries: np.ndarray, k: int, probe,
               heap_search) -> tuple[np.ndarray, np.ndarray]:
     """(scores (q, k), ids (q, k)) best first: each query's k best over the lists ``ivf``
-    probes, from a range search at its radius; ``heap_search(rows)`` answers the queries whose
-    range search found fewer than k."""
+    probes, from a range search over ``probe``'s lists at its radius; ``heap_search(rows)``
+    answers the queries without a radius or whose range search found fewer than k."""
+    radii, lists, list_scores = probe
     nq = queries.shape[0]
     scores = np.empty((nq, k), np.float32)
     ids = np.empty((nq, k), np.int64)
     short = []
     for i in range(nq):
-        _, dist, got = ivf.range_search(queries[i : i + 1], float(radii[i]))
+        if np.isnan(radii[i]):
+            short.append(i)
+            continue
+        _, dist, got = ivf.range_search_preassigned(
+            queries[i : i + 1], float(radii[i]), lists[i : i + 1], list_scores[i : i + 1])
         if dist.size < k:
             short.append(i)
             continue

@@ -1,6 +1,6 @@
-"""One inner-product FAISS index over unit vectors, addressed by segment id: flat (exact search)
-or an inverted file (IVF) for the screening dimension of large databases; both keep the vectors
-exactly, so rescoring and checks read them back unchanged."""
+"""One inner-product FAISS index over unit vectors, addressed by segment id: flat (exact search,
+vectors kept exactly, so rescoring reads them back unchanged) or an inverted file (IVF) of 16-bit
+floats for the screening dimension of large databases."""
 
 from __future__ import annotations
 
@@ -66,9 +66,10 @@ class VectorIndex:
     """Cosine similarity over unit vectors, as one of two FAISS indexes:
 
     * ``Flat``: ``IndexIDMap2(IndexFlatIP(dim))``, exact search over everything;
-    * ``IVF<nlist>,Flat``: ``IndexIVFFlat`` (inner product) with a hash-table direct map, whose
-      searches scan the ``nprobe`` lists nearest the query (approximate, about
-      ``nprobe / nlist`` of the vectors); vectors are stored exactly.
+    * ``IVF<nlist>,SQfp16``: ``IndexIVFScalarQuantizer`` (inner product; the vectors themselves
+      as 16-bit floats, not residuals) with a hash-table direct map, whose searches scan the
+      ``nprobe`` lists nearest the query (approximate, about ``nprobe / nlist`` of the vectors);
+      a vector reads back within ``tolerance`` of what was added.
 
     Vectors are added already normalised; ids are segment ids (int64, unique).
     """
@@ -108,6 +109,7 @@ class VectorIndex:
                          .astype(np.int64))
         index = faiss.index_factory(int(dim), choice.key, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = 1234
+        index.by_residual = False  # store the vectors, not their offsets from the centroid
         index.train(np.ascontiguousarray(x[rows]))
         index.set_direct_map_type(faiss.DirectMap.Hashtable)
         index.nprobe, index.parallel_mode = choice.nprobe, IVF_PARALLEL_MODE
@@ -175,20 +177,30 @@ class VectorIndex:
             n = inv.list_size(lst)
             if n:
                 ids.append(faiss.rev_swig_ptr(inv.get_ids(lst), n).copy())
-                codes = faiss.rev_swig_ptr(inv.get_codes(lst), n * inv.code_size)
-                xs.append(np.frombuffer(codes.tobytes(), np.float32).reshape(n, self._dim))
+                xs.append(self._decode(faiss.rev_swig_ptr(inv.get_codes(lst), n * inv.code_size)
+                                       .reshape(n, inv.code_size)))
         if not ids:
             return np.zeros(0, np.int64), np.zeros((0, self._dim), np.float32)
         return np.concatenate(ids).astype(np.int64), np.concatenate(xs)
 
+    def _decode(self, codes: np.ndarray) -> np.ndarray:
+        """IVF: vectors (m, dim) float32 from their list codes (m, code_size) uint8."""
+        return self._index.sq.decode(np.ascontiguousarray(codes))
+
     # properties --------------------------------------------------------------------------
+    @property
+    def tolerance(self) -> float:
+        """Largest difference between a vector added and the one read back: 0 for a flat
+        index (1e-5 allowed for float noise), 16-bit rounding of unit vectors for an IVF one."""
+        return 1e-3 if self._choice.nlist else 1e-5
+
     @property
     def dim(self) -> int:
         return self._dim
 
     @property
     def choice(self) -> IndexChoice:
-        """What kind of index this is (``Flat`` or ``IVF<nlist>,Flat`` with its nprobe)."""
+        """What kind of index this is (``Flat`` or ``IVF<nlist>,SQfp16`` with its nprobe)."""
         return self._choice
 
     @property
@@ -284,9 +296,11 @@ class VectorIndex:
         if kk == 0 or q.shape[0] == 0:
             return (np.empty((q.shape[0], kk), np.float32), np.empty((q.shape[0], kk), np.int64))
         q = np.ascontiguousarray(q)
-        radii = self._radii(q, kk) if self._choice.nlist and kk >= RANGE_MIN_K else None
-        if radii is not None:
-            scores, ids = range_top(self._index, q, kk, radii, lambda r: self._heap(q[r], kk))
+        if self._choice.nlist and kk >= RANGE_MIN_K:
+            if self._radius is None:
+                self._radius = SampleRadius(self._index, self._decode)
+            scores, ids = range_top(self._index, q, kk, self._radius.probe(q, kk),
+                                    lambda r: self._heap(q[r], kk))
         else:
             scores, ids = self._heap(q, kk)
         _ties_by_id(scores, ids)
@@ -305,12 +319,6 @@ class VectorIndex:
             scores[rows], ids[rows] = self._index.search(np.ascontiguousarray(q[rows]), kk,
                                                          params=full)
         return scores, ids
-
-    def _radii(self, q: np.ndarray, kk: int) -> np.ndarray | None:
-        """IVF: per query, a range-search radius that many more than ``kk`` vectors clear."""
-        if self._radius is None:
-            self._radius = SampleRadius(self._index, self._dim)
-        return self._radius.radii(q, kk)
 
     def reconstruct(self, ids) -> np.ndarray:
         """The stored vectors (m, dim) of these ids; ValueError if any id is not stored."""
@@ -426,7 +434,9 @@ def _check_ivf(index, choice: IndexChoice, path: Path) -> None:
     import faiss
 
     ivf = faiss.try_extract_index_ivf(index)
-    if ivf is None or not isinstance(faiss.downcast_index(index), faiss.IndexIVFFlat):
+    ivf = faiss.downcast_index(index) if ivf is not None else None
+    if (not isinstance(ivf, faiss.IndexIVFScalarQuantizer) or ivf.by_residual
+            or ivf.sq.qtype != faiss.ScalarQuantizer.QT_fp16):
         raise IndexOutOfDateError(
             f"{path}: expected an {choice.key} index, found {type(index).__name__}")
     if ivf.nlist != choice.nlist:

@@ -25,9 +25,9 @@ from speakerdb.index.choose import (
         (1, 64, "Flat", ""),
         (1_000, 128, "Flat", ""),
         (FLAT_MAX_VECTORS - 1, 64, "Flat", ""),
-        (FLAT_MAX_VECTORS, 64, "IVF2048,Flat", "nprobe=170"),  # 4 * sqrt(200k) = 1789
-        (1_000_000, 64, "IVF4096,Flat", "nprobe=341"),
-        (4_000_000, 64, "IVF8192,Flat", "nprobe=682"),
+        (FLAT_MAX_VECTORS, 64, "IVF2048,SQfp16", "nprobe=341"),  # 4 * sqrt(200k) = 1789
+        (1_000_000, 64, "IVF4096,SQfp16", "nprobe=682"),
+        (4_000_000, 64, "IVF8192,SQfp16", "nprobe=1365"),
         (10 * FLAT_MAX_VECTORS, 128, "Flat", ""),
         (10 * FLAT_MAX_VECTORS, 192, "Flat", ""),
         (10 * FLAT_MAX_VECTORS, 256, "Flat", ""),
@@ -61,8 +61,9 @@ def test_choose_rejects_nonsense(n, dim):
 def test_parse_choice_round_trip_and_rejects_unknown_kinds():
     for c in (IndexChoice("Flat"), choose_index(10**6, 64)):
         assert parse_choice(c.key, c.param) == c
-    for key, param in [("HNSW32,Flat", ""), ("IVF0,Flat", "nprobe=1"),
-                       ("IVF64,Flat", "nprobe=65"), ("IVF64,Flat", ""), ("Flat", "nprobe=2")]:
+    for key, param in [("HNSW32,Flat", ""), ("IVF0,SQfp16", "nprobe=1"),
+                       ("IVF4096,Flat", "nprobe=341"),  # an earlier version's screen: rebuilt
+                       ("IVF64,SQfp16", "nprobe=65"), ("IVF64,SQfp16", ""), ("Flat", "nprobe=2")]:
         with pytest.raises(ValueError):
             parse_choice(key, param)
 

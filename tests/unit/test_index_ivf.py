@@ -14,7 +14,7 @@ from speakerdb.index.vector_index import IVF_PARALLEL_MODE, VectorIndex
 from speakerdb.model.prefixes import prefix
 
 SHA, REV = "b2" * 32, "rev1"
-IVF = IndexChoice("IVF32,Flat", "nprobe=4")
+IVF = IndexChoice("IVF32,SQfp16", "nprobe=4")
 
 
 def _clustered(seed=0, n=2000, dim=64, centres=40):
@@ -34,18 +34,30 @@ def _ivf(seed=0, n=2000):
     return index, ids, x, rng
 
 
-def test_ivf_keeps_vectors_exactly_and_finds_each_stored_vector_first():
+def assert_fp16_of(got, x):
+    """``got`` is ``x`` rounded to 16-bit floats (within one unit in the last place: FAISS and
+    numpy may round a value differently)."""
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, x, rtol=2.0**-10, atol=6e-8)
+    assert (got != x).any()  # really rounded, not kept as 32-bit floats
+
+
+def test_ivf_keeps_vectors_as_16_bit_floats_and_finds_each_stored_vector_first():
     index, ids, x, _ = _ivf()
     assert index.choice == IVF and index.ntotal == ids.size
     np.testing.assert_array_equal(index.ids(), ids)
-    np.testing.assert_array_equal(index.reconstruct(ids[::97]), x[::97])
+    assert_fp16_of(index.reconstruct(ids[::97]), x[::97])
+    assert np.abs(index.reconstruct(ids) - x).max() <= index.tolerance
+    got_ids, got_x = index.contents()
+    order = np.argsort(got_ids)
+    assert_fp16_of(got_x[order], x[np.argsort(ids)])
     scores, got = index.search(x[:50], 3)
     np.testing.assert_array_equal(got[:, 0], ids[:50])  # its own list is always probed
-    np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
+    np.testing.assert_allclose(scores[:, 0], 1.0, atol=index.tolerance)
     pick = np.array([[0, 5, -1], [7, -1, 9]])
     got = index.score_many(x[:2], np.where(pick < 0, -1, ids[pick]))
-    np.testing.assert_allclose(got[0, :2], x[[0, 5]] @ x[0], atol=1e-6)
-    np.testing.assert_allclose(got[1, [0, 2]], x[[7, 9]] @ x[1], atol=1e-6)
+    np.testing.assert_allclose(got[0, :2], x[[0, 5]] @ x[0], atol=index.tolerance)
+    np.testing.assert_allclose(got[1, [0, 2]], x[[7, 9]] @ x[1], atol=index.tolerance)
     assert np.isneginf(got[0, 2]) and np.isneginf(got[1, 1])
 
 
@@ -53,7 +65,7 @@ def test_ivf_with_every_list_probed_equals_exact_search():
     index, ids, x, rng = _ivf()
     exact = index.rebuilt(IndexChoice("Flat"))
     assert exact.choice.key == "Flat"
-    full = index.rebuilt(IndexChoice("IVF32,Flat", "nprobe=32"))
+    full = index.rebuilt(IndexChoice("IVF32,SQfp16", "nprobe=32"))
     q = x[rng.integers(0, ids.size, 20)] + 0.05
     q = q / np.linalg.norm(q, axis=1, keepdims=True)
     s_full, i_full = full.search(q, 25)
@@ -123,12 +135,12 @@ def test_ivf_remove_save_load_and_wrong_kind(tmp_path):
         ivf = faiss.extract_index_ivf(one._index)
         assert (ivf.nprobe, ivf.parallel_mode) == (IVF.nprobe, IVF_PARALLEL_MODE)
     np.testing.assert_array_equal(back.ids(), index.ids())
-    np.testing.assert_array_equal(back.reconstruct(ids[:3]), x[:3])
+    np.testing.assert_array_equal(back.reconstruct(ids[:3]), index.reconstruct(ids[:3]))
     np.testing.assert_array_equal(back.search(x[100:105], 5)[1], index.search(x[100:105], 5)[1])
     with pytest.raises(IndexOutOfDateError, match="IndexIDMap2"):
         VectorIndex.load(path, 64)
     with pytest.raises(IndexOutOfDateError, match="lists"):
-        VectorIndex.load(path, 64, IndexChoice("IVF64,Flat", "nprobe=4"))
+        VectorIndex.load(path, 64, IndexChoice("IVF64,SQfp16", "nprobe=4"))
     VectorIndex.empty(64).save(tmp_path / "f.faiss")
     with pytest.raises(IndexOutOfDateError, match="IVF32"):
         VectorIndex.load(tmp_path / "f.faiss", 64, IVF)
@@ -162,18 +174,17 @@ def test_index_set_switches_the_screen_to_ivf_as_it_grows(tmp_path, small_thresh
     s.save(SHA, REV, 800)
     info = json.loads((tmp_path / "index-64.json").read_text())
     lists = choose.ivf_lists(800)
-    assert (info["index_key"], info["index_param"]) == (f"IVF{lists},Flat",
+    assert (info["index_key"], info["index_param"]) == (f"IVF{lists},SQfp16",
                                                         f"nprobe={lists // choose.PROBE_DIVISOR}")
     for d in (128, 192, 256):
         assert json.loads((tmp_path / f"index-{d}.json").read_text())["index_key"] == "Flat"
     back = IndexSet.load(tmp_path)
-    assert back.by_dim[64].choice.key == f"IVF{lists},Flat"
-    np.testing.assert_allclose(back.by_dim[64].reconstruct(ids[:800]), prefix(raw[:800], 64),
-                               atol=1e-7)
+    assert back.by_dim[64].choice.key == f"IVF{lists},SQfp16"
+    assert_fp16_of(back.by_dim[64].reconstruct(ids[:800]), prefix(raw[:800], 64))
     assert back.problems(ids[:800], 800, SHA, REV, (ids[:800:50], raw[:800:50])) == []
     back.add(ids[800:], raw[800:])  # 3000 vectors want more lists: retrained at save
     assert back.retarget() == [64]
-    assert back.by_dim[64].choice.key == f"IVF{choose.ivf_lists(3000)},Flat" != info["index_key"]
+    assert back.by_dim[64].choice.key == f"IVF{choose.ivf_lists(3000)},SQfp16" != info["index_key"]
     assert back.retarget() == []
     np.testing.assert_array_equal(back.by_dim[64].ids(), ids)
 
