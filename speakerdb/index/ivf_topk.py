@@ -17,13 +17,18 @@ import math
 
 import numpy as np
 
-__all__ = ["RANGE_MIN_K", "SAMPLE_SIZE", "SampleRadius", "range_top"]
+from speakerdb.index.rows import score_rows
+
+__all__ = ["RANGE_MIN_K", "REDRAW", "SAMPLE_SIZE", "SampleRadius", "range_top"]
 
 RANGE_MIN_K = 256
 """IVF searches for at least this many neighbours go through a range search."""
 
 SAMPLE_SIZE = 16384
 """Stored vectors in the sample that sets the radii (about 1 in 60 at a million)."""
+
+REDRAW = 0.1
+"""The sample is redrawn once the index's size has changed by this fraction since."""
 
 MARGIN, EXTRA = 1.6, 20
 """The radius is the probed lists' sample score at rank ``MARGIN * k * s / h + EXTRA`` (``s``
@@ -48,17 +53,22 @@ class SampleRadius:
             codes = faiss.rev_swig_ptr(inv.get_codes(int(lst)), m * inv.code_size)
             rows = np.linspace(0, m - 1, taken[lst]).astype(np.int64)
             parts.append(decode(codes.reshape(m, inv.code_size)[rows]))
-        self.ivf, self.taken = ivf, taken
+        self.ivf, self.taken, self.n = ivf, taken, n
         self.starts = np.concatenate([[0], np.cumsum(taken)])
         self.vectors = (np.ascontiguousarray(np.concatenate(parts), dtype=np.float32) if parts
                         else np.zeros((0, int(ivf.d)), np.float32))
+
+    def fresh(self, n: int) -> bool:
+        """Whether the sample still stands for an index now holding ``n`` vectors. It is only
+        an estimate (a bad radius costs a heap search, never a wrong result), so it is redrawn
+        (a quarter of a second at a million) once the count has moved by ``REDRAW``, not after
+        every enrolment or deletion."""
+        return abs(n - self.n) <= REDRAW * self.n
 
     def probe(self, queries: np.ndarray, k: int):
         """(radii (q,), lists (q, nprobe), list scores (q, nprobe)): the lists each query
         probes and a score with clearly more than ``k`` of their vectors above it; a radius is
         NaN where the sample cannot tell (or the lists hold fewer than ``k``)."""
-        import faiss
-
         scores_q, lists = self.ivf.quantizer.search(queries, self.ivf.nprobe)
         radii = np.full(queries.shape[0], np.nan, np.float32)
         for i, (q, row) in enumerate(zip(queries, lists)):
@@ -70,11 +80,7 @@ class SampleRadius:
                 continue
             # the sample rows of these lists: runs starts[l] .. starts[l] + counts[l]
             first = np.repeat(self.starts[row] - np.cumsum(counts) + counts, counts)
-            rows = np.ascontiguousarray(first + np.arange(ns), dtype=np.int64)
-            out = np.empty(ns, np.float32)
-            faiss.fvec_inner_products_by_idx(  # FAISS's SIMD products: no BLAS thread pool
-                faiss.swig_ptr(out), faiss.swig_ptr(np.ascontiguousarray(q)),
-                faiss.swig_ptr(self.vectors), faiss.swig_ptr(rows), self.vectors.shape[1], 1, ns)
+            out = score_rows(self.vectors, q[None, :], (first + np.arange(ns))[None, :])[0]
             radii[i] = np.partition(out, ns - rank)[ns - rank]
         return radii, lists, scores_q
 

@@ -1,4 +1,5 @@
-"""Where each stored id sits in a flat index's storage: the lookup behind exact rescoring.
+"""Where each stored id sits in a flat index's storage, and the scores of storage rows: the
+lookup and the arithmetic behind exact rescoring.
 
 Segment ids come from SQLite's integer primary key, so they are nearly dense: a direct table
 indexed by ``id - lowest`` answers a lookup with one memory read. When the ids are sparse (a
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["DENSE_SPAN", "RowTable"]
+__all__ = ["DENSE_SPAN", "SPLIT_MIN_ROWS", "RowTable", "score_rows"]
 
 DENSE_SPAN = 4
 """A direct table is used while (highest id - lowest id + 1) <= DENSE_SPAN * count + 1024."""
@@ -46,3 +47,31 @@ class RowTable:
         at = np.minimum(np.searchsorted(self._have, ids), self._n - 1)
         found = self._have[at] == ids
         return np.where(found, self._order[at], 0), found
+
+
+SPLIT_MIN_ROWS = 512
+"""A single query's rows are split over the cores from this many on (FAISS spreads by-index
+scoring over queries only)."""
+
+
+def score_rows(xb: np.ndarray, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Inner products (q, m) of each query row (q, dim) with the storage rows ``xb[rows[i]]``,
+    read in place by FAISS's SIMD by-index products (no gathered copy, and no BLAS thread pool
+    competing with FAISS's OpenMP one). The rows are random reads from a large array, bound by
+    memory latency: a lone query's rows are cut into one part per core, each scored as if by
+    its own query."""
+    import faiss
+
+    nq, m = rows.shape
+    parts = min(faiss.omp_get_max_threads(), m // SPLIT_MIN_ROWS) if nq == 1 else 1
+    if parts > 1:
+        width = -(-m // parts)
+        rows = np.concatenate([rows[0], np.zeros(parts * width - m, np.int64)])
+        out = score_rows(xb, np.repeat(q, parts, axis=0), rows.reshape(parts, width))
+        return out.reshape(1, -1)[:, :m]
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    out = np.empty(rows.shape, np.float32)
+    faiss.fvec_inner_products_by_idx(faiss.swig_ptr(out), faiss.swig_ptr(q), faiss.swig_ptr(xb),
+                                     faiss.swig_ptr(rows), xb.shape[1], nq, m)
+    return out

@@ -15,7 +15,7 @@ from speakerdb.errors import IndexOutOfDateError
 from speakerdb.index._atomic import atomic_write
 from speakerdb.index.choose import FLAT_KEY, IndexChoice
 from speakerdb.index.ivf_topk import RANGE_MIN_K, SampleRadius, range_top
-from speakerdb.index.rows import RowTable
+from speakerdb.index.rows import RowTable, score_rows
 
 __all__ = ["VectorIndex"]
 
@@ -81,7 +81,7 @@ class VectorIndex:
         self._choice = choice
         self._sorted: np.ndarray | None = None  # cache of ids(), None when stale
         self._rows: RowTable | None = None  # flat: id -> storage row, None when stale
-        self._radius = None  # IVF: the SampleRadius of large searches, None when stale
+        self._radius = None  # IVF: the SampleRadius of large searches (kept while fresh)
 
     # construction ------------------------------------------------------------------------
     @classmethod
@@ -262,7 +262,7 @@ class VectorIndex:
             raise ValueError(f"id {int(clash[0])} is already in the {self._dim}-D index "
                              f"({clash.size} duplicate(s))")
         self._index.add_with_ids(x, ids)
-        self._rows = self._radius = None
+        self._rows = None
         have = self._sorted_ids()
         self._sorted = np.insert(have, np.searchsorted(have, new), new)
 
@@ -279,7 +279,7 @@ class VectorIndex:
             removed = int(self._index.remove_ids(sel)) if present.size else 0
         else:
             removed = int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))
-        self._sorted = self._rows = self._radius = None
+        self._sorted = self._rows = None
         return removed
 
     # search ------------------------------------------------------------------------------
@@ -297,7 +297,7 @@ class VectorIndex:
             return (np.empty((q.shape[0], kk), np.float32), np.empty((q.shape[0], kk), np.int64))
         q = np.ascontiguousarray(q)
         if self._choice.nlist and kk >= RANGE_MIN_K:
-            if self._radius is None:
+            if self._radius is None or not self._radius.fresh(self.ntotal):
                 self._radius = SampleRadius(self._index, self._decode)
             scores, ids = range_top(self._index, q, kk, self._radius.probe(q, kk),
                                     lambda r: self._heap(q[r], kk))
@@ -382,7 +382,6 @@ class VectorIndex:
                 keep = ~pad[r]
                 out[r, keep] = self.reconstruct(ids[r, keep]) @ q[r]
             return out
-        faiss = _faiss()
         xb, table = self._flat_storage()
         rows, found = table.rows(ids)
         lost = ~found & ~pad
@@ -391,7 +390,7 @@ class VectorIndex:
                              f"e.g. {int(ids[lost][0])}")
         out = np.zeros(ids.shape, np.float32)
         if not pad.all():  # (an empty index holds no row 0 to read for padding)
-            out = _by_index(faiss, xb, q, np.where(pad, 0, rows))
+            out = score_rows(xb, q, np.where(pad, 0, rows))
         out[pad] = -np.inf
         return out
 
@@ -405,29 +404,6 @@ def _ties_by_id(scores: np.ndarray, ids: np.ndarray) -> None:
         breaks = np.flatnonzero(np.diff(eq) > 1)
         for a, b in zip(eq[np.r_[0, breaks + 1]], eq[np.r_[breaks, eq.size - 1]] + 2):
             ids[r, a:b] = np.sort(ids[r, a:b])
-
-
-SPLIT_MIN_ROWS = 512
-"""A single query's rescoring is split over the cores from this many rows on (FAISS spreads
-by-index scoring over queries only)."""
-
-
-def _by_index(faiss, xb: np.ndarray, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Inner products (q, m) of each query row with the storage rows ``xb[rows[i]]``. The rows
-    are random reads from a large array, bound by memory latency: a lone query's rows are cut
-    into one part per core, each scored as if by its own query."""
-    nq, m = rows.shape
-    parts = min(faiss.omp_get_max_threads(), m // SPLIT_MIN_ROWS) if nq == 1 else 1
-    if parts > 1:
-        width = -(-m // parts)
-        rows = np.concatenate([rows[0], np.zeros(parts * width - m, np.int64)])
-        out = _by_index(faiss, xb, np.repeat(q, parts, axis=0), rows.reshape(parts, width))
-        return out.reshape(1, -1)[:, :m]
-    rows = np.ascontiguousarray(rows, dtype=np.int64)
-    out = np.empty(rows.shape, np.float32)
-    faiss.fvec_inner_products_by_idx(faiss.swig_ptr(out), faiss.swig_ptr(q), faiss.swig_ptr(xb),
-                                     faiss.swig_ptr(rows), xb.shape[1], nq, m)
-    return out
 
 
 def _check_ivf(index, choice: IndexChoice, path: Path) -> None:

@@ -109,6 +109,25 @@ def test_large_searches_by_range_equal_the_heap_search(monkeypatch, margin):
     assert ordered.all()  # best first, equal scores by id
 
 
+def test_the_radius_sample_is_kept_across_small_changes_and_redrawn_after_large_ones():
+    ids, x, rng = _clustered(3, 24_000)
+    index = VectorIndex.trained(64, IVF, x)
+    index.add(ids[:20_000], x[:20_000])
+    k = ivf_topk.RANGE_MIN_K
+    index.search(x[:2], k)
+    sample = index._radius
+    index.add(ids[20_000:21_000], x[20_000:21_000])  # +5 %: the same sample answers
+    index.remove(ids[:500])
+    scores, got = index.search(x[:2], k)
+    assert index._radius is sample
+    want_s, want_i = index._heap(np.ascontiguousarray(x[:2]), k)  # still the heap's result
+    np.testing.assert_allclose(scores, want_s, atol=1e-6)
+    assert all(set(a.tolist()) == set(b.tolist()) for a, b in zip(got, want_i))
+    index.add(ids[21_000:], x[21_000:])  # 23,500: +17.5 % since the sample, redrawn
+    index.search(x[:2], k)
+    assert index._radius is not sample and index._radius.n == index.ntotal
+
+
 def test_ivf_never_pads_results_when_probed_lists_hold_too_few():
     index, ids, _, rng = _ivf(n=400)
     q = rng.standard_normal((3, 64)).astype(np.float32)
