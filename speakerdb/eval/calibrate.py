@@ -27,7 +27,7 @@ import numpy as np
 
 from speakerdb.errors import UsageError
 
-__all__ = ["LOO_RULES", "Calibration", "calibrate", "loo_scores"]
+__all__ = ["LOO_RULES", "Calibration", "calibrate", "loo_matrix_sums", "loo_scores", "split_loo"]
 
 LOO_RULES = ("max", "mean", "centroid")
 _BLOCK_ELEMENTS = 1 << 22  # similarity entries held at once by the "max" rule (32 MiB)
@@ -107,19 +107,14 @@ def _loo_max_rule(x, spk, grp, n_spk):
     return agg, own
 
 
-def loo_scores(vectors, labels, recordings=None, rule: str = "max"):
-    """Leave-one-out identification scores ``(target, nontarget)``, float64 arrays.
-
-    For every item ``i`` the gallery is every other item, aggregated per speaker by ``rule``:
-    ``"max"`` (best cosine), ``"mean"`` (mean cosine) or ``"centroid"`` (cosine to the unit mean
-    of the speaker's items). The aggregate for ``i``'s own speaker, over its other items, is a
-    target score; the aggregate for every other speaker is a nontarget score. With
-    ``recordings`` (one id per item), own-speaker items of ``i``'s recording are left out too;
-    other speakers keep all their items. Items with an empty own-speaker gallery give nontargets
-    only. Vectors are L2-normalised first.
-
-    Order: targets by item; nontargets by item, then by speaker label in sorted order.
-    """
+def loo_matrix_sums(vectors, labels, recordings=None, rule: str = "max"):
+    """Leave-one-out aggregated scores of every item against every speaker, ``(agg, spk)``:
+    ``agg`` (n, S) float64 with speakers in sorted label order, ``spk`` (n,) each item's own
+    speaker column. For every item ``i`` the gallery is every other item, aggregated per speaker
+    by ``rule``: ``"max"`` (best cosine), ``"mean"`` (mean cosine) or ``"centroid"`` (cosine to
+    the unit mean of the speaker's items). With ``recordings`` (one id per item), own-speaker
+    items of ``i``'s recording are left out too; other speakers keep all their items. The own
+    column is NaN where the own-speaker gallery is empty. Vectors are L2-normalised first."""
     if rule not in LOO_RULES:
         raise UsageError(f"rule {rule!r}: choose one of {', '.join(LOO_RULES)}")
     x = _unit(vectors)
@@ -136,10 +131,29 @@ def loo_scores(vectors, labels, recordings=None, rule: str = "max"):
         agg, own = _loo_max_rule(x, spk, grp, n_spk)
     else:
         agg, own = _loo_sum_rules(x, spk, grp, n_spk, n_grp, rule)
-    other = np.ones((n, n_spk), dtype=bool)
+    agg = np.array(agg, dtype=np.float64)
+    agg[np.arange(n), spk] = own
+    return agg, spk
+
+
+def split_loo(agg: np.ndarray, spk: np.ndarray):
+    """``(target, nontarget)`` from a leave-one-out matrix: targets by item (items without an
+    own-speaker gallery give none); nontargets by item, then by speaker column."""
+    n = agg.shape[0]
+    own = agg[np.arange(n), spk]
+    other = np.ones(agg.shape, dtype=bool)
     other[np.arange(n), spk] = False
-    target = own[~np.isnan(own)]
-    return target.astype(np.float64), agg[other].astype(np.float64)
+    return own[~np.isnan(own)].astype(np.float64), agg[other].astype(np.float64)
+
+
+def loo_scores(vectors, labels, recordings=None, rule: str = "max"):
+    """Leave-one-out identification scores ``(target, nontarget)``, float64 arrays, from
+    ``loo_matrix_sums``: the aggregate for an item's own speaker, over its other items, is a
+    target score; the aggregate for every other speaker is a nontarget score.
+
+    Order: targets by item; nontargets by item, then by speaker label in sorted order.
+    """
+    return split_loo(*loo_matrix_sums(vectors, labels, recordings, rule))
 
 
 # ---------------------------------------------------------------- calibration

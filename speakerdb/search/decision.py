@@ -1,5 +1,5 @@
 """Speaker-level aggregation of segment hits and the open-set decision; the same rules over a
-whole labelled gallery, leave-one-out, for calibration (``loo_rule_scores``)."""
+whole labelled gallery, leave-one-out, for calibration (``loo_matrix``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from speakerdb.errors import UsageError
 from speakerdb.search.asnorm import asnorm, cohort_from_speakers, resolve_top_n
 
 __all__ = ["AGGREGATIONS", "DEFAULT_AGG_K", "Candidate", "Decision", "TopStats", "aggregate",
-           "check_rule", "decide", "excluded_stats", "loo_rule_scores", "resolve_cohort_top"]
+           "check_rule", "decide", "excluded_stats", "loo_matrix", "loo_rule_scores",
+           "resolve_cohort_top", "rule_label"]
 
 AGGREGATIONS = ("max", "mean", "top2", "topk", "centroid")
 DEFAULT_AGG_K = 3  # segments averaged by the "topk" rule
@@ -84,6 +85,11 @@ def aggregate(hits, labels: Mapping[int, str | None], rule: str = "max", *,
         out.append(Candidate(label, score, len(hs), ranked[0].segment_id, used))
     out.sort(key=lambda c: (-c.score, c.speaker))
     return out
+
+
+def rule_label(rule: str, k: int) -> str:
+    """How a rule is named in results and stored calibrations: ``topk:3`` for topk with k=3."""
+    return f"topk:{k}" if rule == "topk" else rule
 
 
 def resolve_cohort_top(top: int | None, size: int) -> int:
@@ -164,14 +170,38 @@ def _codes(values) -> tuple[np.ndarray, int]:
     return codes.astype(np.int64), int(codes.max()) + 1
 
 
+def loo_matrix(vectors, labels, recordings, rule: str, k: int = 3, *, asnorm_top=None,
+               score_norm: str = "none"):
+    """The one leave-one-out scorer: ``(agg, spk)``, every item's aggregated score against
+    every speaker (``agg`` (n, S), speakers in sorted label order; the own column leaves the
+    item's recording out and is NaN where nothing is left) and each item's own column ``spk``,
+    for any identify rule (``max``, ``mean``, ``top2``, ``topk`` with ``k``, ``centroid``), raw
+    or AS-normalised against the speakers' unit means (``score_norm="asnorm"``, top-N
+    ``asnorm_top``), each side leaving the scored speaker out of the cohort; ``recordings``
+    None makes every item its own recording. Raw ``max``/``mean``/``centroid`` go through the
+    faster ``eval.calibrate.loo_matrix_sums`` (same definitions)."""
+    from speakerdb.eval.calibrate import LOO_RULES, loo_matrix_sums
+
+    check_rule(rule, k)
+    if score_norm == "none" and rule in LOO_RULES:
+        return loo_matrix_sums(vectors, labels, recordings, rule)
+    return _loo_rule_matrix(vectors, labels, recordings, rule, k, asnorm_top, score_norm)
+
+
 def loo_rule_scores(vectors, labels, recordings, rule: str, k: int = 3, *, asnorm_top=None,
                     score_norm: str = "none"):
     """Leave-one-out ``(target, nontarget)`` scores like ``eval.calibrate.loo_scores`` (same
     galleries, same order: targets by item, nontargets by item then speaker name) for any
-    identify rule (``max``, ``mean``, ``top2``, ``topk`` with ``k``, ``centroid``), raw or
-    AS-normalised against the speakers' unit means (``score_norm="asnorm"``, top-N
-    ``asnorm_top``), each side leaving the scored speaker out of the cohort; ``recordings``
-    None makes every item its own recording."""
+    identify rule, raw or AS-normalised (``_loo_rule_matrix``)."""
+    from speakerdb.eval.calibrate import split_loo
+
+    check_rule(rule, k)
+    return split_loo(*_loo_rule_matrix(vectors, labels, recordings, rule, k, asnorm_top,
+                                       score_norm))
+
+
+def _loo_rule_matrix(vectors, labels, recordings, rule, k, asnorm_top, score_norm):
+
     check_rule(rule, k)
     if score_norm not in ("none", "asnorm"):
         raise UsageError(f"score_norm {score_norm!r}: choose none or asnorm")
@@ -235,7 +265,4 @@ def loo_rule_scores(vectors, labels, recordings, rule: str, k: int = 3, *, asnor
                     es = excluded_stats(_unit(vec) @ cohort.T, top_n, np.full(hi - lo, s))
                 val = asnorm(val, es, qstats.without(s))
             agg[lo:hi, s] = val
-    own = agg[np.arange(n), spk]
-    other = np.ones((n, n_spk), dtype=bool)
-    other[np.arange(n), spk] = False
-    return own[~np.isnan(own)], agg[other]
+    return agg, spk
