@@ -36,8 +36,10 @@ from speakerdb.errors import (
 )
 from speakerdb.results import (CheckReport, EnrollResult, IdentifyResult, SpeakerInfo,
                                Threshold, VerifyResult, choose_threshold)
-from speakerdb.scoring import (Scorer, calibrate_db, embed_gated, gate_batches, gate_seconds,
-                               gated_policy, rule_label, verify_with)
+from speakerdb.scoring import (Scorer, embed_gated, gate_batches, gate_seconds, gated_policy,
+                               verify_with)
+from speakerdb.search.decision import rule_label
+from speakerdb.search.thresholds import calibrate_db, calibration_states, identify_threshold
 
 __all__ = ["SpeakerDB"]
 
@@ -249,8 +251,9 @@ class SpeakerDB:
 
     def threshold_for(self, given: float | None = None, score_norm: str = "none",
                       rule: str | None = None, dim: int | None = None) -> Threshold:
-        """The ``Threshold`` (value and source) to decide with for this score normalisation
-        (and aggregation rule and dimension, when given)."""
+        """The verification ``Threshold`` (value and source) for this score normalisation
+        (and aggregation rule and dimension, when given): one comparison of two voices.
+        Identification thresholds follow the gallery's size: ``identify_threshold``."""
         if given is not None:
             return Threshold(float(given), "given")
         default = (ASNORM_DEFAULT_THRESHOLD if score_norm == "asnorm"
@@ -292,7 +295,8 @@ class SpeakerDB:
             if norm is not None:
                 candidates = self.scorer.normalise(candidates, query[full], rule, norm)
         label = rule_label(rule, cascade.agg_k)
-        thr = self.threshold_for(threshold, score_norm, label, full)
+        thr = identify_threshold(self, threshold, score_norm, rule, cascade.agg_k, full,
+                                 cohort_top)
         d = decide(candidates, thr.value, min_margin)
         best = candidates[0] if candidates else None
         return IdentifyResult(
@@ -322,17 +326,26 @@ class SpeakerDB:
 
     def calibrate(self, target_far: float | None = None, eer: bool = False,
                   score_norm: str = "none", rule: str | None = None, dim: int | None = None,
-                  *, agg_k: int | None = None, cohort_top: int | None = None):
-        """Choose and store the decision threshold from the database's own labelled vectors.
+                  *, agg_k: int | None = None, cohort_top: int | None = None,
+                  fpir: float | None = None):
+        """Choose and store a decision threshold from the database's own labelled vectors.
 
         Leave-one-out: every labelled segment is a query against the other recordings
         (segments of its own recording never count as genuine), aggregated per speaker by
         ``rule`` (default: identify's, ``max``), at ``dim`` (default: the top dimension of the
-        database's space), raw or AS-normalised (``score_norm``). The threshold is the lowest
-        with FAR <= ``target_far`` (default 0.01), or the EER point with ``eer``. It is stored
-        in the settings (key ``threshold``) and used by identify/verify with the same
-        ``score_norm``. Returns the ``eval.calibrate.Calibration``."""
-        return calibrate_db(self, target_far, eer, score_norm, rule, dim, agg_k, cohort_top)
+        database's space), raw or AS-normalised (``score_norm``).
+
+        Identification (the default, target ``fpir``, 0.01): each speaker in turn is unknown
+        against the others; impostor statistics fitted on those comparisons give identify a
+        threshold for that FPIR at whatever size the gallery has when it searches
+        (``eval.openset_calibration``). Stored per score space (``identify_calibrations``);
+        returns an ``IdentifyCalibration``.
+
+        Verification (``target_far``, or the EER point with ``eer``): the lowest threshold
+        with FAR <= ``target_far`` per comparison; stored under ``threshold`` and used by
+        verify. Returns the ``eval.calibrate.Calibration``."""
+        return calibrate_db(self, target_far, eer, score_norm, rule, dim, agg_k, cohort_top,
+                            fpir)
 
     def check(self, repair: bool = False) -> CheckReport:
         """Compare the saved indexes with the store; ``repair`` rebuilds them if they differ."""
@@ -414,6 +427,7 @@ class SpeakerDB:
                                  "ntotal": i.ntotal, "size_bytes": i.size_bytes}
                         for d, i in sorted(infos.items())},
             "threshold": self.store.get_setting("threshold"),
+            "identify_calibrations": calibration_states(self.store),
             "space": {"name": self.space.name, "dims": list(self.space.dims)},
         }
 

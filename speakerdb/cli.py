@@ -151,8 +151,9 @@ def identify(
     home: Home = None,
     top_k: Annotated[int, typer.Option(help="Speakers to list.", min=1)] = 5,
     threshold: Annotated[Optional[float], typer.Option(
-        help="Decision threshold (default: calibrated for this --score-norm, else the model's "
-             "or the AS-norm default).")] = None,
+        help="Decision threshold (default: for FPIR 1 % at the gallery's size, from "
+             "`calibrate --fpir` for this --score-norm and --aggregation, else the model's "
+             "impostor statistics).")] = None,
     margin: Annotated[float, typer.Option(
         help="Least lead of the best speaker over the second (in the scores' space).")] = 0.0,
     exhaustive: Annotated[bool, typer.Option(help="Plain 256-D search instead of the cascade.")] = False,
@@ -258,35 +259,69 @@ def verify(
 @shell
 def calibrate(
     home: Home = None,
+    fpir: Annotated[Optional[float], typer.Option(
+        "--fpir", help="Identification: target fraction of unknown voices matched to anyone "
+                       "(default 0.01); the threshold then follows the gallery's size.")] = None,
     far: Annotated[Optional[float], typer.Option(
-        "--far", help="Target false-accept rate (default 0.01).")] = None,
+        "--far", help="Verification: target false-accept rate per comparison.")] = None,
     eer: Annotated[bool, typer.Option(
-        "--eer", help="Choose the equal-error-rate point instead of a target FAR.")] = False,
+        "--eer", help="Verification: the equal-error-rate point.")] = False,
     score_norm: ScoreNorm = "none",
     aggregation: Aggregation = "max",
     agg_k: AggK = 3,
     cohort_top: CohortTop = None,
     json_: Json = False,
 ):
-    """Choose the decision threshold from the database's labelled recordings and store it."""
+    """Choose a decision threshold from the database's labelled recordings and store it:
+    for identify (target FPIR, the default) or for verify (--far / --eer)."""
     from speakerdb.errors import UsageError
 
     if far is not None and eer:
         raise UsageError("give --far or --eer, not both")
-    if far is not None and not 0.0 < far < 1.0:
-        raise UsageError(f"--far must be strictly between 0 and 1, got {far:g}")
+    if fpir is not None and (far is not None or eer):
+        raise UsageError("give --fpir (identify) or --far/--eer (verify), not both")
+    for name, value in (("--far", far), ("--fpir", fpir)):
+        if value is not None and not 0.0 < value < 1.0:
+            raise UsageError(f"{name} must be strictly between 0 and 1, got {value:g}")
     with _open(home, catch_up=False) as db:
         cal = db.calibrate(far, eer, score_norm, aggregation, agg_k=agg_k,
-                           cohort_top=cohort_top)
-        stored = db.store.get_setting("threshold")
-    doc = {"home": str(db.home), **cal.to_dict(), "aggregation": stored["aggregation"]}
+                           cohort_top=cohort_top, fpir=fpir)
+    if far is None and not eer:
+        _print_identify_calibration(db.home, cal, json_)
+        return
+    from speakerdb.search.decision import rule_label
+
+    doc = {"home": str(db.home), "purpose": "verify", **cal.to_dict(),
+           "aggregation": rule_label(aggregation, agg_k)}
     if json_:
         _print_json(doc)
         return
-    print(f"calibrated threshold {doc['threshold']:.6f} ({doc['method']}, score-norm "
-          f"{doc['score_norm']}, aggregation {doc['aggregation']}, {doc['dim']}-D)")
+    print(f"calibrated verification threshold {doc['threshold']:.6f} ({doc['method']}, "
+          f"score-norm {doc['score_norm']}, aggregation {doc['aggregation']}, {doc['dim']}-D)")
     print(f"  achieved FAR {doc['far']:.4f}, FRR {doc['frr']:.4f} on {doc['targets']} targets "
           f"and {doc['nontargets']} nontargets; stored in {doc['home']}")
+
+
+def _print_identify_calibration(home, cal, json_: bool) -> None:
+    from speakerdb.search.openset import SPEAKS_FOR
+
+    doc = {"home": str(home), "purpose": "identify", **cal.to_dict()}
+    doc.pop("model")
+    doc["speaks_for_speakers"] = int(cal.model.speakers * SPEAKS_FOR)
+    doc["thresholds_by_gallery_size"] = {
+        str(n): round(cal.threshold_at(n), 6) for n in (10, 100, 1000, 10000)}
+    if json_:
+        _print_json(doc)
+        return
+    fmt = (lambda x: "n/a" if x is None else f"{x:.4f}")
+    print(f"calibrated identification for FPIR {cal.target_fpir:g} (score-norm "
+          f"{cal.score_norm}, aggregation {cal.aggregation}, {cal.dim}-D): threshold "
+          f"{cal.threshold:.6f} at {cal.speakers} speakers")
+    print(f"  achieved FPIR {fmt(cal.fpir)} on {cal.unknown_probes} unknown probes (each "
+          f"speaker left out), DIR {fmt(cal.dir)} on {cal.known_probes} known probes")
+    sizes = ", ".join(f"{n}: {t:.3f}" for n, t in doc["thresholds_by_gallery_size"].items())
+    print(f"  threshold by gallery size ({sizes}); speaks for up to "
+          f"{doc['speaks_for_speakers']} speakers; stored in {home}")
 
 
 @app.command()
@@ -369,6 +404,15 @@ def stats(home: Home = None, json_: Json = False):
         param = f" ({i['index_param']})" if i.get("index_param") else ""
         print(f"  index {d}-D: {i['index_key']}{param}, {i['ntotal']} vectors, "
               f"{i['size_bytes']} bytes")
+    for key, c in doc.get("identify_calibrations", {}).items():
+        if "error" in c:
+            print(f"  identify calibration {key}: {c['error']}")
+            continue
+        note = "" if c["speaks_for_now"] else \
+            " -- the database grew past what it speaks for: run `speakerdb calibrate`"
+        print(f"  identify calibration {key}: {c['method']}, made at {c['made_at_speakers']} "
+              f"speakers, speaks for up to {c['speaks_for_speakers']}, threshold now "
+              f"{c['threshold_now']:.4f}{note}")
 
 
 def _click_exceptions():

@@ -20,7 +20,6 @@ __all__ = [
     "SQLITE_FILE",
     "ASNORM_DEFAULT_THRESHOLD",
     "COHORT_TOP_N",
-    "DEFAULT_FAR",
     "MIN_DURATION_S",
     "SCORE_NORMS",
     "CascadeConfig",
@@ -40,7 +39,6 @@ SQLITE_FILE = "speakerdb.sqlite"
 
 SCORE_NORMS = ("none", "asnorm")
 COHORT_TOP_N = 300  # AS-norm top-N; clamped to the cohort size unless given explicitly
-DEFAULT_FAR = 0.01  # `speakerdb calibrate` target false-accept rate
 MIN_DURATION_S = 0.5  # seconds of signal needed at enrollment and at query by default
 # Decision threshold on AS-norm scores when no calibration in that space exists. An AS-norm
 # score is the mean of two z-scores of the score against the top-N cohort (impostor) scores,

@@ -21,8 +21,7 @@ import numpy as np
 
 from speakerdb.audio import (FRAME_S, TARGET_RATE, AudioInput, AudioPolicy, Prepared, describe,
                              load, prepare, signal_seconds)
-from speakerdb.config import (ASNORM_DEFAULT_THRESHOLD, DEFAULT_FAR, CascadeConfig,
-                              check_duration, check_score_norm)
+from speakerdb.config import ASNORM_DEFAULT_THRESHOLD, check_duration, check_score_norm
 from speakerdb.embedding import AudioEmbedding
 from speakerdb.errors import AudioError, TooShortError, UsageError
 from speakerdb.ingest.runner import embed_segments
@@ -33,8 +32,8 @@ from speakerdb.search.asnorm import (Cohort, asnorm, cohort_from_speakers, cohor
 from speakerdb.search.decision import Candidate, resolve_cohort_top
 from speakerdb.store.records import FailureIn
 
-__all__ = ["Gallery", "Norm", "Scorer", "calibrate_db", "check_gate", "embed_gated",
-           "gate_batches", "gate_seconds", "gated_policy", "rule_label", "verify_with"]
+__all__ = ["Gallery", "Norm", "Scorer", "check_gate", "embed_gated", "gate_batches",
+           "gate_seconds", "gated_policy", "verify_with"]
 
 _STATS_CACHE_MAX = 200_000
 
@@ -109,6 +108,20 @@ class Scorer:
         self._gallery: Gallery | None = None
         self._cohorts: dict = {}
         self._estats: dict = {}
+        self._speakers: int | None = None
+        self._learned: dict = {}
+
+    def speaker_count(self) -> int:
+        """Labelled speakers in the store (the gallery size identify decides for)."""
+        if self._speakers is None:
+            self._speakers = int(self.store.counts()["speakers"])
+        return self._speakers
+
+    def learned(self, key: str, learn):
+        """Impostor statistics learned for score space ``key`` (``learn()`` once, or None)."""
+        if key not in self._learned:
+            self._learned[key] = learn()
+        return self._learned[key]
 
     def gallery(self) -> Gallery:
         if self._gallery is None:
@@ -263,15 +276,11 @@ def _regated(f: FailureIn, gate: float, policy: AudioPolicy) -> FailureIn:
     return f
 
 
-# ---------------------------------------------------------------- verify, calibrate
+# ---------------------------------------------------------------- verify
 
 
 def gate_seconds(given: float | None, default: float) -> float:
     return default if given is None else check_duration(given)
-
-
-def rule_label(rule: str, k: int) -> str:
-    return f"topk:{k}" if rule == "topk" else rule
 
 
 def embed_gated(embedder, audio: AudioInput, policy: AudioPolicy, gate: float, name=None):
@@ -342,41 +351,3 @@ def verify_with(embedder, a: AudioInput, b: AudioInput, threshold=None,
                         "same" if score >= threshold.value else "different",
                         threshold_source=threshold.source, score_norm=score_norm,
                         cosines=cosines, cohort=None if norm is None else norm.info())
-
-
-def calibrate_db(db, target_far, eer, score_norm, rule, dim, agg_k, cohort_top):
-    from speakerdb.eval.calibrate import LOO_RULES, calibrate, loo_scores
-    from speakerdb.search.decision import DEFAULT_AGG_K, check_rule, loo_rule_scores
-
-    check_score_norm(score_norm)
-    if eer and target_far is not None:
-        raise UsageError("give a target FAR or the EER point, not both")
-    target_far = None if eer else (DEFAULT_FAR if target_far is None else target_far)
-    rule = rule or CascadeConfig().aggregation
-    k = DEFAULT_AGG_K if agg_k is None else agg_k
-    check_rule(rule, k)
-    top = max(db.space.dims)
-    dim = top if dim is None else dim
-    if dim not in db.space.dims:
-        raise UsageError(f"dimension {dim!r}: the database scores at {list(db.space.dims)}")
-    vecs, labels, recs = db.scorer.gallery().labelled()
-    n_spk = len(set(labels))
-    if n_spk < 2:
-        raise UsageError(f"{db.home}: calibration needs labelled recordings of at least 2 "
-                         f"speakers; the database has {n_spk}")
-    if dim != top:
-        vecs = vecs[:, :dim] / np.linalg.norm(vecs[:, :dim], axis=1, keepdims=True)
-    if score_norm == "none" and rule in LOO_RULES:
-        target, nontarget = loo_scores(vecs, labels, recs, rule)
-    else:
-        target, nontarget = loo_rule_scores(vecs, labels, recs, rule, k, asnorm_top=cohort_top,
-                                            score_norm=score_norm)
-    if target.size == 0:
-        raise UsageError(f"{db.home}: calibration needs a genuine pair: no labelled speaker has "
-                         f"two recordings")
-    cal = calibrate(target, nontarget, target_far=target_far, method="eer" if eer else None,
-                    score_norm=score_norm, dim=dim)
-    db.store.set_setting("threshold", {**cal.to_dict(), "value": cal.threshold,
-                                       "aggregation": rule_label(rule, k),
-                                       "cohort_top": cohort_top})
-    return cal

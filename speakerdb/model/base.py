@@ -27,7 +27,10 @@ class Embedder(Protocol):
     sample_rate: int
     """Input rate in Hz (16 000 for every model here)."""
     default_threshold: float
-    """Cosine threshold at the full dimension used until a database is calibrated."""
+    """Cosine threshold at the full dimension used for verification until a database is
+    calibrated (identification uses it only as a guess, when no impostor statistics exist)."""
+    # An embedder may also carry ``impostor_stats``: {space_key: ImpostorModel dict} measured
+    # for it (search/openset.py), from which identify derives gallery-size-aware defaults.
 
     def __call__(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
         """waveforms: B arrays (n_i,) float32 in [-1, 1] at ``sample_rate``.

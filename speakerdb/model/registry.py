@@ -105,9 +105,25 @@ def _campplus(device: str, optimize: bool = True) -> Embedder:
 
         module = FoldedCampp(module)
     sha = hashlib.sha256(f"{CAMPPLUS.sha256}:{sha256_file(HEAD_PATH)}".encode()).hexdigest()
-    return TorchEmbedder(module, name="campplus", sha256=sha, raw_dim=256, dims=DIMS,
-                         default_threshold=CAMPPLUS_THRESHOLD, device=device,
-                         min_samples=MIN_SAMPLES)
+    emb = TorchEmbedder(module, name="campplus", sha256=sha, raw_dim=256, dims=DIMS,
+                        default_threshold=CAMPPLUS_THRESHOLD, device=device,
+                        min_samples=MIN_SAMPLES)
+    emb.impostor_stats = campplus_impostor_stats()
+    return emb
+
+
+def campplus_impostor_stats() -> dict | None:
+    """The campplus impostor statistics shipped beside its head (``impostors.json``, made by
+    ``scripts/fit_impostor_stats.py``): ``{space_key: ImpostorModel dict}``, or None when
+    the file is absent."""
+    import json
+
+    from speakerdb.model.campplus.head import HEAD_PATH
+
+    path = HEAD_PATH.with_name("impostors.json")
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())["spaces"]
 
 
 def _from_checkpoint(path: Path, device: str) -> Embedder:

@@ -35,21 +35,31 @@ def cli(monkeypatch, tmp_path):
     return Cli(CliRunner())
 
 
-def _split(speech_dev, tmp_path):
-    """Enrollment manifest (all files but the last of the first SPEAKERS multi-file speakers)
-    and the held-back files with their speakers."""
+def _by_speaker(speech_dev) -> dict[str, list]:
     by_spk: dict[str, list] = {}
     with open(speech_dev / "manifest.csv", newline="") as f:
         for row in csv.DictReader(f):
             by_spk.setdefault(row["speaker"], []).append(speech_dev / row["path"])
-    chosen = [s for s in sorted(by_spk) if len(by_spk[s]) >= 3][:SPEAKERS]
-    manifest = tmp_path / "enroll.csv"
-    with open(manifest, "w", newline="") as f:
+    return by_spk
+
+
+def _enroll_manifest(by_spk, speakers, path):
+    """A manifest of every file but the last of each of ``speakers``."""
+    with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "speaker"])
-        for s in chosen:
+        for s in speakers:
             for p in by_spk[s][:-1]:
                 w.writerow([p, s])
+    return path
+
+
+def _split(speech_dev, tmp_path):
+    """Enrollment manifest (all files but the last of the first SPEAKERS multi-file speakers)
+    and the held-back files with their speakers."""
+    by_spk = _by_speaker(speech_dev)
+    chosen = [s for s in sorted(by_spk) if len(by_spk[s]) >= 3][:SPEAKERS]
+    manifest = _enroll_manifest(by_spk, chosen, tmp_path / "enroll.csv")
     return manifest, [(by_spk[s][-1], s) for s in chosen]
 
 
@@ -90,3 +100,25 @@ def test_default_model_verify_and_nested_embeddings(cli, weights, speech_dev):
     for d in (64, 128, 192, 256):
         e = np.asarray(res["embeddings"][str(d)])
         np.testing.assert_allclose(e, raw[:d] / np.linalg.norm(raw[:d]), atol=1e-6)
+
+
+def test_default_model_says_unknown_for_voices_not_in_the_database(cli, weights, speech_dev,
+                                                                   tmp_path):
+    """20 speakers enrolled; their held-back files match, one file of each of 15 other
+    speakers does not match anyone, at the model's own gallery-size-aware default."""
+    by_spk = _by_speaker(speech_dev)
+    names = sorted(by_spk)
+    enrolled, others = names[:20], names[20:35]
+    manifest = _enroll_manifest(by_spk, enrolled, tmp_path / "enroll.csv")
+    home = tmp_path / "home"
+    cli("init", "--home", home)
+    cli("ingest", manifest, "--layout", "manifest", "--home", home, "-q")
+    known = cli("identify", *[by_spk[s][-1] for s in enrolled], "--home", home,
+                "--json").json()["results"]
+    unknown = cli("identify", *[by_spk[s][0] for s in others], "--home", home,
+                  "--json").json()["results"]
+    for r in known + unknown:
+        assert r["threshold_source"] == "model default fpir=0.01 for 20 speakers", r
+    assert sum(r["decision"] == "match" and r["speaker"] == s
+               for r, s in zip(known, enrolled)) >= 19
+    assert sum(r["decision"] == "match" for r in unknown) <= 1

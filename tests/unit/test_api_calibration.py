@@ -74,43 +74,38 @@ def test_calibrate_eer_matches_and_recalibrating_replaces(cal_db):
     assert got.method == "eer" and got.threshold != first.threshold
     assert cal_db.store.get_setting("threshold")["method"] == "eer"
     assert cal_db.threshold() == got.threshold
-    r = cal_db.identify(wave(2, 50))
-    assert r.threshold == got.threshold
-    assert r.threshold_source == "calibrated eer (32 targets, 224 nontargets)"
+    v = cal_db.verify(wave(2, 50), wave(2, 51))
+    assert v.threshold == got.threshold
+    assert v.threshold_source == "calibrated eer (32 targets, 224 nontargets)"
+    r = cal_db.identify(wave(2, 50))  # a verification threshold is not for identify
+    assert r.threshold_source.startswith("model default, a guess")
 
 
-def test_identify_and_verify_use_and_report_the_calibration(cal_db):
+def test_verify_uses_and_reports_the_far_calibration_and_identify_does_not(cal_db):
     r0 = cal_db.identify(wave(1, 50))
-    assert (r0.threshold, r0.threshold_source) == (0.8, "model default")
+    assert r0.threshold == 0.8 and r0.threshold_source.startswith("model default, a guess: ")
+    assert "fewer than 10 labelled speakers" in r0.threshold_source
     cal = cal_db.calibrate(0.01)
-    r = cal_db.identify(wave(1, 50))
-    assert r.threshold == cal.threshold
-    assert r.threshold_source == "calibrated far=0.01 (32 targets, 224 nontargets)"
-    d = r.as_dict()
-    assert d["threshold_source"] == r.threshold_source and d["threshold"] == round(cal.threshold, 6)
     v = cal_db.verify(wave(1, 50), wave(1, 51))
-    assert (v.threshold, v.threshold_source) == (cal.threshold, r.threshold_source)
+    assert (v.threshold, v.threshold_source) == \
+        (cal.threshold, "calibrated far=0.01 (32 targets, 224 nontargets)")
+    assert cal_db.identify(wave(1, 50)).threshold == 0.8
     assert cal_db.identify(wave(1, 50), threshold=0.5).threshold_source == "given"
     # the same database opened again reads it back
     cal_db.close()
     with SpeakerDB.open(cal_db.home) as again:
-        assert again.identify(wave(1, 50)).threshold == cal.threshold
+        assert again.verify(wave(1, 50), wave(1, 51)).threshold == cal.threshold
 
 
 def test_a_calibration_is_only_used_in_its_own_score_space(cal_db):
     cal = cal_db.calibrate(0.05, score_norm="asnorm")
     assert cal.score_norm == "asnorm"
-    plain = cal_db.identify(wave(3, 50))
+    plain = cal_db.verify(wave(3, 50), wave(3, 51))
     assert plain.threshold == 0.8
     assert plain.threshold_source == "model default (the calibration is for score-norm asnorm)"
-    normed = cal_db.identify(wave(3, 50), score_norm="asnorm")
+    normed = cal_db.verify(wave(3, 50), wave(3, 51), score_norm="asnorm")
     assert normed.threshold == cal.threshold
     assert normed.threshold_source.startswith("calibrated far=0.05 (")
-    other_rule = cal_db.identify(wave(3, 50), CascadeConfig(aggregation="centroid"),
-                                 score_norm="asnorm")
-    assert other_rule.threshold == ASNORM_DEFAULT_THRESHOLD
-    assert other_rule.threshold_source == \
-        "asnorm default (the calibration is for aggregation max)"
 
 
 def test_asnorm_calibration_matches_its_leave_one_out_definition(cal_db):
@@ -129,7 +124,7 @@ def test_asnorm_calibration_matches_its_leave_one_out_definition(cal_db):
 def test_older_stored_forms_are_still_read(cal_db):
     cal_db.store.set_setting("threshold", {"value": 0.55})
     assert cal_db.threshold() == 0.55
-    r = cal_db.identify(wave(0, 50))
+    r = cal_db.verify(wave(0, 50), wave(0, 51))
     assert (r.threshold, r.threshold_source) == (0.55, "calibrated")
     cal_db.store.set_setting("threshold", 0.6)
     assert cal_db.threshold() == 0.6
@@ -139,9 +134,13 @@ def test_calibration_needs_two_speakers_and_a_genuine_pair(tmp_path, spectral_em
     write_corpus(tmp_path / "one", speakers=1, utterances=3)
     with SpeakerDB.create(tmp_path / "h1", embedder=spectral_embedder) as db:
         with pytest.raises(UsageError, match="at least 2 speakers; the database has 0"):
-            db.calibrate()
+            db.calibrate(0.01)
         db.ingest([tmp_path / "one"])
         with pytest.raises(UsageError, match="at least 2 speakers; the database has 1"):
+            db.calibrate(0.01)
+        with pytest.raises(UsageError, match="identification calibration needs labelled "
+                                             "recordings of at least 10 speakers; the "
+                                             "database has 1"):
             db.calibrate()
         assert db.store.get_setting("threshold") is None
     write_corpus(tmp_path / "two", speakers=2, utterances=1)
@@ -206,7 +205,8 @@ def test_asnorm_identify_equals_the_formula_and_reranks(db, tiny_corpus):
         scores = [c.score for c in r.candidates]
         assert scores == sorted(scores, reverse=True)
         assert r.candidates[0].speaker == "spk01"
-        assert r.threshold == ASNORM_DEFAULT_THRESHOLD and r.threshold_source == "asnorm default"
+        assert r.threshold == ASNORM_DEFAULT_THRESHOLD
+        assert r.threshold_source.startswith("asnorm default, a guess")
         assert r.decision == ("match" if r.score >= r.threshold else "unknown")
         assert r.margin == pytest.approx(scores[0] - scores[1])
         assert r.cosine == r.candidates[0].cosine

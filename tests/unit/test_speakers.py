@@ -314,7 +314,7 @@ def test_identify_in_threads_while_one_thread_ingests(db, tmp_path):
                                                           reverse=True)
         assert r.segments_scored > 0
     assert db.store.counts()["recordings"] == 6 + 32 + 3
-    assert db.identify(wave(11, 9)).speaker == "late"
+    assert db.identify(wave(11, 9)).candidates[0].speaker == "late"
     assert_consistent(db)
 
 
