@@ -74,6 +74,7 @@ def eval_(
     cohort_files: Annotated[Optional[Path], typer.Option(help="Labelled folder or manifest whose speaker means form the AS-norm cohort (adds asnorm scores).")] = None,
     cohort_top: Annotated[Optional[int], typer.Option(help="AS-norm top-N cohort scores (default 300, at most the cohort size).")] = None,
     aggregation: Annotated[Optional[list[str]], typer.Option("--aggregation", help="Identification: speaker score rule(s) to evaluate (max, mean, top2, ...).")] = None,
+    gallery_sizes: Annotated[Optional[str], typer.Option("--gallery-sizes", help="Identification: comma-separated gallery sizes (subsets of the enrolled speakers) at which to measure FPIR/DIR at identify's own operating point, e.g. 10,20,40.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Write DET curves and score histograms (PNG) into this folder.")] = None,
     home: Home = None,
     device: Device = "auto",
@@ -85,6 +86,8 @@ def eval_(
     if (trials_file is None) == (probes is None):
         raise UsageError("give either --trials FILE (verification) or --probes SOURCE "
                          "(identification against the database)")
+    if trials_file is not None and gallery_sizes is not None:
+        raise UsageError("--gallery-sizes measures identification: use it with --probes")
     if probes is not None and plot is not None:
         raise UsageError("--plot draws DET curves of a trial list: use it with --trials")
     conds = _conditions(condition)
@@ -92,7 +95,8 @@ def eval_(
         doc, scores = _verification(trials_file, root, labels, model, conds, cohort_files,
                                     cohort_top, device)
     else:
-        doc, scores = _identification(probes, root, model, conds, aggregation, home, device)
+        doc, scores = _identification(probes, root, model, conds, aggregation, home, device,
+                                      _sizes(gallery_sizes))
     if plot is not None:
         doc["plots"] = _plots(scores, plot)
     if json_:
@@ -133,7 +137,22 @@ def _verification(trials_file, root, labels, models, conds, cohort_files, cohort
                  for (m, c, n), v in scores.items()}
 
 
-def _identification(probes, root, models, conds, aggregation, home, device):
+def _sizes(text: str | None) -> tuple[int, ...]:
+    from speakerdb.errors import UsageError
+
+    if text is None:
+        return ()
+    try:
+        sizes = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or any(n < 1 for n in sizes):
+        raise UsageError(f"--gallery-sizes must be positive integers separated by commas, "
+                         f"got {text!r}")
+    return sizes
+
+
+def _identification(probes, root, models, conds, aggregation, home, device, sizes=()):
     from speakerdb.api import SpeakerDB
     from speakerdb.errors import UsageError
     from speakerdb.eval.embed import EmbeddingCache
@@ -151,7 +170,7 @@ def _identification(probes, root, models, conds, aggregation, home, device):
             cache = EmbeddingCache(db.embedder, root, files)
             doc = evaluate_identification(db, files, root, conds,
                                           rules=tuple(aggregation or ("max",)), cache=cache,
-                                          progress=bar.update)
+                                          progress=bar.update, gallery_sizes=sizes)
         finally:
             bar.close()
         name = db.embedder.name

@@ -26,7 +26,13 @@ when its speaker keeps at least one gallery segment after that exclusion, else *
 
 Metrics per (condition, dim, rule): closed-set top-1 and top-k accuracy over known probes, and
 open-set DIR at each FPIR (``dir_at_fpir`` on top-1 scores; None with the note ``no unknown
-probes`` when there are none). A probe without any candidate has top score ``NO_SCORE``. The
+probes`` when there are none): these are oracle figures, each threshold chosen on the unknown
+probes themselves. At the top dimension the *operating point* gives what identify answers
+without that knowledge: FPIR and DIR at the threshold identify would choose
+(``scoring.identify_threshold``: calibration, model statistics, learned statistics or guess,
+for the gallery's size). ``gallery_sizes`` repeats that on ``draws`` seeded subsets of the
+enrolled speakers of each size, with the threshold for that size; a probe whose speaker is
+left out of a subset is unknown to it. A probe without any candidate has top score ``NO_SCORE``. The
 cascade section compares ``cascade_search`` with ``exhaustive_search`` at the top dimension for
 each embedded probe (rule ``max``): both searches run on the whole index, then the probe's own
 segments are removed from both hit lists (the exhaustive search asks for that many more hits;
@@ -42,7 +48,11 @@ Result shape (JSON-safe; thresholds that are infinite are None)::
          "probes", "known", "unknown", "failed", "failures": {reason: count},
          "left_out": probes whose own recording was excluded, "notes": [...],
          "dims": {"64": {"max": {"top1", "top5" (top_k), "dir": {"0.01": x, "0.1": y},
-                                 "thresholds": {"0.01": t, "0.1": u}}}},
+                                 "thresholds": {"0.01": t, "0.1": u}}},
+                  "256" (the top dimension): {"max": {..., "operating_point": {"threshold",
+                        "threshold_source", "fpir", "dir", "unknown", "known"}}}},
+         "gallery_sizes" (with ``gallery_sizes``): {"10": {"max": {"threshold", "fpir",
+                        "dir", "unknown", "known", "draws"}}},
          "cascade": {"dim", "rule", "probes", "recall_at_1", "speaker_agreement",
                      "cascade_ms", "exhaustive_ms", "config": {"k64", "k128", "k192"}}}}}
 """
@@ -223,8 +233,10 @@ def _ranked(scores: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
     return codes, np.where(np.isfinite(top[:, 0]), top[:, 0], NO_SCORE)
 
 
-def _score_dim(db, g, q, own, rules, top_k, k) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{rule: (codes (m, top_k), top scores (m,))} of the probe vectors ``q`` (m, d)."""
+def _score_dim(db, g, q, own, rules, top_k, k, full=None) -> dict[str, tuple[np.ndarray,
+                                                                            np.ndarray]]:
+    """{rule: (codes (m, top_k), top scores (m,))} of the probe vectors ``q`` (m, d); with a
+    dict ``full``, also {rule: (m, speakers) scores} into it."""
     m, d = q.shape
     out = {r: (np.full((m, top_k), -1, np.int64), np.full(m, NO_SCORE)) for r in rules}
     if g.ids.size == 0:
@@ -250,8 +262,11 @@ def _score_dim(db, g, q, own, rules, top_k, k) -> dict[str, tuple[np.ndarray, np
             valid[i, cols[a + i]] = False
         cent = _centroid(qb, gallery, sums, g, cols[a:a + block]) if "centroid" in rules else None
         for r in rules:
-            codes, top = _ranked(_rule_scores(s, valid, g, r, k, cent), top_k)
+            scores = _rule_scores(s, valid, g, r, k, cent)
+            codes, top = _ranked(scores, top_k)
             out[r][0][a:a + len(qb)], out[r][1][a:a + len(qb)] = codes, top
+            if full is not None:
+                full.setdefault(r, np.full((m, len(g.labels)), -np.inf))[a:a + len(qb)] = scores
     return out
 
 
@@ -275,6 +290,58 @@ def _metrics(codes, top, truth, known, unknown, top_k, fpirs) -> dict:
             rate, thr = dir_at_fpir(top[known], correct, top[unknown], f)
             x, t = _num(rate), _num(thr)
         out["dir"][str(f)], out["thresholds"][str(f)] = x, t
+    return out
+
+
+def _operating_point(db, rule, k, dim, codes, top, truth, known, unknown, speakers=None):
+    """FPIR and DIR at the threshold identify would use (no oracle), for ``speakers``
+    (default: the database's)."""
+    from speakerdb.search.thresholds import identify_threshold
+
+    thr = identify_threshold(db, None, "none", rule, k, dim, speakers=speakers)
+    first = codes[:, 0]
+    hit = [first[i] == truth[i] and top[i] >= thr.value for i in known]
+    return {"threshold": _num(thr.value), "threshold_source": thr.source,
+            "fpir": float(np.mean(top[unknown] >= thr.value)) if unknown else None,
+            "dir": float(np.mean(hit)) if known else None,
+            "unknown": len(unknown), "known": len(known)}
+
+
+def _gallery_sizes(db, full, truth, is_known, ok, sizes, draws, k, dim) -> dict:
+    """FPIR / DIR at the operating point for galleries of each size in ``sizes``: ``draws``
+    seeded subsets of the enrolled speakers; a probe whose speaker is outside the subset is
+    unknown to it."""
+    out = {}
+    n_spk = next(iter(full.values())).shape[1] if full else 0
+    rng = np.random.default_rng(0)
+    for n in sizes:
+        if not 1 <= n <= n_spk:
+            out[str(n)] = {"note": f"the gallery has {n_spk} speakers"}
+            continue
+        picks = [np.sort(rng.choice(n_spk, n, replace=False)) for _ in range(draws)]
+        per = {}
+        for rule, scores in full.items():
+            fp = nu = hit = nk = 0
+            for cols in picks:
+                sub = scores[:, cols]
+                best = np.argmax(sub, axis=1)
+                top = sub[np.arange(sub.shape[0]), best]
+                top = np.where(np.isfinite(top), top, NO_SCORE)
+                inside = np.isin(truth, cols)
+                known = [i for i in range(len(truth)) if ok[i] and is_known[i] and inside[i]]
+                unknown = [i for i in range(len(truth)) if ok[i] and not (is_known[i] and
+                                                                          inside[i])]
+                codes = cols[best][:, None]
+                r = _operating_point(db, rule, k, dim, codes, top, truth, known, unknown,
+                                     speakers=n)
+                fp += int(round((r["fpir"] or 0.0) * len(unknown)))
+                nu += len(unknown)
+                hit += int(round((r["dir"] or 0.0) * len(known)))
+                nk += len(known)
+            per[rule] = {"threshold": r["threshold"], "fpir": fp / nu if nu else None,
+                         "dir": hit / nk if nk else None, "unknown": nu, "known": nk,
+                         "draws": draws}
+        out[str(n)] = per
     return out
 
 
@@ -310,7 +377,8 @@ def evaluate_identification(
     db, probes: Sequence[LabelledFile], root: Path, conditions: Sequence[Condition] = (CLEAN,),
     *, rules: Sequence[str] = ("max",), top_k: int = 5, fpirs: Sequence[float] = (0.01, 0.1),
     cascade: CascadeConfig | None = None, cache: EmbeddingCache | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None, gallery_sizes: Sequence[int] = (),
+    draws: int = 5,
 ) -> dict:
     """Identification metrics of ``probes`` (paths relative to ``root``) against ``db``; see
     the module docstring for what is measured and the shape of the result."""
@@ -357,11 +425,20 @@ def evaluate_identification(
                  "notes": [] if unknown else ["no unknown probes"], "dims": {}}
         if not known:
             entry["notes"].append("no known probes")
+        full: dict = {}
         for d in dims:
-            scored = _score_dim(db, g, vectors[d], own, rules, top_k, cfg.agg_k)
+            scored = _score_dim(db, g, vectors[d], own, rules, top_k, cfg.agg_k,
+                                full if d == max(dims) else None)
             entry["dims"][str(d)] = {
                 r: _metrics(c, t, truth, known, unknown, top_k, fpirs)
                 for r, (c, t) in scored.items()}
+            if d == max(dims):
+                for r, (c, t) in scored.items():
+                    entry["dims"][str(d)][r]["operating_point"] = _operating_point(
+                        db, r, cfg.agg_k, d, c, t, truth, known, unknown)
+        if gallery_sizes:
+            entry["gallery_sizes"] = _gallery_sizes(db, full, np.array(truth), is_known, ok,
+                                                    gallery_sizes, draws, cfg.agg_k, max(dims))
         entry["cascade"] = _cascade(db, g, vectors, ok, own, cfg)
         if len(dims) == 1:
             entry["notes"].append("one dimension: the cascade is a search at that dimension")

@@ -48,6 +48,22 @@ def _identification(doc: dict) -> list[str]:
                 lines.append(f"{d:>5} {rule:<9} {_cell(r.get('top1'), '7.3f')} "
                              f"{_cell(r.get('top5'), '7.3f')} "
                              f"{_cell(dirs.get('0.01'), '8.3f')} {_cell(dirs.get('0.1'), '8.3f')}")
+        for d, rules in c["dims"].items():
+            for rule, r in rules.items():
+                op = r.get("operating_point")
+                if op:
+                    lines.append(f"identify's operating point ({d}-D {rule}): threshold "
+                                 f"{_cell(op['threshold'], '.4f')} [{op['threshold_source']}]: "
+                                 f"FPIR {_cell(op['fpir'], '.4f')} on {op['unknown']} unknown, "
+                                 f"DIR {_cell(op['dir'], '.4f')} on {op['known']} known probes")
+        for n, per in c.get("gallery_sizes", {}).items():
+            if "note" in per:
+                lines.append(f"gallery of {n} speakers: {per['note']}")
+                continue
+            for rule, r in per.items():
+                lines.append(f"gallery of {n} speakers ({rule}, {r['draws']} draws): threshold "
+                             f"{_cell(r['threshold'], '.4f')}, FPIR {_cell(r['fpir'], '.4f')} "
+                             f"on {r['unknown']}, DIR {_cell(r['dir'], '.4f')} on {r['known']}")
         cas = c.get("cascade")
         if cas:
             lines.append("cascade vs exhaustive: " + ", ".join(

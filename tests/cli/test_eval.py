@@ -162,7 +162,15 @@ def test_eval_identification(cli, small_set, tmp_path):
             assert 0.5 <= r["top1"] <= r["top5"] <= 1.0, r
             assert set(r["dir"]) == {"0.01", "0.1"}
     assert clean["cascade"]["recall_at_1"] == 1.0
-    text = cli("eval", "--probes", probes, "--home", home).stdout
+    op = clean["dims"]["256"]["max"]["operating_point"]
+    assert op["threshold_source"].startswith("model default, a guess")
+    assert (op["known"], op["unknown"]) == (8, clean["unknown"])
+    text = cli("eval", "--probes", probes, "--home", home, "--gallery-sizes", "4,8").stdout
     assert "top-1" in text and "cascade" in text
+    assert "identify's operating point (256-D max)" in text
+    assert "gallery of 4 speakers (max, 5 draws)" in text
+    line = cli("eval", "--probes", probes, "--home", home, "--gallery-sizes", "x",
+               expect=2).error_line()
+    assert "--gallery-sizes" in line
     run = cli("eval", "--probes", probes, "--home", home, "--plot", tmp_path / "p", expect=2)
     assert "--trials" in run.error_line()

@@ -295,3 +295,41 @@ def test_rotated_space_queries_go_through_the_rotation(tmp_path):
             assert c["dims"][str(d)]["max"]["thresholds"]["0.5"] == pytest.approx(
                 float(np.nextafter(np.float64(min(unknown)), np.inf)), abs=1e-5)
         assert NO_SCORE < -1
+
+
+def test_operating_point_and_gallery_sizes_equal_a_direct_computation(setup):
+    """FPIR and DIR at the threshold identify would choose (no oracle), for the whole gallery
+    and for sub-galleries (a gallery of every speaker equals the operating point)."""
+    from speakerdb.search.thresholds import identify_threshold
+
+    db, root, probes = setup
+    out = evaluate_identification(db, probes, root, [CLEAN], rules=("max", "mean"),
+                                  gallery_sizes=(2, 5, 9), draws=3)
+    c = out["conditions"]["clean"]
+    direct, vectors = Direct(db, root), _probe_vectors(db, root, probes, CLEAN)
+    for rule in ("max", "mean"):
+        op = c["dims"]["256"][rule]["operating_point"]
+        thr = identify_threshold(db, None, "none", rule, 3, 256)
+        assert op["threshold"] == pytest.approx(thr.value) and \
+            op["threshold_source"] == thr.source
+        assert op["threshold_source"].startswith("model default, a guess")  # 5 speakers
+        known, unknown = [], []
+        for p in probes:
+            if p.path not in vectors:
+                continue
+            spk, sc = direct.ranking(p, vectors[p.path][256], rule)
+            if p.speaker in spk:
+                known.append(spk[0] == p.speaker and sc[0] >= thr.value)
+            else:
+                unknown.append(sc[0] >= thr.value)
+        assert op["fpir"] == pytest.approx(np.mean(unknown))
+        assert op["dir"] == pytest.approx(np.mean(known))
+        assert (op["known"], op["unknown"]) == (15, 4)
+        whole = c["gallery_sizes"]["5"][rule]
+        assert (whole["fpir"], whole["dir"]) == pytest.approx((op["fpir"], op["dir"]))
+        assert (whole["known"], whole["unknown"], whole["draws"]) == (45, 12, 3)
+        two = c["gallery_sizes"]["2"][rule]
+        assert two["known"] + two["unknown"] == 57 and two["unknown"] > whole["unknown"]
+    assert "64" in c["dims"] and "operating_point" not in c["dims"]["64"]["max"]
+    assert c["gallery_sizes"]["9"] == {"note": "the gallery has 5 speakers"}
+    json.dumps(out, allow_nan=False)
