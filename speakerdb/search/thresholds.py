@@ -23,6 +23,8 @@ __all__ = ["IDENTIFY_KEY", "calibrate_db", "calibration_states", "identify_thres
 IDENTIFY_KEY = "identify_calibrations"  # settings key: {space_key: IdentifyCalibration dict}
 LEARN_SPEAKERS = 300  # speakers sampled when impostor statistics are learned from a database
 LEARN_PROBES = 3000  # probe segments, at most, among them
+LEARNED_KEY = "learned_impostors"  # settings key: {space_key: {"at_speakers", "model"}}
+RELEARN_FACTOR = 1.25  # learned statistics are learned again past this change in speakers
 
 
 def calibrate_db(db, target_far, eer, score_norm, rule, dim, agg_k, cohort_top, fpir=None):
@@ -112,6 +114,30 @@ def learn_impostors(db, score_norm: str, rule: str, k: int, dim: int, cohort_top
                          source=f"learned from {n_spk} speakers of this database")
 
 
+def _stored_or_learned(db, key, score_norm, rule, k, dim, cohort_top):
+    """Learned statistics kept in the store (``LEARNED_KEY``) while the number of labelled
+    speakers stays within ``RELEARN_FACTOR`` of the one they were learned at; else learned
+    again and kept (a read-only store keeps them in memory only)."""
+    from speakerdb.search.openset import ImpostorModel
+
+    n = db.scorer.speaker_count()
+    stored = db.store.get_setting(LEARNED_KEY) or {}
+    entry = stored.get(key)
+    if entry and n / RELEARN_FACTOR <= entry.get("at_speakers", 0) <= n * RELEARN_FACTOR:
+        try:
+            return ImpostorModel.from_dict(entry["model"])
+        except (UsageError, KeyError, TypeError):
+            pass
+    model = learn_impostors(db, score_norm, rule, k, dim, cohort_top)
+    if model is not None:
+        try:
+            db.store.set_setting(LEARNED_KEY, {**stored, key: {"at_speakers": n,
+                                                               "model": model.to_dict()}})
+        except Exception:  # noqa: BLE001 - keeping them is an optimisation, never a failure
+            pass
+    return model
+
+
 def identify_threshold(db, given, score_norm: str, rule: str, k: int, dim: int,
                        cohort_top=None, *, speakers: int | None = None):
     """The ``Threshold`` identify decides with, for the gallery's current number of speakers:
@@ -140,8 +166,8 @@ def identify_threshold(db, given, score_norm: str, rule: str, k: int, dim: int,
         m = ImpostorModel.from_dict(shipped)
         return Threshold(m.threshold(DEFAULT_FPIR, n),
                          f"model default fpir={DEFAULT_FPIR!r} for {n} speakers")
-    learned = db.scorer.learned(key, lambda: learn_impostors(db, score_norm, rule, k, dim,
-                                                             cohort_top))
+    learned = db.scorer.learned(key, lambda: _stored_or_learned(db, key, score_norm, rule, k,
+                                                                dim, cohort_top))
     if learned is not None:
         return Threshold(learned.threshold(DEFAULT_FPIR, n),
                          f"learned fpir={DEFAULT_FPIR!r} for {n} speakers ({learned.source})")

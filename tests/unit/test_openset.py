@@ -202,3 +202,24 @@ def test_the_default_models_shipped_statistics():
         assert m.speakers == 63 and len(m.replicates) >= 30
     plain = ImpostorModel.from_dict(stats["none/max/256"])
     assert 0.45 < plain.threshold(0.01, 42) < 0.65  # cosine: between impostors and genuines
+
+
+def test_learned_statistics_are_kept_and_learned_again_as_the_database_grows(many_db,
+                                                                             tmp_path):
+    from speakerdb.search.thresholds import LEARNED_KEY
+
+    first = many_db.identify(wave(1, 50))
+    kept = many_db.store.get_setting(LEARNED_KEY)["none/max/256"]
+    assert kept["at_speakers"] == 12
+    write_corpus(tmp_path / "two", speakers=2, utterances=2, first_speaker=12)
+    many_db.ingest([tmp_path / "two"])  # 14 speakers: within 1.25x, the kept ones serve
+    again = many_db.identify(wave(1, 50))
+    assert many_db.store.get_setting(LEARNED_KEY)["none/max/256"] == kept
+    assert again.threshold_source.startswith("learned fpir=0.01 for 14 speakers (learned "
+                                             "from 12 speakers")
+    assert again.threshold > first.threshold
+    write_corpus(tmp_path / "more", speakers=4, utterances=2, first_speaker=14)
+    many_db.ingest([tmp_path / "more"])  # 18 > 12 x 1.25: learned again
+    grown = many_db.identify(wave(1, 50))
+    assert many_db.store.get_setting(LEARNED_KEY)["none/max/256"]["at_speakers"] == 18
+    assert "learned from 18 speakers" in grown.threshold_source
