@@ -53,7 +53,7 @@ def _errors(*codes: int) -> dict:
             401: "No valid bearer token (the server runs with a token)",
             403: "A write with the read token",
             404: "No such speaker or recording",
-            409: "A conflict with the database (model mismatch)",
+            409: "A conflict with the database (model mismatch; another process writing)",
             413: "The upload is larger than the server's limit",
             415: "An upload that is not audio/* or application/octet-stream",
             422: "Missing or malformed fields"}
