@@ -333,3 +333,24 @@ def test_the_holder_line_never_shows_options(monkeypatch):
     assert "(speakerdb serve) since" in home_lock._who() and "s3cret" not in home_lock._who()
     monkeypatch.setattr(sys, "argv", ["/bin/speakerdb", "ingest", "corpus", "--batch", "2"])
     assert f"pid {os.getpid()} (speakerdb ingest corpus) since" in home_lock._who()
+
+
+def test_an_open_database_takes_over_a_rotation_fitted_elsewhere(tmp_path):
+    from speakerdb.api import SpeakerDB
+    from tests.synth import Flat192
+
+    write_corpus(tmp_path / "c", speakers=3, utterances=3)
+    probe = Waveform(voice(2, 1), RATE)
+    with SpeakerDB.create(tmp_path / "h", model="flat192", embedder=Flat192()) as served:
+        served.ingest([tmp_path / "c"])
+        before = served.identify(probe)
+        assert served.space.name == "identity"
+        with SpeakerDB.open(tmp_path / "h", embedder=Flat192()) as other:  # another writer
+            assert other.fit_rotation(force=True)
+            rotated = other.space.name
+        after = served.identify(probe)
+        assert served.space.name == rotated != "identity"
+        assert after.speaker == before.speaker == "spk02"
+        assert after.score == pytest.approx(before.score, abs=1e-5)
+        assert served.indexes.set.infos is None or served.indexes.set.space == rotated
+        assert served.check().ok
