@@ -156,16 +156,20 @@ class HomeLock:
         log.warning("waiting for %s to finish writing to %s", holder, home)
         fd = self._open()
         deadline = None if wait_s is None else time.monotonic() + wait_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if deadline is None else fcntl.LOCK_NB))
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    raise Busy(f"{home}: another process is still writing to this database "
-                               f"after {wait_s:g} s ({self.holder()}); try again later") from None
-                time.sleep(0.05)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | (0 if deadline is None else fcntl.LOCK_NB))
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise Busy(f"{home}: another process is still writing to this database "
+                                   f"after {wait_s:g} s ({self.holder()}); try again "
+                                   "later") from None
+                    time.sleep(0.05)
+        except BaseException:  # Busy, or an interrupt while waiting
+            os.close(fd)
+            raise
         self._mark(fd)
         return fd
 
