@@ -73,7 +73,8 @@ def _level(state, given: str) -> str | None:
 
 
 def _log_refusal(method: str, path: str, client, why: str) -> None:
-    log.warning("refused %s %s from %s: %s", method, path, client or "?", why)
+    # repr without its quotes: a path with control characters cannot forge log lines
+    log.warning("refused %s %s from %s: %s", method, repr(path)[1:-1][:300], client or "?", why)
 
 
 def _refuse(request: Request, status: int, why: str, message: str) -> HTTPException:

@@ -164,6 +164,11 @@ def test_refusals_are_logged_without_the_token(guarded, caplog):
     text = "\n".join(lines)
     for value in (secret, TOKEN, READ_TOKEN):
         assert value not in text
+    caplog.clear()
+    with guarded.client() as c:
+        c.get("/speakers%0Arefused%20GET%20/forged")
+    [line] = [r.getMessage() for r in caplog.records if r.name == "speakerdb.server.auth"]
+    assert "\n" not in line and "\\n" in line
 
 
 def test_openapi_declares_the_bearer_scheme(guarded):
