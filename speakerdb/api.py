@@ -61,6 +61,9 @@ class SpeakerDB:
         # guards the in-memory indexes (changed in place) so other threads can identify while
         # one writes: see speakerdb/speakers.py for who holds it when
         self.lock = threading.RLock()
+        # how long a write waits for another process writing to this home (None: as long as
+        # it takes; 0: Busy at once); see speakerdb/processes.py
+        self.lock_wait_s: float | None = None
 
     # life cycle ----------------------------------------------------------------------------
     @classmethod
@@ -185,6 +188,17 @@ class SpeakerDB:
             self._embedder = emb
         return self._embedder
 
+    def refresh(self) -> bool:
+        """Catch up with what other processes wrote since (cheap when nothing changed)."""
+        from speakerdb.processes import refresh
+
+        return refresh(self)
+
+    def _writing(self):
+        from speakerdb.processes import writing
+
+        return writing(self)
+
     def _require_indexes(self):
         if self.indexes.set is None:
             self.indexes.open(catch_up=True)
@@ -196,7 +210,12 @@ class SpeakerDB:
         """Ingest audio from ``sources`` (dirs, files, CSV manifests). Returns IngestStats.
 
         ``on_start(total_inputs)`` is called once the inputs are known (for progress bars).
+        Holds the home's writer lock throughout (``speakerdb/processes.py``).
         """
+        with self._writing():
+            return self._ingest(sources, layout, config, progress, on_start)
+
+    def _ingest(self, sources, layout, config, progress, on_start):
         from speakerdb.ingest.reader import Reader
         from speakerdb.ingest.runner import Runner
         from speakerdb.ingest.sources import discover
@@ -274,6 +293,7 @@ class SpeakerDB:
         from speakerdb.search.decision import aggregate, decide
 
         check_score_norm(score_norm)
+        self.refresh()
         emb = self.embed(audio, name=name, min_duration_s=min_duration_s)
         t0 = time.perf_counter()
         with self.lock:  # the indexes, the hits' labels and the speaker caches agree
@@ -316,6 +336,7 @@ class SpeakerDB:
         with ``score_norm="asnorm"`` the scores are AS-normalised against ``cohort`` (None: the
         database's speaker means)."""
         check_score_norm(score_norm)
+        self.refresh()
         top = max(self.embedder.dims)
         norm = self.scorer.norm(cohort, cohort_top, top) if score_norm == "asnorm" else None
         thr = self.threshold_for(threshold, score_norm, None, top)
@@ -344,22 +365,25 @@ class SpeakerDB:
         Verification (``target_far``, or the EER point with ``eer``): the lowest threshold
         with FAR <= ``target_far`` per comparison; stored under ``threshold`` and used by
         verify. Returns the ``eval.calibrate.Calibration``."""
-        return calibrate_db(self, target_far, eer, score_norm, rule, dim, agg_k, cohort_top,
-                            fpir)
+        with self._writing():
+            return calibrate_db(self, target_far, eer, score_norm, rule, dim, agg_k,
+                                cohort_top, fpir)
 
     def check(self, repair: bool = False) -> CheckReport:
         """Compare the saved indexes with the store; ``repair`` rebuilds them if they differ."""
         problems = self.indexes.problems()
         repaired = False
         if problems and repair:
-            self.indexes.rebuild()
+            with self._writing():
+                self.indexes.rebuild()
             repaired = True
             problems_after = self.indexes.problems()
             return CheckReport(not problems_after, problems, self.store.counts(), repaired)
         return CheckReport(not problems, problems, self.store.counts(), repaired)
 
     def rebuild_indexes(self) -> None:
-        self.indexes.rebuild()
+        with self._writing():
+            self.indexes.rebuild()
 
     @property
     def space(self):
@@ -370,12 +394,20 @@ class SpeakerDB:
         """For a model without nested prefixes: learn the database's rotation from its stored
         vectors once there are ``MIN_ROTATION_VECTORS`` (or now, with ``force``), store it and
         rebuild the indexes in the rotated space. Returns whether a rotation was fitted."""
-        from speakerdb.space import MIN_ROTATION_VECTORS, ROTATION_KEY, encode_rotation, fit_rotation
+        from speakerdb.space import MIN_ROTATION_VECTORS
 
         if self.space.rotation is not None or len(self.space.dims) > 1:
             return False
         n = self.store.counts()["segments"]
         if n < (2 if force else MIN_ROTATION_VECTORS):
+            return False
+        with self._writing():
+            return self._fit_rotation()
+
+    def _fit_rotation(self) -> bool:
+        from speakerdb.space import ROTATION_KEY, encode_rotation, fit_rotation
+
+        if self.space.rotation is not None:  # another process fitted it meanwhile
             return False
         _, raw = self.store.all_vectors()
         self.store.set_setting(ROTATION_KEY, encode_rotation(fit_rotation(raw), len(raw)))

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from speakerdb.shell import Device, Home, Json, _err, _print_json, shell
+from speakerdb.shell import Device, Home, Json, NoWait, _err, _print_json, open_db, shell
 
 __all__ = ["app", "main"]
 
@@ -39,10 +39,7 @@ Aggregation = Annotated[str, typer.Option(
 AggK = Annotated[int, typer.Option("--agg-k", help="Segments averaged by --aggregation topk.")]
 
 
-def _open(home, **kw):
-    from speakerdb.api import SpeakerDB
-
-    return SpeakerDB.open(home, **kw)
+_open = open_db
 
 
 def _model_for(home, model: str | None, device: str = "auto"):
@@ -98,6 +95,7 @@ def ingest(
     strict: Annotated[bool, typer.Option(help="Exit 2 when any input failed (they are stored as failures either way).")] = False,
     min_duration: MinDuration = None,
     device: Device = "auto",
+    no_wait: NoWait = False,
     json_: Json = False,
 ):
     """Embed and store audio; re-running skips what is already in (by content hash)."""
@@ -118,7 +116,7 @@ def ingest(
 
     cfg = IngestConfig(files_per_batch=batch, retry_failed=retry_failed,
                        min_duration_s=min_duration)
-    with _open(home, device=device) as db:
+    with _open(home, no_wait, device=device) as db:
         try:
             stats = db.ingest(sources, layout, cfg, progress=progress, on_start=on_start)
         finally:
@@ -270,6 +268,7 @@ def calibrate(
     aggregation: Aggregation = "max",
     agg_k: AggK = 3,
     cohort_top: CohortTop = None,
+    no_wait: NoWait = False,
     json_: Json = False,
 ):
     """Choose a decision threshold from the database's labelled recordings and store it:
@@ -283,7 +282,7 @@ def calibrate(
     for name, value in (("--far", far), ("--fpir", fpir)):
         if value is not None and not 0.0 < value < 1.0:
             raise UsageError(f"{name} must be strictly between 0 and 1, got {value:g}")
-    with _open(home, catch_up=False) as db:
+    with _open(home, no_wait, catch_up=False) as db:
         cal = db.calibrate(far, eer, score_norm, aggregation, agg_k=agg_k,
                            cohort_top=cohort_top, fpir=fpir)
     if far is None and not eer:
@@ -366,10 +365,11 @@ def embed(
 def check(
     home: Home = None,
     repair: Annotated[bool, typer.Option(help="Rebuild the indexes from the store if they disagree.")] = False,
+    no_wait: NoWait = False,
     json_: Json = False,
 ):
     """Prove the indexes agree with the store (counts, ids, vectors, model); exit 1 if not."""
-    with _open(home, catch_up=False) as db:
+    with _open(home, no_wait, catch_up=False) as db:
         report = db.check(repair=repair)
     if json_:
         _print_json(report.as_dict())

@@ -31,7 +31,12 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port to listen on.", min=0, max=65535)] = 8000,
     token: Annotated[str | None, typer.Option(
         envvar="SPEAKERDB_TOKEN", show_envvar=False,
-        help="Bearer token the write endpoints require [env SPEAKERDB_TOKEN].")] = None,
+        help="Bearer token every endpoint but /health requires [env SPEAKERDB_TOKEN].")] = None,
+    read_token: Annotated[str | None, typer.Option(
+        envvar="SPEAKERDB_READ_TOKEN", show_envvar=False,
+        help="A second token that opens only search and listing (identify, verify, embed, "
+             "speakers, stats), for search-only clients; needs --token "
+             "[env SPEAKERDB_READ_TOKEN].")] = None,
     max_upload_mb: Annotated[float, typer.Option(
         help="Most megabytes of audio one request may upload.", min=0.001)] = 20.0,
     device: Device = "auto",
@@ -39,8 +44,11 @@ def serve(
     """Serve the database over HTTP (JSON API, docs at /docs, a web page at /)."""
     if not token and not is_loopback(host):
         _err(f"--host {host} is not a loopback address: set --token or SPEAKERDB_TOKEN so "
-             "that writes need it")
+             "that requests need it")
         raise typer.Exit(2)
+    from speakerdb.server.auth import check_tokens
+
+    check_tokens(token or None, read_token or None)
     import uvicorn
 
     from speakerdb.api import SpeakerDB
@@ -48,10 +56,12 @@ def serve(
 
     with SpeakerDB.open(home, device=device) as db:
         _ = db.embedder  # load the model before the first request, and fail here if it cannot
-        app = create_app(db, token=token or None,
+        app = create_app(db, token=token or None, read_token=read_token or None,
                          max_upload_bytes=int(max_upload_mb * 1024 * 1024))
-        print(f"speakerdb: serving {db.home} on http://{host}:{port} "
-              f"({'writes need the token' if token else 'no token: writes are open'})",
+        access = ("no token: every endpoint is open" if not token else
+                  "every endpoint but /health needs the token"
+                  + (" (or the read token for searches)" if read_token else ""))
+        print(f"speakerdb: serving {db.home} on http://{host}:{port} ({access})",
               file=sys.stderr)
         uvicorn.run(app, host=host, port=port, log_level="info")
 

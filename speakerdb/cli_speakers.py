@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from speakerdb.shell import Device, Home, Json, _err, _print_json, shell
+from speakerdb.shell import Device, Home, Json, NoWait, _err, _print_json, open_db, shell
 
 __all__ = ["register", "speakers_app", "recordings_app"]
 
@@ -17,10 +17,7 @@ speakers_app = typer.Typer(help="Labelled speakers: list, rename, merge, delete.
 recordings_app = typer.Typer(help="Stored recordings: delete one.", no_args_is_help=True)
 
 
-def _open(home, **kw):
-    from speakerdb.api import SpeakerDB
-
-    return SpeakerDB.open(home, **kw)
+_open = open_db
 
 
 def _print_info(verb: str, info: dict) -> None:
@@ -51,10 +48,11 @@ def speakers_rename(
     old: Annotated[str, typer.Argument(help="The speaker's current label.")],
     new: Annotated[str, typer.Argument(help="Its new label (must not exist: merge instead).")],
     home: Home = None,
+    no_wait: NoWait = False,
     json_: Json = False,
 ):
     """Give a speaker a new label."""
-    with _open(home, catch_up=False) as db:
+    with _open(home, no_wait, catch_up=False) as db:
         info = db.rename_speaker(old, new).as_dict()
     if json_:
         _print_json({"renamed": old, "speaker": info})
@@ -68,10 +66,11 @@ def speakers_merge(
     source: Annotated[str, typer.Argument(help="Speaker whose recordings move (then deleted).")],
     target: Annotated[str, typer.Argument(help="Speaker that receives them (must exist).")],
     home: Home = None,
+    no_wait: NoWait = False,
     json_: Json = False,
 ):
     """Move every recording of SOURCE to TARGET and delete SOURCE."""
-    with _open(home, catch_up=False) as db:
+    with _open(home, no_wait, catch_up=False) as db:
         info = db.merge_speakers(source, target).as_dict()
     if json_:
         _print_json({"merged": source, "speaker": info})
@@ -84,10 +83,11 @@ def speakers_merge(
 def speakers_delete(
     label: Annotated[str, typer.Argument(help="The speaker to delete with all its recordings.")],
     home: Home = None,
+    no_wait: NoWait = False,
     json_: Json = False,
 ):
     """Delete a speaker and all its recordings (asks nothing)."""
-    with _open(home) as db:
+    with _open(home, no_wait) as db:
         n = db.delete_speaker(label)
     if json_:
         _print_json({"deleted": label, "segments": n})
@@ -101,10 +101,11 @@ def recordings_delete(
     key: Annotated[str, typer.Argument(help="Content sha256 (or a unique prefix) or the path "
                                             "the recording was stored under.")],
     home: Home = None,
+    no_wait: NoWait = False,
     json_: Json = False,
 ):
     """Delete one recording (its speaker too if it has no recordings left)."""
-    with _open(home) as db:
+    with _open(home, no_wait) as db:
         n = db.delete_recording(key)
     if json_:
         _print_json({"deleted": key, "segments": n})
@@ -119,10 +120,11 @@ def enroll(
     min_duration: Annotated[Optional[float], typer.Option(
         "--min-duration", help="Seconds of signal an input needs (default 0.5).")] = None,
     device: Device = "auto",
+    no_wait: NoWait = False,
     json_: Json = False,
 ):
     """Add recordings of one speaker; audio already stored is skipped. Exit 2 if any failed."""
-    with _open(home, device=device) as db:
+    with _open(home, no_wait, device=device) as db:
         r = db.enroll(speaker, [str(a) for a in audio], min_duration_s=min_duration).as_dict()
     if json_:
         _print_json(r)

@@ -21,6 +21,7 @@ __all__ = [
     "IndexOutOfDateError",
     "NotFound",
     "CheckFailed",
+    "Busy",
 ]
 
 
@@ -99,4 +100,11 @@ class CheckFailed(SpeakerDBError):
     """A check or decision that failed (exit code 1, not bad input)."""
 
     exit_code = 1
+    http_status = 409
+
+
+class Busy(SpeakerDBError):
+    """Another process is writing to the database and this one was told not to wait."""
+
+    exit_code = 3
     http_status = 409

@@ -3,10 +3,17 @@
 The store is the source of truth. Indexes are saved after ingest (and at most every
 ``flush_s`` seconds during one); on open, indexes that are behind the store catch up (append
 what is missing) or, if they disagree in any other way, are rebuilt from the stored vectors.
+
+Several processes: ``generation`` is the store generation (``store/generation.py``) the
+in-memory indexes reflect; ``follow`` brings them level with what other processes wrote
+since. Index files are saved only under the home's writer lock (``store/home_lock.py``; a
+save that cannot have it now is skipped: the process writing saves), and never over files
+that record a later store generation than this process has caught up to.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -15,9 +22,12 @@ import numpy as np
 from speakerdb.errors import IndexOutOfDateError
 from speakerdb.index import IndexSet, catch_up_plan
 from speakerdb.space import VectorSpace
+from speakerdb.store.home_lock import HomeLock
 from speakerdb.store.store import Store
 
 __all__ = ["Indexes"]
+
+log = logging.getLogger("speakerdb.indexes")
 
 _SAMPLE = 64  # stored vectors compared with their index copies by check
 
@@ -30,6 +40,8 @@ class Indexes:
         self.set: IndexSet | None = None
         self._dirty = False
         self._last_flush = time.monotonic()
+        self.home_lock = HomeLock(self.directory)
+        self.generation = store.generation()  # nothing in memory yet is older than this
 
     # opening -------------------------------------------------------------------------------
     def open(self, catch_up: bool = True) -> str:
@@ -40,6 +52,8 @@ class Indexes:
         if not catch_up:
             self.set = IndexSet.load(self.directory, self.space.dims)
             return "loaded"
+        # read first: what is loaded next is at least as new
+        self.generation = generation = self.store.generation()
         action = self.plan()
         if action == "current":
             try:
@@ -59,6 +73,7 @@ class Indexes:
                 action = "rebuild"
         if action == "rebuild":
             self.rebuild()
+        self.generation = generation
         return action
 
     def plan(self) -> str:
@@ -84,12 +99,36 @@ class Indexes:
         return "append" if "append" in plans else "current"
 
     def rebuild(self) -> None:
+        generation = self.store.generation()
         ids, raw = self.store.all_vectors()
         self.set = IndexSet.build(self.directory, ids, self.space.transform(raw),
                                   self.model_sha256, self.revision, self.space.dims,
                                   self.space.name)
-        self.flush(force=True)
-        self._remove_stale_files()
+        self.generation = generation
+        self._dirty = True
+        if self.flush(force=True):
+            self._remove_stale_files()
+
+    def follow(self, generation: int) -> tuple[int, int]:
+        """Bring the in-memory indexes level with the store after other processes wrote
+        (``generation``: the store generation read before this call). Appends segments newer
+        than any held; only when the counts then differ (deletes) compares every id.
+        Returns (added, removed). Nothing is saved: the process that wrote saves."""
+        added = removed = 0
+        have = self.set.ids()
+        for ids, raw in self.store.vectors_after(int(have[-1]) if have.size else 0):
+            self.set.add(ids, self.space.transform(raw))
+            added += ids.size
+        if self.store.segment_count() != self.set.ntotal:
+            store_ids = self.store.segment_ids()
+            gone = np.setdiff1d(self.set.ids(), store_ids, assume_unique=True)
+            removed = self.set.remove(gone) if gone.size else 0
+            missing = np.setdiff1d(store_ids, self.set.ids(), assume_unique=True)
+            for ids, raw in self.store.vectors(missing) if missing.size else ():
+                self.set.add(ids, self.space.transform(raw))
+                added += ids.size
+        self.generation = generation
+        return added, removed
 
     def _remove_stale_files(self) -> None:
         """Index files of dimensions this space does not use (left by an earlier space)."""
@@ -100,26 +139,54 @@ class Indexes:
                 p.unlink(missing_ok=True)
 
     # changes -------------------------------------------------------------------------------
-    def add(self, ids: np.ndarray, raw: np.ndarray) -> None:
+    def add(self, ids: np.ndarray, raw: np.ndarray,
+            generation: tuple[int, int] | None = None) -> None:
+        """Add what this process just wrote to the store. ``generation``: the store generation
+        before and after that write; the indexes take the later one only when they reflected
+        the earlier (else another writer came in between, and ``follow`` will catch up)."""
         if len(ids):
             self.set.add(ids, self.space.transform(raw))
+            if generation is not None and generation[0] == self.generation:
+                self.generation = generation[1]
             self._dirty = True
             self.flush()
 
     def remove(self, ids: np.ndarray) -> None:
         if len(ids):
             self.set.remove(ids)
+            self.generation = self.store.generation()
             self._dirty = True
             self.flush(force=True)
 
-    def flush(self, force: bool = False) -> None:
-        """Save the indexes if they changed (now when ``force``, else at most every flush_s)."""
+    def flush(self, force: bool = False) -> bool:
+        """Save the indexes if they changed (now when ``force``, else at most every flush_s);
+        returns whether they were saved. Skipped while another process holds the writer lock,
+        and when the saved files reflect a later store generation than these indexes."""
         if not force and (not self._dirty or time.monotonic() - self._last_flush < self.flush_s):
-            return
-        ids = self.store.segment_ids()
-        self.set.save(self.model_sha256, self.revision, int(ids[-1]) if ids.size else 0)
+            return False
+        with self.home_lock.try_hold() as allowed:
+            if not allowed:
+                log.debug("%s: not saving the indexes: another process is writing",
+                          self.directory)
+                return False
+            on_disk = self._saved_generation()
+            if on_disk > self.generation:
+                log.debug("%s: not saving the indexes: the saved ones are newer (store "
+                         "generation %d, these %d)", self.directory, on_disk, self.generation)
+                return False
+            ids = self.store.segment_ids()
+            self.set.save(self.model_sha256, self.revision, int(ids[-1]) if ids.size else 0,
+                          self.generation)
         self._dirty = False
         self._last_flush = time.monotonic()
+        return True
+
+    def _saved_generation(self) -> int:
+        try:
+            infos = IndexSet.state(self.directory, self.space.dims) or {}
+        except IndexOutOfDateError:
+            return 0
+        return max((i.store_generation for i in infos.values()), default=0)
 
     # checking ------------------------------------------------------------------------------
     def problems(self) -> list[str]:

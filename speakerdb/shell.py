@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-__all__ = ["Home", "Json", "Device", "shell", "_err", "_print_json"]
+__all__ = ["Home", "Json", "Device", "NoWait", "shell", "_err", "_print_json", "open_db"]
 
 Home = Annotated[
     Optional[Path],
@@ -22,6 +22,18 @@ Home = Annotated[
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 Device = Annotated[str, typer.Option(help="Where the model runs: auto | cpu | cuda.")]
+NoWait = Annotated[bool, typer.Option(
+    "--no-wait", help="Fail at once (exit 3) when another process is writing to the database, "
+                      "instead of waiting for it.")]
+
+
+def open_db(home, no_wait: bool = False, **kw):
+    """``SpeakerDB.open(home, **kw)``; a write waits for another writer unless ``no_wait``."""
+    from speakerdb.api import SpeakerDB
+
+    db = SpeakerDB.open(home, **kw)
+    db.lock_wait_s = 0.0 if no_wait else None
+    return db
 
 
 def _err(message: str) -> None:

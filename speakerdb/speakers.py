@@ -4,9 +4,10 @@ Every operation is one store transaction followed by the index change it needs (
 rename and merge change labels, never vectors) and the invalidation of the scorer's cached
 speaker state (centroids, cohorts), all under ``db.lock``.
 
-Locking: ``db.lock`` (a ``threading.RLock``) guards the in-memory FAISS indexes, which are
-changed in place. Writers hold it around each store commit plus the index change that follows
-it (one ingest or enroll batch, a delete, a rename, a merge) and around index saves, rebuilds
+Locking: every operation that writes first takes the home's writer lock against other
+processes (``db._writing()``, ``speakerdb/processes.py``). ``db.lock`` (a ``threading.RLock``)
+guards the in-memory FAISS indexes, which are changed in place. Writers hold it around each
+store commit plus the index change that follows it (one ingest or enroll batch, a delete, a rename, a merge) and around index saves, rebuilds
 and cache invalidation; ``identify`` holds it only around the search, the look-up of the hits'
 labels and the aggregation (never while decoding or embedding). So a reader never sees an index
 being changed nor index ids whose store rows were just deleted, and readers in other threads go
@@ -43,7 +44,7 @@ class LockedWriter:
     def __init__(self, writer, lock):
         self.writer, self.lock = writer, lock
 
-    def write(self, recordings, failures) -> int:
+    def write(self, recordings, failures):
         with self.lock:
             return self.writer.write(recordings, failures)
 
@@ -53,14 +54,14 @@ def speakers(db) -> list[SpeakerInfo]:
 
 
 def rename_speaker(db, old: str, new: str) -> SpeakerInfo:
-    with db.lock:
+    with db._writing(), db.lock:
         info = db.store.rename_speaker(old, new)
         db.scorer.invalidate()
     return info
 
 
 def merge_speakers(db, source: str, target: str) -> SpeakerInfo:
-    with db.lock:
+    with db._writing(), db.lock:
         info = db.store.merge_speakers(source, target)
         db.scorer.invalidate()
     return info
@@ -69,7 +70,7 @@ def merge_speakers(db, source: str, target: str) -> SpeakerInfo:
 def _delete(db, store_delete, key: str) -> int:
     """Run one store delete (it returns the removed segment ids), then drop them from the
     indexes and the cached speaker state, all under the lock."""
-    with db.lock:
+    with db._writing(), db.lock:
         db._require_indexes()
         removed = store_delete(key)
         db.scorer.invalidate()
@@ -166,14 +167,20 @@ def enroll(db, speaker: str, audio, names: list[str] | None = None,
     (same sha256) or repeated in ``audio`` is skipped with the reason; inputs that cannot be
     read, are too short or silent fail with ingest's reasons (and are stored as failures
     like ingest's, except those that could not even be read)."""
+    from speakerdb.store.speakers import check_label
+
+    check_label(speaker)
+    with db._writing():  # the home's writer lock (speakerdb/processes.py)
+        return _enroll(db, speaker, audio, names, min_duration_s)
+
+
+def _enroll(db, speaker, audio, names, min_duration_s) -> EnrollResult:
     from speakerdb.ingest.reader import Reader
     from speakerdb.ingest.runner import Runner
     from speakerdb.ingest.sources import SourceItem
     from speakerdb.ingest.writer import StoreWriter
     from speakerdb.scoring import gate_batches, gate_seconds, gated_policy
-    from speakerdb.store.speakers import check_label
 
-    check_label(speaker)
     gate = gate_seconds(min_duration_s, db.gates.min_enroll_s)
     if isinstance(audio, (str, os.PathLike, Waveform)) or hasattr(audio, "read"):
         audio = [audio]

@@ -157,11 +157,13 @@ class IndexSet:
         counts = [index.remove(ids) for index in self.by_dim.values()]
         return counts[-1] if counts else 0
 
-    def save(self, model_sha256: str, schema_revision: str, store_max_id: int) -> None:
+    def save(self, model_sha256: str, schema_revision: str, store_max_id: int,
+             store_generation: int = 0) -> None:
         """Write every index, each followed by its JSON description (atomic file by file).
 
         store_max_id: the store's largest segment id now (0 when empty); passed in because
-        the largest id may have been deleted from the indexes.
+        the largest id may have been deleted from the indexes. store_generation: the store
+        generation these indexes reflect (see ``speakerdb.store.generation``).
         """
         self.directory.mkdir(parents=True, exist_ok=True)
         self.retarget()
@@ -181,6 +183,7 @@ class IndexSet:
                 size_bytes=faiss_path.stat().st_size,
                 created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 space=self.space,
+                store_generation=int(store_generation),
             )
             write_info(json_path, infos[d])
         self.infos = infos

@@ -31,6 +31,7 @@ class IndexInfo:
     created_at: str  # ISO 8601 time of saving
     space: str = "identity"  # how raw vectors were mapped before slicing: "identity" or
     # "rotation:<sha256>" (a database's learned rotation, see speakerdb.space)
+    store_generation: int = 0  # the store generation the index reflects (0: not recorded)
 
 
 _TYPES = {f.name: f.type for f in dataclasses.fields(IndexInfo)}

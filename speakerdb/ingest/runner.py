@@ -13,15 +13,15 @@ from speakerdb.ingest.reader import Decoded, ReadBatch
 from speakerdb.model.base import Embedder
 from speakerdb.store.records import FailureIn, RecordingIn
 
-__all__ = ["IngestStats", "Writer", "Runner", "embed_segments"]
+__all__ = ["IngestStats", "Written", "Writer", "Runner", "embed_segments"]
 
 
 @dataclass
 class IngestStats:
     inputs: int = 0
-    added: int = 0  # recordings written
-    segments: int = 0
-    skipped: int = 0  # already in the database
+    added: int = 0  # recordings inserted by this run
+    segments: int = 0  # segments inserted by this run
+    skipped: int = 0  # already in the database (also: stored by another process meanwhile)
     failed: int = 0
     decode_s: float = 0.0
     embed_s: float = 0.0
@@ -34,9 +34,18 @@ class IngestStats:
         return d
 
 
+@dataclass(frozen=True)
+class Written:
+    """What one batch's transaction actually inserted."""
+
+    segments: int
+    recordings: int
+
+
 class Writer(Protocol):
-    def write(self, recordings: list[RecordingIn], failures: list[FailureIn]) -> int:
-        """Store one batch in one transaction; returns the number of segments written."""
+    def write(self, recordings: list[RecordingIn], failures: list[FailureIn]) -> Written | int:
+        """Store one batch in one transaction; returns what was inserted (a plain int: the
+        segments, every recording given counted as inserted)."""
         ...
 
 
@@ -77,10 +86,13 @@ class Runner:
             stats.embed_s += time.perf_counter() - t0
 
             t0 = time.perf_counter()
-            stats.segments += self.writer.write(recordings, failures)
+            written = self.writer.write(recordings, failures)
             stats.write_s += time.perf_counter() - t0
-
-            stats.added += len(recordings)
+            if isinstance(written, int):
+                written = Written(written, len(recordings))
+            stats.segments += written.segments
+            stats.added += written.recordings
+            stats.skipped += len(recordings) - written.recordings
             stats.failed += len(failures)
             stats.failures.extend(
                 {"input": f.path, "reason": f.reason, "error": f.message} for f in failures

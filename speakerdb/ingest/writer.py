@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from speakerdb.ingest.runner import Written
 from speakerdb.store.records import FailureIn, RecordingIn
 
 __all__ = ["StoreWriter"]
@@ -11,7 +12,8 @@ class StoreWriter:
     def __init__(self, store, indexes, run_id: int | None = None):
         self.store, self.indexes, self.run_id = store, indexes, run_id
 
-    def write(self, recordings: list[RecordingIn], failures: list[FailureIn]) -> int:
-        ids, raw = self.store.write_batch(self.run_id, recordings, failures)
-        self.indexes.add(ids, raw)
-        return len(ids)
+    def write(self, recordings: list[RecordingIn], failures: list[FailureIn]) -> Written:
+        counts: dict = {}
+        ids, raw = self.store.write_batch(self.run_id, recordings, failures, counts=counts)
+        self.indexes.add(ids, raw, counts.get("generation"))
+        return Written(len(ids), counts.get("recordings", len(recordings)))

@@ -19,12 +19,14 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from speakerdb.errors import SpeakerDBError
-from speakerdb.server.routes import router
+from speakerdb.server.auth import TokenGate, check_tokens
+from speakerdb.server.routes import public, router
 from speakerdb.server.uploads import FORM_OVERHEAD_BYTES, BodyLimit
 
-__all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "STATIC", "create_app"]
+__all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_WRITE_WAIT_S", "STATIC", "create_app"]
 
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+DEFAULT_WRITE_WAIT_S = 30.0
 UPLOAD_TYPES = "audio/*, application/octet-stream"
 STATIC = Path(__file__).resolve().parent / "static"
 log = logging.getLogger("speakerdb.server")
@@ -34,13 +36,18 @@ _HTTP_TYPES = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "N
                415: "UnsupportedMediaType", 422: "ValidationError"}
 
 
-def create_app(db, *, token: str | None = None,
-               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> FastAPI:
+def create_app(db, *, token: str | None = None, read_token: str | None = None,
+               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+               write_wait_s: float | None = DEFAULT_WRITE_WAIT_S) -> FastAPI:
     """The HTTP app serving ``db`` (opened and later closed by the caller). With ``token``
-    the write endpoints need ``Authorization: Bearer <token>``; a request may upload at most
-    ``max_upload_bytes`` of audio (all its files together)."""
+    every endpoint but ``/health`` needs ``Authorization: Bearer <token>``; ``read_token``
+    (which needs ``token``) opens the search and listing endpoints only. A request may upload
+    at most ``max_upload_bytes`` of audio (all its files together). A write waits at most
+    ``write_wait_s`` for another process writing to the same home (then 409 ``Busy``); this
+    sets ``db.lock_wait_s``. Every search first catches up with other processes' writes."""
     if max_upload_bytes < 1:
         raise ValueError("max_upload_bytes must be positive")
+    check_tokens(token or None, read_token or None)
     app = FastAPI(
         title="speakerdb",
         summary="Speaker identification over a speakerdb database",
@@ -49,11 +56,16 @@ def create_app(db, *, token: str | None = None,
         version=_version(),
     )
     app.state.db = db
+    if db is not None:  # None: an app built for its schema only
+        db.lock_wait_s = write_wait_s
     app.state.token = token or None
+    app.state.read_token = read_token or None
     app.state.max_upload_bytes = max_upload_bytes
     app.state.write_lock = threading.Lock()
+    app.include_router(public)
     app.include_router(router)
     app.add_middleware(BodyLimit, limit=max_upload_bytes + FORM_OVERHEAD_BYTES)
+    app.add_middleware(TokenGate)  # added last: runs first, before any body is read
     _add_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

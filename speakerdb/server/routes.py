@@ -2,7 +2,9 @@
 
 Every endpoint is synchronous, so FastAPI serves it from its thread pool; the one shared
 ``SpeakerDB`` guards its indexes with its own lock, and the write endpoints are serialised
-here by ``app.state.write_lock`` as well.
+here by ``app.state.write_lock`` as well. ``public`` holds ``/health`` only; every route of
+``router`` needs a token when the server has one (read access at least, write access for the
+writes), so a route added here is guarded unless it is added to ``public`` on purpose.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from fastapi import (
     UploadFile,
 )
 
-from speakerdb.server.auth import require_write_access
+from speakerdb.server.auth import require_read_access, require_write_access
 from speakerdb.server.models import (
     DeletedOut,
     EmbedOut,
@@ -38,26 +40,28 @@ from speakerdb.server.models import (
 )
 from speakerdb.server.uploads import read_uploads
 
-__all__ = ["router"]
+__all__ = ["public", "router"]
 
-router = APIRouter()
+public = APIRouter()
+router = APIRouter(dependencies=[Depends(require_read_access)])
 
 AUDIO_TYPES = "audio/* (wav, flac, ogg, mp3, m4a) or application/octet-stream"
 
 
 def _errors(*codes: int) -> dict:
     text = {400: "Bad input: unreadable, empty, silent or too short audio, bad values",
-            401: "A write without the server's bearer token",
+            401: "No valid bearer token (the server runs with a token)",
+            403: "A write with the read token",
             404: "No such speaker or recording",
-            409: "A conflict with the database (model mismatch)",
+            409: "A conflict with the database (model mismatch; another process writing)",
             413: "The upload is larger than the server's limit",
             415: "An upload that is not audio/* or application/octet-stream",
             422: "Missing or malformed fields"}
     return {c: {"model": ErrorOut, "description": text[c]} for c in codes}
 
 
-READ_ERRORS = _errors(400, 409, 413, 415, 422)
-WRITE_ERRORS = _errors(400, 401, 404, 409, 413, 415, 422)
+READ_ERRORS = _errors(400, 401, 409, 413, 415, 422)
+WRITE_ERRORS = _errors(400, 401, 403, 404, 409, 413, 415, 422)
 Label = Path(min_length=1, max_length=200, description="A speaker label")
 
 
@@ -69,14 +73,14 @@ def _limit(request: Request) -> int:
     return request.app.state.max_upload_bytes
 
 
-@router.get("/health", response_model=HealthOut, tags=["status"])
+@public.get("/health", response_model=HealthOut, tags=["status"])
 def health(request: Request):
     """The server is up: the database's model and counts."""
     db = _db(request)
     return {"ok": True, "model": db.model.name, "counts": db.store.counts()}
 
 
-@router.get("/stats", response_model=StatsOut, tags=["status"])
+@router.get("/stats", response_model=StatsOut, responses=_errors(401), tags=["status"])
 def stats(request: Request):
     """What the database holds: counts, model, vector space, indexes, threshold."""
     return _db(request).stats()
@@ -133,7 +137,8 @@ def embed(request: Request, audio: UploadFile = File(description=f"A voice: {AUD
             **db.embed(buf, name=name).as_dict()}
 
 
-@router.get("/speakers", response_model=SpeakersOut, tags=["speakers"])
+@router.get("/speakers", response_model=SpeakersOut, responses=_errors(401),
+            tags=["speakers"])
 def speakers(request: Request):
     """Every labelled speaker with its recordings, segments and seconds of audio."""
     return {"speakers": [s.as_dict() for s in _db(request).speakers()]}

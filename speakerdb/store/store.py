@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import numpy as np
 from sqlalchemy import Engine, delete, func, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from speakerdb.errors import ModelMismatchError, NotFound, StoreError
@@ -21,6 +21,7 @@ from speakerdb.store.models import (
     Speaker,
     utcnow,
 )
+from speakerdb.store.generation import CHANGE, read_generation, track_writes
 from speakerdb.store.records import BoundModel, FailureIn, RecordingIn, SegmentRef
 from speakerdb.store.speakers import SpeakerQueries
 
@@ -34,6 +35,16 @@ class Store(SpeakerQueries):
     def __init__(self, engine: Engine):
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        track_writes(self._sessions)
+
+    def generation(self) -> int:
+        """The store generation (``store/generation.py``): it changes with every write
+        transaction of any process, so an unchanged number means nothing to catch up."""
+        try:
+            return read_generation(self.engine)
+        except SQLAlchemyError as e:
+            raise StoreError(f"{self.engine.url.render_as_string()}: "
+                             f"{str(e).splitlines()[0]}") from e
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -108,12 +119,26 @@ class Store(SpeakerQueries):
                 run.status, run.summary, run.finished_at = status, summary, utcnow()
 
     def write_batch(
-        self, run_id: int | None, recordings: list[RecordingIn], failures: list[FailureIn]
+        self, run_id: int | None, recordings: list[RecordingIn], failures: list[FailureIn],
+        counts: dict | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Write one batch in one transaction. Content already present is skipped.
+        """Write one batch in one transaction. Content already present is skipped, also
+        content another process stored while this one was writing the batch (the unique-key
+        clash rolls the batch back and it is written again without that content).
 
-        Returns the new segments' ids (n,) int64 and raw vectors (n, raw_dim) float32.
+        Returns the new segments' ids (n,) int64 and raw vectors (n, raw_dim) float32;
+        ``counts``, when given, gets ``recordings``: how many recordings were inserted, and
+        ``generation``: the store generation before and after this transaction (or None).
         """
+        for attempt in range(5):
+            try:
+                return self._write_batch(run_id, recordings, failures, counts)
+            except StoreError as e:
+                if not isinstance(e.__cause__, IntegrityError) or attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _write_batch(self, run_id, recordings, failures, counts):
         new_ids: list[int] = []
         new_raw: list[np.ndarray] = []
         with self.session() as s:
@@ -166,6 +191,9 @@ class Store(SpeakerQueries):
             for rec, raw in added:
                 new_ids.extend(seg.id for seg in rec.segments)
                 new_raw.append(raw)
+        if counts is not None:
+            counts["recordings"] = len(added)
+            counts["generation"] = s.info.get(CHANGE)  # (before, after), None: no change
         raw_dim = recordings[0].raw.shape[1] if recordings and recordings[0].raw is not None else 0
         raw_all = np.concatenate(new_raw) if new_raw else np.zeros((0, raw_dim), np.float32)
         return np.asarray(new_ids, dtype=np.int64), raw_all.astype(np.float32)
@@ -216,6 +244,21 @@ class Store(SpeakerQueries):
                     ).all()
                     if rows:
                         yield _unpack(rows)
+
+    def vectors_after(self, last_id: int, chunk: int = 20000):
+        """Yield ``(ids, raw)`` of the segments with ids above ``last_id``, in id order."""
+        with self.session() as s:
+            while True:
+                rows = s.execute(select(Segment.id, Segment.vector).where(Segment.id > last_id)
+                                 .order_by(Segment.id).limit(chunk)).all()
+                if not rows:
+                    return
+                last_id = rows[-1][0]
+                yield _unpack(rows)
+
+    def segment_count(self) -> int:
+        with self.session() as s:
+            return int(s.scalar(select(func.count(Segment.id))))
 
     def all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         parts = list(self.vectors())

@@ -116,5 +116,7 @@ def open_server(fresh_home):
 
 @pytest.fixture
 def client(server):
-    with server.client() as c:
+    """A client of the tokened server that carries the token (every endpoint but /health
+    needs it)."""
+    with server.client(TOKEN) as c:
         yield c

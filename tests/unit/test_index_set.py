@@ -53,15 +53,15 @@ def test_build_normalises_prefixes_and_writes_nothing(tmp_path, store):
 def test_save_load_round_trip_and_json_fields(tmp_path, store):
     ids, raw = store
     s = IndexSet.build(tmp_path, ids, raw, SHA, REV)
-    s.save(SHA, REV, 2000)
+    s.save(SHA, REV, 2000, store_generation=7)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == sorted([f"index-{d}.{e}" for d in DIMS for e in ("faiss", "json")])
     for d in DIMS:
         data = json.loads((tmp_path / f"index-{d}.json").read_text())
         assert set(data) == {"index_key", "index_param", "dim", "ntotal", "model_sha256",
                              "schema_revision", "store_max_id", "ids_digest", "size_bytes",
-                             "created_at", "space"}
-        assert data["space"] == "identity"
+                             "created_at", "space", "store_generation"}
+        assert data["space"] == "identity" and data["store_generation"] == 7
         assert data["index_key"] == "Flat"
         assert data["index_param"] == ""
         assert data["dim"] == d

@@ -2,11 +2,33 @@
 
 const $ = (id) => document.getElementById(id);
 
-async function getJSON(url) {
-  const r = await fetch(url);
+// The access token lives in this variable only: never in storage, cookies or the URL.
+let token = null;
+
+class AuthError extends Error {}
+
+// Every API request goes through here: it adds the token and turns a 401/403 into a
+// request for (another) token.
+async function api(url, options = {}) {
+  const headers = new Headers(options.headers || {});
+  if (token) headers.set("Authorization", `Bearer ${token}`);
+  const r = await fetch(url, { ...options, headers });
   const body = await r.json();
+  if (r.status === 401 || r.status === 403) {
+    askForToken(token ? "that token was not accepted" : "");
+    throw new AuthError(body.error ? body.error.message : r.statusText);
+  }
   if (!r.ok) throw new Error(body.error ? body.error.message : r.statusText);
   return body;
+}
+
+const getJSON = (url) => api(url);
+
+function askForToken(why) {
+  $("auth").hidden = false;
+  $("token-state").textContent = why;
+  $("token-state").className = why ? "error" : "muted";
+  $("token").focus();
 }
 
 function setStatus(text, isError) {
@@ -90,9 +112,7 @@ async function identify(blob, filename) {
   const form = new FormData();
   form.append("audio", blob, filename);
   try {
-    const r = await fetch("/identify", { method: "POST", body: form });
-    const body = await r.json();
-    if (!r.ok) throw new Error(body.error ? body.error.message : r.statusText);
+    const body = await api("/identify", { method: "POST", body: form });
     setStatus(`${filename}: ${body.candidates.length} candidates`);
     drawResult(body);
   } catch (e) {
@@ -174,5 +194,15 @@ $("file").addEventListener("change", (ev) => {
 });
 $("record").addEventListener("click", toggleRecording);
 $("refresh").addEventListener("click", () => { loadHealth(); loadSpeakers(); });
+$("token-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  token = $("token").value.trim() || null;
+  $("token").value = "";
+  $("token-state").textContent = token ? "token set" : "";
+  $("token-state").className = "muted";
+  setStatus("Choose an audio file or record a few seconds of speech.");
+  loadHealth();
+  loadSpeakers();
+});
 loadHealth();
 loadSpeakers();
