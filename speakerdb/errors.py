@@ -12,6 +12,7 @@ __all__ = [
     "AudioError",
     "TooShortError",
     "SilentAudioError",
+    "TooLongError",
     "ManifestError",
     "CheckpointFormatError",
     "ModelMismatchError",
@@ -100,3 +101,9 @@ class CheckFailed(SpeakerDBError):
 
     exit_code = 1
     http_status = 409
+
+
+class TooLongError(AudioError):
+    """Audio longer than the limit on one input (``--max-duration``)."""
+
+    reason = "too_long"

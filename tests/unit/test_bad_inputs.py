@@ -78,6 +78,10 @@ def test_known_details(corpus):
         assert len(p.segments[0].samples) == 3 * TARGET_RATE
     with pytest.raises(AudioError, match=r"truncated: the data chunk declares 96000 bytes, 48001 are present"):
         prepare(corpus["truncated_data.wav"])
+    for name, rate in (("rate1hz.wav", 1), ("rate20hz.wav", 20)):
+        with pytest.raises(AudioError, match=rf": sample rate {rate} Hz is below the 4000 Hz floor"):
+            prepare(corpus[name])
+    assert prepare(corpus["rate4k.wav"]).sample_rate == 4000
     long = prepare(corpus["long.wav"])
     assert long.duration_s == 600.0
     assert [s.start_s for s in long.segments] == [10.0 * i for i in range(60)]
