@@ -196,7 +196,7 @@ class SpeakerDB:
         ``on_start(total_inputs)`` is called once the inputs are known (for progress bars).
         """
         from speakerdb.ingest.reader import Reader
-        from speakerdb.ingest.runner import Runner
+        from speakerdb.ingest.runner import Runner, embed_segments
         from speakerdb.ingest.sources import discover
         from speakerdb.ingest.writer import StoreWriter
 
@@ -213,7 +213,8 @@ class SpeakerDB:
             have = self.store.known_recordings(shas)
             return have if config.retry_failed else have | self.store.known_failures(shas)
 
-        reader = Reader(items, known, gated_policy(self.policy, gate), config.files_per_batch)
+        reader = Reader(items, known, gated_policy(self.policy, gate), config.files_per_batch,
+                        embed=lambda segs: embed_segments(embedder, segs, config.embed_batch))
         writer = manage.LockedWriter(StoreWriter(self.store, self.indexes, run_id), self.lock)
         t0 = time.perf_counter()
         status = "failed"

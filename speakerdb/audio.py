@@ -94,18 +94,22 @@ class Prepared:
     sample_rate: int  # Hz, the ORIGINAL rate of the source
     channels: int  # channels of the source
     segments: list[Segment]  # mono, TARGET_RATE, at least one
+    signal_s: float | None = None  # seconds of signal in the segments, when their samples
+    # were dropped after embedding (ingest of long inputs); None: measure ``segments``
 
 
 def describe(x: AudioInput) -> str:
-    """The name errors and results use: the path as given, a file object's ``.name`` or
-    ``"<stream>"``, ``"<waveform>"``."""
+    """The name errors and results use: the path as given (``names.display_name``: valid
+    UTF-8 whatever its bytes), a file object's ``.name`` or ``"<stream>"``, ``"<waveform>"``."""
     if isinstance(x, Waveform):
         return "<waveform>"
+    from speakerdb.names import display_name
+
     if isinstance(x, (str, os.PathLike)):
-        return os.fsdecode(x)
+        return display_name(x)
     n = getattr(x, "name", None)
-    if isinstance(n, (str, os.PathLike)):
-        return os.fsdecode(n)
+    if isinstance(n, (str, bytes, os.PathLike)):
+        return display_name(n)
     if hasattr(x, "read"):
         return "<stream>"
     return f"<{type(x).__name__}>"

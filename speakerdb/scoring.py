@@ -219,8 +219,8 @@ def _secs(x: float) -> str:
 def check_gate(prepared: Prepared, gate: float, policy: AudioPolicy) -> None:
     """``TooShortError`` when the segments of ``prepared`` hold less than ``gate`` seconds of
     signal."""
-    got = sum(signal_seconds(s.samples, TARGET_RATE, policy.silence_dbfs)
-              for s in prepared.segments)
+    got = prepared.signal_s if prepared.signal_s is not None else sum(
+        signal_seconds(s.samples, TARGET_RATE, policy.silence_dbfs) for s in prepared.segments)
     if got < gate:
         raise _too_short(prepared.name, got, gate)
 
@@ -252,10 +252,13 @@ def gate_batches(batches: Iterable, gate: float, policy: AudioPolicy):
 
 
 def _regated(f: FailureIn, gate: float, policy: AudioPolicy) -> FailureIn:
+    from speakerdb.names import input_path
+
     if f.reason != TooShortError.reason:
         return f
     try:
-        check_signal_gate(load(f.path).samples, gate, policy, f.path)
+        samples = load(input_path(f.path), name=f.path, max_duration_s=policy.max_duration_s)
+        check_signal_gate(samples.samples, gate, policy, f.path)
     except TooShortError as e:
         return replace(f, message=str(e))
     except AudioError:

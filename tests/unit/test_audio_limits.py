@@ -124,7 +124,7 @@ def test_the_default_limit_serves_long_meetings():
 
 # ---------------------------------------------------------------- memory
 
-_PEAK = textwrap.dedent("""
+_PREPARE = textwrap.dedent("""
     import resource, sys
     from speakerdb.audio import AudioPolicy
     from speakerdb.stream import Preparing
@@ -132,6 +132,24 @@ _PEAK = textwrap.dedent("""
     for s in Preparing(sys.argv[1], AudioPolicy()):
         n += 1
     print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+""")
+
+_INGEST = textwrap.dedent("""
+    import resource, sys
+    import numpy as np
+    from speakerdb.api import SpeakerDB
+
+    class Cheap:  # an embedder that costs nothing: the memory measured is the ingest's own
+        name, sha256, dims, raw_dim = "cheap", "c" * 64, (64, 128, 192, 256), 256
+        sample_rate, default_threshold = 16000, 0.5
+
+        def __call__(self, waves):
+            return np.stack([np.resize(w[:256], 256) + 1.0 for w in waves]).astype(np.float32)
+
+    with SpeakerDB.create(sys.argv[2], model="cheap", embedder=Cheap()) as db:
+        stats = db.ingest([sys.argv[1]])
+    assert stats.added == 1 and not stats.failed, stats
+    print(stats.segments, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """)
 
 
@@ -142,20 +160,58 @@ def _write_long_wav(path, seconds: float, rate: int) -> None:
             f.write(block)
 
 
-def _peak_kib(path) -> tuple[int, int]:
-    out = subprocess.run([sys.executable, "-c", _PEAK, str(path)], capture_output=True,
-                         text=True, check=True, timeout=120)
+@pytest.fixture(scope="module")
+def minute_and_two_hours(tmp_path_factory):
+    """A 1-minute and a 2-hour 8 kHz WAV (115 MB; 460 MB as 16 kHz float), each alone in a
+    folder, written a minute at a time."""
+    root = tmp_path_factory.mktemp("long")
+    out = []
+    for name, seconds in (("minute", 60), ("hours", 2 * 3600)):
+        (root / name).mkdir()
+        _write_long_wav(root / name / f"{name}.wav", seconds, 8000)
+        out.append(root / name)
+    return out
+
+
+def _peak(script: str, *args) -> tuple[int, int]:
+    """(segments, peak RSS in KiB) of a child process running ``script``."""
+    out = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
     segments, peak = out.stdout.split()
     return int(segments), int(peak)
 
 
-def test_peak_memory_is_flat_from_one_minute_to_two_hours(tmp_path):
-    """A 2-hour 8 kHz file (115 MB; 460 MB as 16 kHz float) is prepared in the memory a
-    1-minute one takes."""
-    short, long = tmp_path / "short.wav", tmp_path / "long.wav"
-    _write_long_wav(short, 60, 8000)
-    _write_long_wav(long, 2 * 3600, 8000)
-    n1, peak1 = _peak_kib(short)
-    n2, peak2 = _peak_kib(long)
+def test_peak_memory_of_preparing_is_flat_from_one_minute_to_two_hours(minute_and_two_hours):
+    short, long = (d / f"{d.name}.wav" for d in minute_and_two_hours)
+    n1, peak1 = _peak(_PREPARE, short)
+    n2, peak2 = _peak(_PREPARE, long)
     assert (n1, n2) == (6, 720)
     assert peak2 < peak1 + 30 * 1024, (peak1, peak2)  # KiB: within 30 MB of each other
+
+
+def test_peak_memory_of_ingest_is_flat_from_one_minute_to_two_hours(minute_and_two_hours,
+                                                                     tmp_path):
+    short, long = minute_and_two_hours
+    n1, peak1 = _peak(_INGEST, short, tmp_path / "h1")
+    n2, peak2 = _peak(_INGEST, long, tmp_path / "h2")
+    assert (n1, n2) == (6, 720)
+    assert peak2 < peak1 + 40 * 1024, (peak1, peak2)  # KiB: within 40 MB of each other
+
+
+def test_long_inputs_are_embedded_while_read_with_the_same_vectors(tmp_path, spectral_embedder):
+    from speakerdb.ingest.reader import LONG_SEGMENTS, Reader
+    from speakerdb.ingest.runner import embed_segments
+    from speakerdb.ingest.sources import discover
+
+    p = tmp_path / "talk.wav"
+    sf.write(p, speechlike(10.0 * (LONG_SEGMENTS + 9), R, seed=8), R, subtype="PCM_16")
+    embed = lambda segs: embed_segments(spectral_embedder, segs, 16)  # noqa: E731
+    [batch] = Reader(discover([tmp_path]), lambda shas: set(), embed=embed)
+    [d] = batch.decoded
+    want = embed([s.samples for s in prepare(p).segments])
+    assert d.raw is not None and d.raw.shape == want.shape == (LONG_SEGMENTS + 9, 256)
+    np.testing.assert_allclose(d.raw, want, rtol=1e-5, atol=1e-6)
+    assert all(len(s.samples) == 0 for s in d.prepared.segments)  # the samples are not kept
+    assert d.prepared.signal_s == pytest.approx((LONG_SEGMENTS + 9) * 10.0)
+    assert batch.embed_s > 0

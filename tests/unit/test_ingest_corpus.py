@@ -15,6 +15,8 @@ REASONS = {  # what the failures table says for each bad file
     "short.wav": "too_short",
     "sparse.wav": "too_short",
     "silence.wav": "silent",
+    "rate1hz.wav": "unreadable",  # below the 4 kHz floor
+    "rate20hz.wav": "unreadable",
 }
 
 
