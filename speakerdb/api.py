@@ -188,6 +188,15 @@ class SpeakerDB:
             self.indexes.open(catch_up=True)
         return self.indexes.set
 
+    def set_max_duration(self, seconds: float) -> None:
+        """Inputs longer than ``seconds`` of audio fail with ``TooLongError`` from now on
+        (default ``audio.MAX_DURATION_S``); what is past the limit is never decoded."""
+        from dataclasses import replace
+
+        from speakerdb.config import check_max_duration
+
+        self.policy = replace(self.policy, max_duration_s=check_max_duration(seconds))
+
     # operations ----------------------------------------------------------------------------
     def ingest(self, sources, layout: str = "auto", config: IngestConfig = IngestConfig(),
                progress: Callable[[int], None] | None = None, on_start=None):

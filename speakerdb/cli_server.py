@@ -34,6 +34,9 @@ def serve(
         help="Bearer token the write endpoints require [env SPEAKERDB_TOKEN].")] = None,
     max_upload_mb: Annotated[float, typer.Option(
         help="Most megabytes of audio one request may upload.", min=0.001)] = 20.0,
+    max_duration: Annotated[float, typer.Option(
+        help="Most seconds of audio one uploaded input may hold; a longer one fails with the "
+             "reason (default 1800: 30 min).")] = 1800.0,
     device: Device = "auto",
 ):
     """Serve the database over HTTP (JSON API, docs at /docs, a web page at /)."""
@@ -41,6 +44,9 @@ def serve(
         _err(f"--host {host} is not a loopback address: set --token or SPEAKERDB_TOKEN so "
              "that writes need it")
         raise typer.Exit(2)
+    from speakerdb.config import check_max_duration
+
+    check_max_duration(max_duration)
     import uvicorn
 
     from speakerdb.api import SpeakerDB
@@ -49,7 +55,8 @@ def serve(
     with SpeakerDB.open(home, device=device) as db:
         _ = db.embedder  # load the model before the first request, and fail here if it cannot
         app = create_app(db, token=token or None,
-                         max_upload_bytes=int(max_upload_mb * 1024 * 1024))
+                         max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+                         max_duration_s=max_duration)
         print(f"speakerdb: serving {db.home} on http://{host}:{port} "
               f"({'writes need the token' if token else 'no token: writes are open'})",
               file=sys.stderr)

@@ -118,11 +118,16 @@ def enroll(
     home: Home = None,
     min_duration: Annotated[Optional[float], typer.Option(
         "--min-duration", help="Seconds of signal an input needs (default 0.5).")] = None,
+    max_duration: Annotated[Optional[float], typer.Option(
+        "--max-duration", help="Most seconds of audio one input may hold; a longer one fails "
+                               "with the reason, the rest unread (default 14400: 4 h).")] = None,
     device: Device = "auto",
     json_: Json = False,
 ):
     """Add recordings of one speaker; audio already stored is skipped. Exit 2 if any failed."""
     with _open(home, device=device) as db:
+        if max_duration is not None:
+            db.set_max_duration(max_duration)
         r = db.enroll(speaker, [str(a) for a in audio], min_duration_s=min_duration).as_dict()
     if json_:
         _print_json(r)

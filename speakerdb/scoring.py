@@ -281,7 +281,7 @@ def embed_gated(embedder, audio: AudioInput, policy: AudioPolicy, gate: float, n
     """``embedding.embed_audio`` with a duration gate: less than ``gate`` seconds of signal is a
     TooShortError naming the measured and required seconds."""
     name = describe(audio) if name is None else name
-    wave = load(audio, name=name)
+    wave = load(audio, name=name, max_duration_s=policy.max_duration_s)
     check_signal_gate(wave.samples, gate, policy, name)
     prepared = prepare(wave, gated_policy(policy, gate), name=name)
     check_gate(prepared, gate, policy)

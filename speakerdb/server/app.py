@@ -18,6 +18,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
+from speakerdb.config import HTTP_MAX_DURATION_S
 from speakerdb.errors import SpeakerDBError
 from speakerdb.server.routes import router
 from speakerdb.server.uploads import FORM_OVERHEAD_BYTES, BodyLimit
@@ -35,12 +36,16 @@ _HTTP_TYPES = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "N
 
 
 def create_app(db, *, token: str | None = None,
-               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> FastAPI:
+               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+               max_duration_s: float = HTTP_MAX_DURATION_S) -> FastAPI:
     """The HTTP app serving ``db`` (opened and later closed by the caller). With ``token``
     the write endpoints need ``Authorization: Bearer <token>``; a request may upload at most
-    ``max_upload_bytes`` of audio (all its files together)."""
+    ``max_upload_bytes`` of audio (all its files together), and each uploaded input at most
+    ``max_duration_s`` seconds of audio (set on ``db``: longer ones fail with the reason)."""
     if max_upload_bytes < 1:
         raise ValueError("max_upload_bytes must be positive")
+    if db is not None:
+        db.set_max_duration(max_duration_s)
     app = FastAPI(
         title="speakerdb",
         summary="Speaker identification over a speakerdb database",
