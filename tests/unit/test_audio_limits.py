@@ -215,3 +215,16 @@ def test_long_inputs_are_embedded_while_read_with_the_same_vectors(tmp_path, spe
     assert all(len(s.samples) == 0 for s in d.prepared.segments)  # the samples are not kept
     assert d.prepared.signal_s == pytest.approx((LONG_SEGMENTS + 9) * 10.0)
     assert batch.embed_s > 0
+
+
+def test_a_file_changed_while_read_fails_with_the_reason(tmp_path, monkeypatch):
+    import speakerdb.ingest.reader as reader
+    from speakerdb.ingest.sources import discover
+
+    sf.write(tmp_path / "a.wav", speechlike(2.0, R, seed=9), R, subtype="PCM_16")
+    stamps = iter([(1, 1), (2, 2)])  # the size and time stamp at hashing, then after decoding
+    monkeypatch.setattr(reader, "_stamp", lambda path: next(stamps))
+    [batch] = reader.Reader(discover([tmp_path]), lambda shas: set())
+    [f] = batch.failures
+    assert not batch.decoded
+    assert f.message == f"{tmp_path / 'a.wav'}: changed while it was being read"
