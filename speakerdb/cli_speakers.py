@@ -104,6 +104,12 @@ def recordings_delete(
     json_: Json = False,
 ):
     """Delete one recording (its speaker too if it has no recordings left)."""
+    from speakerdb.names import display_name
+
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:  # a path whose name is not UTF-8: the name it is stored under
+        key = display_name(key)
     with _open(home) as db:
         n = db.delete_recording(key)
     if json_:

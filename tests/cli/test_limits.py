@@ -48,6 +48,10 @@ def test_a_name_that_is_not_utf8_does_not_abort_the_ingest(cli, home_copy, tmp_p
     _all_text(found)
     assert found["results"][0]["input"] == bad
     assert found["results"][0]["speaker"] == "sp\\xffk"
+    # deleted by its path as the file system names it, or by the text it is stored under
+    gone = cli("recordings", "delete", os.fsdecode(names[0]), "--home", home_copy, "--json")
+    assert gone.json()["deleted"] == bad
+    cli("recordings", "delete", display_name(os.fsdecode(names[2])), "--home", home_copy)
 
 
 def test_a_bad_name_in_an_error_stays_utf8(cli, built, tmp_path):
