@@ -22,14 +22,14 @@ def mono_blocks(src, name: str, target: int = TARGET_RATE) -> Iterator[np.ndarra
     (soxr HQ) to ``target`` Hz. NaN or infinite samples and an input without samples are
     ``AudioError``s."""
     stream = None
-    if src.rate != target:
-        import soxr
-
-        stream = soxr.ResampleStream(src.rate, target, 1, dtype="float32", quality="HQ")
     frames = 0
     for block in src.blocks:
         if not np.isfinite(block).all():
             raise AudioError(name, "contains NaN or infinite samples")
+        if frames == 0 and src.rate != target:
+            import soxr
+
+            stream = soxr.ResampleStream(src.rate, target, 1, dtype="float32", quality="HQ")
         frames += len(block)
         mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32)
         mono = np.ascontiguousarray(mono, dtype=np.float32)
