@@ -39,6 +39,7 @@ EXPECTED: dict[str, tuple[str, object]] = {
     "rate1hz.wav": ("error", AudioError),  # 192 KB of 16-bit samples whose header says 1 Hz
     "rate20hz.wav": ("error", AudioError),  # the same samples at 20 Hz (80 minutes)
     "rate4k.wav": ("ok", 1),  # 3 s at 4 kHz, the lowest rate taken
+    "c_\udcff.wav": ("ok", 1),  # 3 s whose file name has the byte 0xff (not UTF-8)
 }
 
 
@@ -147,4 +148,5 @@ def write_bad_corpus(dir: Path, *, include_long: bool = True) -> dict[str, Path]
     p["rate1hz.wav"].write_bytes(pcm16_wav(six, 1))
     p["rate20hz.wav"].write_bytes(pcm16_wav(six, 20))
     p["rate4k.wav"].write_bytes(pcm16_wav(speechlike(3.0, 4000, seed=12), 4000))
+    p["c_\udcff.wav"].write_bytes(pcm16_wav(speechlike(3.0, r, seed=13), r))
     return p

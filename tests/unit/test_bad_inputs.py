@@ -11,6 +11,7 @@ import soundfile as sf
 
 from speakerdb.audio import TARGET_RATE, prepare
 from speakerdb.errors import AudioError
+from speakerdb.names import display_name
 from tests.audio_corpus import EXPECTED, write_bad_corpus
 
 
@@ -41,7 +42,7 @@ def _check(outcome, run, name):
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_from_path(corpus, name):
     path = corpus[name]
-    _check(EXPECTED[name], lambda: prepare(path), str(path))
+    _check(EXPECTED[name], lambda: prepare(path), display_name(path))
 
 
 @pytest.mark.parametrize("name", sorted(n for n in EXPECTED if n != "missing.wav"))
@@ -67,6 +68,11 @@ def test_corpus_is_deterministic(corpus, tmp_path):
     # float wavs carry a time stamp (PEAK chunk): compare the samples
     a, b = (sf.read(c["nan.wav"], dtype="float32")[0] for c in (again, corpus))
     np.testing.assert_array_equal(a, b)
+
+
+def test_a_name_that_is_not_utf8_is_named_as_text(corpus):
+    p = prepare(corpus["c_\udcff.wav"])
+    assert p.name.endswith("/c_\\xff.wav") and p.name.encode("utf-8")
 
 
 def test_known_details(corpus):
