@@ -12,7 +12,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from speakerdb.shell import Device, Home, Json, _err, _print_json, shell
+from speakerdb.shell import (Device, Home, Json, MaxDuration, _err, _policy, _print_json,
+                             shell)
 
 __all__ = ["app", "main"]
 
@@ -34,9 +35,6 @@ CohortTop = Annotated[Optional[int], typer.Option(
     "--cohort-top", help="AS-norm top-N cohort scores (default 300, at most the cohort size).")]
 MinDuration = Annotated[Optional[float], typer.Option(
     "--min-duration", help="Seconds of signal an input needs (default 0.5).")]
-MaxDuration = Annotated[Optional[float], typer.Option(
-    "--max-duration", help="Most seconds of audio one input may hold; a longer one fails with "
-                           "the reason, the rest unread (default 14400: 4 h).")]
 Aggregation = Annotated[str, typer.Option(
     help="Speaker score: max | mean | top2 | topk | centroid.")]
 AggK = Annotated[int, typer.Option("--agg-k", help="Segments averaged by --aggregation topk.")]
@@ -52,18 +50,6 @@ def _open(home, max_duration: float | None = None, **kw):
     if max_duration is not None:
         db.set_max_duration(max_duration)
     return db
-
-
-def _policy(max_duration: float | None):
-    """The audio policy for commands without a database."""
-    from dataclasses import replace
-
-    from speakerdb.audio import AudioPolicy
-    from speakerdb.config import check_max_duration
-
-    if max_duration is None:
-        return AudioPolicy()
-    return replace(AudioPolicy(), max_duration_s=check_max_duration(max_duration))
 
 
 def _model_for(home, model: str | None, device: str = "auto"):

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from speakerdb.shell import Device, Home, Json, _err, _print_json, shell
+from speakerdb.shell import Device, Home, Json, MaxDuration, _err, _print_json, shell
 
 __all__ = ["register", "speakers_app", "recordings_app"]
 
@@ -124,9 +124,7 @@ def enroll(
     home: Home = None,
     min_duration: Annotated[Optional[float], typer.Option(
         "--min-duration", help="Seconds of signal an input needs (default 0.5).")] = None,
-    max_duration: Annotated[Optional[float], typer.Option(
-        "--max-duration", help="Most seconds of audio one input may hold; a longer one fails "
-                               "with the reason, the rest unread (default 14400: 4 h).")] = None,
+    max_duration: MaxDuration = None,
     device: Device = "auto",
     json_: Json = False,
 ):

@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-__all__ = ["Home", "Json", "Device", "shell", "_err", "_print_json"]
+__all__ = ["Home", "Json", "Device", "MaxDuration", "shell", "_err", "_policy", "_print_json"]
 
 Home = Annotated[
     Optional[Path],
@@ -22,6 +22,21 @@ Home = Annotated[
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 Device = Annotated[str, typer.Option(help="Where the model runs: auto | cpu | cuda.")]
+MaxDuration = Annotated[Optional[float], typer.Option(
+    "--max-duration", help="Most seconds of audio one input may hold; a longer one fails with "
+                           "the reason, the rest unread (default 14400: 4 h).")]
+
+
+def _policy(max_duration: float | None):
+    """The audio policy with ``--max-duration`` applied (commands without a database)."""
+    from dataclasses import replace
+
+    from speakerdb.audio import AudioPolicy
+    from speakerdb.config import check_max_duration
+
+    if max_duration is None:
+        return AudioPolicy()
+    return replace(AudioPolicy(), max_duration_s=check_max_duration(max_duration))
 
 
 def _err(message: str) -> None:
