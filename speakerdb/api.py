@@ -204,6 +204,15 @@ class SpeakerDB:
             self.indexes.open(catch_up=True)
         return self.indexes.set
 
+    def set_max_duration(self, seconds: float) -> None:
+        """Inputs longer than ``seconds`` of audio fail with ``TooLongError`` from now on
+        (default ``audio.MAX_DURATION_S``); what is past the limit is never decoded."""
+        from dataclasses import replace
+
+        from speakerdb.config import check_max_duration
+
+        self.policy = replace(self.policy, max_duration_s=check_max_duration(seconds))
+
     # operations ----------------------------------------------------------------------------
     def ingest(self, sources, layout: str = "auto", config: IngestConfig = IngestConfig(),
                progress: Callable[[int], None] | None = None, on_start=None):
@@ -217,7 +226,7 @@ class SpeakerDB:
 
     def _ingest(self, sources, layout, config, progress, on_start):
         from speakerdb.ingest.reader import Reader
-        from speakerdb.ingest.runner import Runner
+        from speakerdb.ingest.runner import Runner, embed_segments
         from speakerdb.ingest.sources import discover
         from speakerdb.ingest.writer import StoreWriter
 
@@ -234,7 +243,8 @@ class SpeakerDB:
             have = self.store.known_recordings(shas)
             return have if config.retry_failed else have | self.store.known_failures(shas)
 
-        reader = Reader(items, known, gated_policy(self.policy, gate), config.files_per_batch)
+        reader = Reader(items, known, gated_policy(self.policy, gate), config.files_per_batch,
+                        embed=lambda segs: embed_segments(embedder, segs, config.embed_batch))
         writer = manage.LockedWriter(StoreWriter(self.store, self.indexes, run_id), self.lock)
         t0 = time.perf_counter()
         status = "failed"

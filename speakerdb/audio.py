@@ -8,7 +8,6 @@ soundfile, soxr and PyAV are imported only when used.
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -20,12 +19,14 @@ from speakerdb.errors import AudioError, SilentAudioError, TooShortError
 __all__ = [
     "TARGET_RATE",
     "FRAME_S",
+    "MAX_DURATION_S",
     "Waveform",
     "AudioInput",
     "AudioPolicy",
     "Segment",
     "Prepared",
     "describe",
+    "open_input",
     "decode",
     "load",
     "signal_seconds",
@@ -36,6 +37,7 @@ __all__ = [
 
 TARGET_RATE = 16000  # Hz: the rate every model input has
 FRAME_S = 0.025  # s: frame length of the silence measure
+MAX_DURATION_S = 4 * 3600.0  # s: the default limit on one input (VoxCeleb, meetings)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class AudioPolicy:
     silence_dbfs: float = -60.0  # 25 ms frames with RMS below this (dBFS) are not signal
     max_segment_s: float = 30.0  # audio up to this long stays one segment
     segment_s: float = 10.0  # longer audio is cut into consecutive pieces this long
+    max_duration_s: float | None = MAX_DURATION_S  # longer inputs -> TooLongError (None: any)
 
 
 @dataclass(frozen=True)
@@ -91,73 +94,25 @@ class Prepared:
     sample_rate: int  # Hz, the ORIGINAL rate of the source
     channels: int  # channels of the source
     segments: list[Segment]  # mono, TARGET_RATE, at least one
+    signal_s: float | None = None  # seconds of signal in the segments, when their samples
+    # were dropped after embedding (ingest of long inputs); None: measure ``segments``
 
 
 def describe(x: AudioInput) -> str:
-    """The name errors and results use: the path as given, a file object's ``.name`` or
-    ``"<stream>"``, ``"<waveform>"``."""
+    """The name errors and results use: the path as given (``names.display_name``: valid
+    UTF-8 whatever its bytes), a file object's ``.name`` or ``"<stream>"``, ``"<waveform>"``."""
     if isinstance(x, Waveform):
         return "<waveform>"
+    from speakerdb.names import display_name
+
     if isinstance(x, (str, os.PathLike)):
-        return os.fsdecode(x)
+        return display_name(x)
     n = getattr(x, "name", None)
-    if isinstance(n, (str, os.PathLike)):
-        return os.fsdecode(n)
+    if isinstance(n, (str, bytes, os.PathLike)):
+        return display_name(n)
     if hasattr(x, "read"):
         return "<stream>"
     return f"<{type(x).__name__}>"
-
-
-class _Unreadable(Exception):
-    def __init__(self, reason: str, opened: bool):
-        super().__init__(reason)
-        self.reason, self.opened = reason, opened
-
-
-def _short(e: BaseException) -> str:
-    """A short one-line reason from a foreign exception."""
-    text = getattr(e, "error_string", None) or getattr(e, "strerror", None) or str(e)
-    text = " ".join(str(text).split()) or type(e).__name__
-    if text.startswith("Error opening") and ": " in text:
-        text = text.split(": ", 1)[1]
-    return text.rstrip(".")[:120]
-
-
-def _read_soundfile(src) -> tuple[np.ndarray, int]:
-    import soundfile as sf
-
-    data, rate = sf.read(src, dtype="float32", always_2d=True)
-    return data, int(rate)
-
-
-def _read_av(src) -> tuple[np.ndarray, int]:
-    """(n, channels) float32 and the rate, decoded by FFmpeg; raises _Unreadable."""
-    try:
-        import av
-
-        container = av.open(src, mode="r")
-    except Exception as e:  # noqa: BLE001 - anything FFmpeg says means "cannot open"
-        raise _Unreadable(_short(e), opened=False) from None
-    try:
-        with container:
-            if not container.streams.audio:
-                raise _Unreadable("no audio stream", opened=True)
-            stream = container.streams.audio[0]
-            chunks, rate, resampler = [], 0, None
-            for frame in container.decode(stream):
-                if resampler is None:
-                    rate = frame.sample_rate
-                    resampler = av.AudioResampler(format="fltp", layout=frame.layout, rate=rate)
-                chunks += [f.to_ndarray() for f in resampler.resample(frame)]
-            if resampler is not None:
-                chunks += [f.to_ndarray() for f in resampler.resample(None)]
-    except _Unreadable:
-        raise
-    except Exception as e:  # noqa: BLE001
-        raise _Unreadable(_short(e), opened=True) from None
-    if not chunks:
-        return np.zeros((0, 1), np.float32), rate or 1
-    return np.concatenate(chunks, axis=1).T.astype(np.float32, copy=False), int(rate)
 
 
 def _from_waveform(w: Waveform, name: str) -> Waveform:
@@ -184,94 +139,51 @@ def _from_waveform(w: Waveform, name: str) -> Waveform:
     return Waveform(np.ascontiguousarray(a), int(rate))
 
 
-_HEAD_BYTES = 65536
+def open_input(x: AudioInput, name: str, max_duration_s: float | None = None):
+    """``decode.Blocks`` of ``x``: its rate, channels and (n, channels) float32 blocks. A rate
+    below ``decode.MIN_RATE`` or more than ``max_duration_s`` seconds is an ``AudioError``."""
+    from speakerdb.decode import Blocks, check_rate, open_blocks, too_long
+
+    if isinstance(x, Waveform):
+        w = _from_waveform(x, name)
+        check_rate(w.sample_rate, name)
+        if max_duration_s is not None and len(w.samples) > int(max_duration_s * w.sample_rate):
+            raise too_long(name, max_duration_s, w.duration_s)
+        a = w.samples if w.samples.ndim == 2 else w.samples[:, None]
+        return Blocks(w.sample_rate, a.shape[1], iter([a]))
+    if isinstance(x, (str, os.PathLike)) or hasattr(x, "read"):
+        return open_blocks(x, name, max_duration_s)
+    raise TypeError(f"cannot read audio from {type(x).__name__}; expected a path, "
+                    "a binary file object or a Waveform")
 
 
-def _check_header(head: bytes, size: int, name: str) -> None:
-    from speakerdb.riff import wav_truncation
-
-    reason = wav_truncation(head, size)
-    if reason:
-        raise AudioError(name, reason)
-
-
-def decode(x: AudioInput, name: str | None = None) -> Waveform:
+def decode(x: AudioInput, name: str | None = None, *,
+           max_duration_s: float | None = None) -> Waveform:
     """Decode ``x`` at its own rate and channel count: samples float32, (n,) for mono or
     (n, channels). Files are read by soundfile first, then by PyAV. Raises ``AudioError``."""
     name = describe(x) if name is None else name
-    if isinstance(x, Waveform):
-        return _from_waveform(x, name)
-    if isinstance(x, (str, os.PathLike)):
-        path = os.fsdecode(x)
-        try:
-            st = os.stat(path)
-            if os.path.isdir(path):
-                raise AudioError(name, "not a readable audio file (is a directory)")
-            with open(path, "rb"):
-                pass
-        except FileNotFoundError:
-            raise AudioError(name, "no such file") from None
-        except OSError as e:
-            raise AudioError(name, f"cannot read ({_short(e)})") from None
-        if st.st_size == 0:
-            raise AudioError(name, "empty file (0 bytes)")
-        try:
-            with open(path, "rb") as fh:
-                head = fh.read(_HEAD_BYTES)
-        except OSError as e:
-            raise AudioError(name, f"cannot read ({_short(e)})") from None
-        _check_header(head, st.st_size, name)
-        sources = (path, path)
-    elif hasattr(x, "read"):
-        try:
-            data = x.read()
-        except Exception as e:  # noqa: BLE001
-            raise AudioError(name, f"cannot read ({_short(e)})") from None
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise AudioError(name, "file object must be opened in binary mode")
-        if len(data) == 0:
-            raise AudioError(name, "empty file (0 bytes)")
-        _check_header(bytes(data[:_HEAD_BYTES]), len(data), name)
-        sources = (io.BytesIO(data), io.BytesIO(data))
-    else:
-        raise TypeError(f"cannot read audio from {type(x).__name__}; expected a path, "
-                        "a binary file object or a Waveform")
-    try:
-        samples, rate = _read_soundfile(sources[0])
-    except Exception as sf_error:  # noqa: BLE001 - soundfile cannot read it: try FFmpeg
-        try:
-            samples, rate = _read_av(sources[1])
-        except _Unreadable as e:
-            reason = e.reason if e.opened else _short(sf_error)
-            raise AudioError(name, f"not a readable audio file ({reason})") from None
-    if samples.shape[0] == 0:
+    src = open_input(x, name, max_duration_s)
+    blocks = list(src.blocks)
+    if sum(len(b) for b in blocks) == 0:
         raise AudioError(name, "no audio samples")
+    samples = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
     if samples.shape[1] == 1:
         samples = samples[:, 0]
-    return Waveform(np.ascontiguousarray(samples, dtype=np.float32), rate)
+    return Waveform(np.ascontiguousarray(samples, dtype=np.float32), src.rate)
 
 
-def _resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
-    if rate == target:
-        return samples
-    import soxr
-
-    return soxr.resample(samples, rate, target, quality="HQ").astype(np.float32, copy=False)
-
-
-def _mono(w: Waveform, name: str) -> np.ndarray:
-    s = w.samples
-    if not np.isfinite(s).all():
-        raise AudioError(name, "contains NaN or infinite samples")
-    return s.mean(axis=1, dtype=np.float32) if s.ndim == 2 else s
-
-
-def load(x: AudioInput, *, sample_rate: int = TARGET_RATE, name: str | None = None) -> Waveform:
+def load(x: AudioInput, *, sample_rate: int = TARGET_RATE, name: str | None = None,
+         max_duration_s: float | None = None) -> Waveform:
     """Decode ``x``, mix down to mono (mean of the channels), reject NaN/inf and resample (soxr
-    HQ) to ``sample_rate`` Hz. Returns a (n,) float32 ``Waveform``. Raises ``AudioError``."""
+    HQ) to ``sample_rate`` Hz, a block at a time. Returns a (n,) float32 ``Waveform``. Raises
+    ``AudioError``."""
+    from speakerdb.stream import mono_blocks
+
     name = describe(x) if name is None else name
-    w = decode(x, name)
-    return Waveform(_resample(_mono(w, name), w.sample_rate, sample_rate), sample_rate)
+    src = open_input(x, name, max_duration_s)
+    out = list(mono_blocks(src, name, sample_rate))
+    return Waveform(out[0] if len(out) == 1 else np.concatenate(out), sample_rate)
+
 
 
 def _frame_rms(samples: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -307,6 +219,12 @@ def _bounds(n: int, rate: int, policy: AudioPolicy) -> list[tuple[int, int]]:
     piece = int(round(policy.segment_s * rate))
     if n / rate <= policy.max_segment_s or piece <= 0 or n < piece:
         return [(0, n)]
+    return _pieces(n, piece)
+
+
+def _pieces(n: int, piece: int) -> list[tuple[int, int]]:
+    """``n >= piece`` samples cut into pieces of ``piece``; a remainder shorter than half a
+    piece joins the last one."""
     bounds = [(i, i + piece) for i in range(0, n - piece + 1, piece)]
     rest = n - bounds[-1][1]
     if rest > 0:
@@ -345,17 +263,12 @@ def segment(w: Waveform, policy: AudioPolicy = AudioPolicy(), *,
 
 def prepare(x: AudioInput, policy: AudioPolicy = AudioPolicy(), *,
             name: str | None = None) -> Prepared:
-    """Decode once, mix to mono, resample to ``TARGET_RATE``, check the whole signal
-    (``TooShortError`` / ``SilentAudioError``) and segment. Raises ``AudioError``."""
-    name = describe(x) if name is None else name
-    w = decode(x, name)
-    channels = 1 if w.samples.ndim == 1 else w.samples.shape[1]
-    mono = Waveform(_resample(_mono(w, name), w.sample_rate, TARGET_RATE), TARGET_RATE)
-    check_signal(mono.samples, TARGET_RATE, policy, name)
-    return Prepared(
-        name=name,
-        duration_s=w.duration_s,
-        sample_rate=w.sample_rate,
-        channels=channels,
-        segments=segment(mono, policy, name=name),
-    )
+    """Decode, mix to mono, resample to ``TARGET_RATE``, check the whole signal
+    (``TooShortError`` / ``SilentAudioError``) and segment, a block at a time
+    (``stream.Preparing``). Raises ``AudioError``."""
+    from speakerdb.stream import Preparing
+
+    p = Preparing(x, policy, name=name)
+    segments = list(p)
+    return Prepared(name=p.name, duration_s=p.duration_s, sample_rate=p.sample_rate,
+                    channels=p.channels, segments=segments)

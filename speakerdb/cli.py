@@ -12,7 +12,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from speakerdb.shell import Device, Home, Json, NoWait, _err, _print_json, open_db, shell
+from speakerdb.shell import (Device, Home, Json, MaxDuration, NoWait, _err, _policy,
+                             _print_json, open_db, shell)
 
 __all__ = ["app", "main"]
 
@@ -39,7 +40,16 @@ Aggregation = Annotated[str, typer.Option(
 AggK = Annotated[int, typer.Option("--agg-k", help="Segments averaged by --aggregation topk.")]
 
 
-_open = open_db
+def _open(home, no_wait: bool = False, max_duration: float | None = None, **kw):
+    """``open_db`` with ``--max-duration`` applied to what the database reads."""
+    from speakerdb.config import check_max_duration
+
+    if max_duration is not None:
+        check_max_duration(max_duration)
+    db = open_db(home, no_wait, **kw)
+    if max_duration is not None:
+        db.set_max_duration(max_duration)
+    return db
 
 
 def _model_for(home, model: str | None, device: str = "auto"):
@@ -94,6 +104,7 @@ def ingest(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     strict: Annotated[bool, typer.Option(help="Exit 2 when any input failed (they are stored as failures either way).")] = False,
     min_duration: MinDuration = None,
+    max_duration: MaxDuration = None,
     device: Device = "auto",
     no_wait: NoWait = False,
     json_: Json = False,
@@ -116,7 +127,7 @@ def ingest(
 
     cfg = IngestConfig(files_per_batch=batch, retry_failed=retry_failed,
                        min_duration_s=min_duration)
-    with _open(home, no_wait, device=device) as db:
+    with _open(home, no_wait, max_duration, device=device) as db:
         try:
             stats = db.ingest(sources, layout, cfg, progress=progress, on_start=on_start)
         finally:
@@ -164,6 +175,7 @@ def identify(
     cohort: CohortFile = None,
     cohort_top: CohortTop = None,
     min_duration: MinDuration = None,
+    max_duration: MaxDuration = None,
     device: Device = "auto",
     json_: Json = False,
 ):
@@ -175,7 +187,7 @@ def identify(
     cfg = CascadeConfig(k64=k64, k128=k128, k192=k192, top_k=top_k, aggregation=aggregation,
                         agg_k=agg_k)
     results, bad = [], 0
-    with _open(home, device=device) as db:
+    with _open(home, max_duration=max_duration, device=device) as db:
         for a in audio:
             try:
                 r = db.identify(a, cfg, threshold, margin, exhaustive, score_norm=score_norm,
@@ -183,7 +195,7 @@ def identify(
                 results.append(r.as_dict())
             except AudioError as e:
                 bad += 1
-                results.append({"input": str(a), "error": str(e)})
+                results.append({"input": e.where, "error": str(e)})
                 if not json_:
                     _err(str(e))
     if json_:
@@ -224,6 +236,7 @@ def verify(
     cohort: CohortFile = None,
     cohort_top: CohortTop = None,
     min_duration: MinDuration = None,
+    max_duration: MaxDuration = None,
     device: Device = "auto",
     json_: Json = False,
 ):
@@ -235,7 +248,7 @@ def verify(
     kw = dict(score_norm=score_norm, cohort=cohort, cohort_top=cohort_top,
               min_duration_s=min_duration)
     if model is None and read_home_file(resolve_home(home)) is not None:
-        with _open(home, catch_up=False, device=device) as db:
+        with _open(home, max_duration=max_duration, catch_up=False, device=device) as db:
             r = db.verify(a, b, threshold, **kw)
     else:
         if score_norm == "asnorm" and cohort is None:
@@ -243,7 +256,8 @@ def verify(
         from speakerdb.model.registry import load_embedder
         from speakerdb.scoring import verify_with
 
-        r = verify_with(load_embedder(model or default_model(), device), a, b, threshold, **kw)
+        r = verify_with(load_embedder(model or default_model(), device), a, b, threshold,
+                        _policy(max_duration), **kw)
     if json_:
         _print_json(r.as_dict())
         return
@@ -330,6 +344,7 @@ def embed(
     home: Home = None,
     model: Annotated[Optional[str], typer.Option(help="Model (default: the database's, else the built-in default).")] = None,
     raw: Annotated[bool, typer.Option("--raw", help="Also give the raw model outputs.")] = False,
+    max_duration: MaxDuration = None,
     device: Device = "auto",
     json_: Json = False,
 ):
@@ -338,14 +353,15 @@ def embed(
     from speakerdb.errors import AudioError
     from speakerdb.model.base import model_info
 
+    policy = _policy(max_duration)
     emb, _ = _model_for(home, model, device)
     results, bad = [], 0
     for a in audio:
         try:
-            results.append(embed_audio(emb, a).as_dict(raw=raw))
+            results.append(embed_audio(emb, a, policy).as_dict(raw=raw))
         except AudioError as e:
             bad += 1
-            results.append({"input": str(a), "error": str(e)})
+            results.append({"input": e.where, "error": str(e)})
             if not json_:
                 _err(str(e))
     if json_:

@@ -39,6 +39,9 @@ def serve(
              "[env SPEAKERDB_READ_TOKEN].")] = None,
     max_upload_mb: Annotated[float, typer.Option(
         help="Most megabytes of audio one request may upload.", min=0.001)] = 20.0,
+    max_duration: Annotated[float, typer.Option(
+        help="Most seconds of audio one uploaded input may hold; a longer one fails with the "
+             "reason (default 1800: 30 min).")] = 1800.0,
     device: Device = "auto",
 ):
     """Serve the database over HTTP (JSON API, docs at /docs, a web page at /)."""
@@ -49,6 +52,9 @@ def serve(
     from speakerdb.server.auth import check_tokens
 
     check_tokens(token or None, read_token or None)
+    from speakerdb.config import check_max_duration
+
+    check_max_duration(max_duration)
     import uvicorn
 
     from speakerdb.api import SpeakerDB
@@ -57,7 +63,8 @@ def serve(
     with SpeakerDB.open(home, device=device) as db:
         _ = db.embedder  # load the model before the first request, and fail here if it cannot
         app = create_app(db, token=token or None, read_token=read_token or None,
-                         max_upload_bytes=int(max_upload_mb * 1024 * 1024))
+                         max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+                         max_duration_s=max_duration)
         access = ("no token: every endpoint is open" if not token else
                   "every endpoint but /health needs the token"
                   + (" (or the read token for searches)" if read_token else ""))

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from speakerdb.shell import Device, Home, Json, NoWait, _err, _print_json, open_db, shell
+from speakerdb.shell import (Device, Home, Json, MaxDuration, NoWait, _err, _print_json,
+                             open_db, shell)
 
 __all__ = ["register", "speakers_app", "recordings_app"]
 
@@ -105,6 +106,12 @@ def recordings_delete(
     json_: Json = False,
 ):
     """Delete one recording (its speaker too if it has no recordings left)."""
+    from speakerdb.names import display_name
+
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:  # a path whose name is not UTF-8: the name it is stored under
+        key = display_name(key)
     with _open(home, no_wait) as db:
         n = db.delete_recording(key)
     if json_:
@@ -119,12 +126,15 @@ def enroll(
     home: Home = None,
     min_duration: Annotated[Optional[float], typer.Option(
         "--min-duration", help="Seconds of signal an input needs (default 0.5).")] = None,
+    max_duration: MaxDuration = None,
     device: Device = "auto",
     no_wait: NoWait = False,
     json_: Json = False,
 ):
     """Add recordings of one speaker; audio already stored is skipped. Exit 2 if any failed."""
     with _open(home, no_wait, device=device) as db:
+        if max_duration is not None:
+            db.set_max_duration(max_duration)
         r = db.enroll(speaker, [str(a) for a in audio], min_duration_s=min_duration).as_dict()
     if json_:
         _print_json(r)

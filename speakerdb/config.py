@@ -21,6 +21,8 @@ __all__ = [
     "ASNORM_DEFAULT_THRESHOLD",
     "COHORT_TOP_N",
     "MIN_DURATION_S",
+    "HTTP_MAX_DURATION_S",
+    "check_max_duration",
     "SCORE_NORMS",
     "CascadeConfig",
     "DurationGates",
@@ -40,6 +42,7 @@ SQLITE_FILE = "speakerdb.sqlite"
 SCORE_NORMS = ("none", "asnorm")
 COHORT_TOP_N = 300  # AS-norm top-N; clamped to the cohort size unless given explicitly
 MIN_DURATION_S = 0.5  # seconds of signal needed at enrollment and at query by default
+HTTP_MAX_DURATION_S = 1800.0  # the most seconds of audio in one HTTP upload, by default
 # Decision threshold on AS-norm scores when no calibration in that space exists. An AS-norm
 # score is the mean of two z-scores of the score against the top-N cohort (impostor) scores,
 # so it does not depend on the model's cosine scale. Measured with campplus on speech-dev
@@ -114,6 +117,19 @@ def check_duration(seconds) -> float:
     if not ok or not 0.0 < float(seconds) <= 3600.0:
         raise UsageError(f"--min-duration must be a number of seconds in (0, 3600], "
                          f"got {seconds!r}")
+    return float(seconds)
+
+
+def check_max_duration(seconds) -> float:
+    """``seconds`` as a float if it is a usable limit on one input's length, else
+    ``UsageError``."""
+    import math
+
+    from speakerdb.errors import UsageError
+
+    ok = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+    if not ok or not math.isfinite(seconds) or not seconds > 0:
+        raise UsageError(f"--max-duration must be a positive number of seconds, got {seconds!r}")
     return float(seconds)
 
 

@@ -12,6 +12,7 @@ __all__ = [
     "AudioError",
     "TooShortError",
     "SilentAudioError",
+    "TooLongError",
     "ManifestError",
     "CheckpointFormatError",
     "ModelMismatchError",
@@ -108,3 +109,9 @@ class Busy(SpeakerDBError):
 
     exit_code = 3
     http_status = 409
+
+
+class TooLongError(AudioError):
+    """Audio longer than the limit on one input (``--max-duration``)."""
+
+    reason = "too_long"

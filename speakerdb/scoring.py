@@ -232,8 +232,8 @@ def _secs(x: float) -> str:
 def check_gate(prepared: Prepared, gate: float, policy: AudioPolicy) -> None:
     """``TooShortError`` when the segments of ``prepared`` hold less than ``gate`` seconds of
     signal."""
-    got = sum(signal_seconds(s.samples, TARGET_RATE, policy.silence_dbfs)
-              for s in prepared.segments)
+    got = prepared.signal_s if prepared.signal_s is not None else sum(
+        signal_seconds(s.samples, TARGET_RATE, policy.silence_dbfs) for s in prepared.segments)
     if got < gate:
         raise _too_short(prepared.name, got, gate)
 
@@ -265,10 +265,13 @@ def gate_batches(batches: Iterable, gate: float, policy: AudioPolicy):
 
 
 def _regated(f: FailureIn, gate: float, policy: AudioPolicy) -> FailureIn:
+    from speakerdb.names import input_path
+
     if f.reason != TooShortError.reason:
         return f
     try:
-        check_signal_gate(load(f.path).samples, gate, policy, f.path)
+        samples = load(input_path(f.path), name=f.path, max_duration_s=policy.max_duration_s)
+        check_signal_gate(samples.samples, gate, policy, f.path)
     except TooShortError as e:
         return replace(f, message=str(e))
     except AudioError:
@@ -287,7 +290,7 @@ def embed_gated(embedder, audio: AudioInput, policy: AudioPolicy, gate: float, n
     """``embedding.embed_audio`` with a duration gate: less than ``gate`` seconds of signal is a
     TooShortError naming the measured and required seconds."""
     name = describe(audio) if name is None else name
-    wave = load(audio, name=name)
+    wave = load(audio, name=name, max_duration_s=policy.max_duration_s)
     check_signal_gate(wave.samples, gate, policy, name)
     prepared = prepare(wave, gated_policy(policy, gate), name=name)
     check_gate(prepared, gate, policy)

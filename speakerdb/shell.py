@@ -14,7 +14,8 @@ from typing import Annotated, Optional
 
 import typer
 
-__all__ = ["Home", "Json", "Device", "NoWait", "shell", "_err", "_print_json", "open_db"]
+__all__ = ["Home", "Json", "Device", "MaxDuration", "NoWait", "shell", "_err", "_policy",
+           "_print_json", "open_db"]
 
 Home = Annotated[
     Optional[Path],
@@ -34,6 +35,23 @@ def open_db(home, no_wait: bool = False, **kw):
     db = SpeakerDB.open(home, **kw)
     db.lock_wait_s = 0.0 if no_wait else None
     return db
+
+
+MaxDuration = Annotated[Optional[float], typer.Option(
+    "--max-duration", help="Most seconds of audio one input may hold; a longer one fails with "
+                           "the reason, the rest unread (default 14400: 4 h).")]
+
+
+def _policy(max_duration: float | None):
+    """The audio policy with ``--max-duration`` applied (commands without a database)."""
+    from dataclasses import replace
+
+    from speakerdb.audio import AudioPolicy
+    from speakerdb.config import check_max_duration
+
+    if max_duration is None:
+        return AudioPolicy()
+    return replace(AudioPolicy(), max_duration_s=check_max_duration(max_duration))
 
 
 def _err(message: str) -> None:

@@ -176,7 +176,7 @@ def enroll(db, speaker: str, audio, names: list[str] | None = None,
 
 def _enroll(db, speaker, audio, names, min_duration_s) -> EnrollResult:
     from speakerdb.ingest.reader import Reader
-    from speakerdb.ingest.runner import Runner
+    from speakerdb.ingest.runner import Runner, embed_segments
     from speakerdb.ingest.sources import SourceItem
     from speakerdb.ingest.writer import StoreWriter
     from speakerdb.scoring import gate_batches, gate_seconds, gated_policy
@@ -203,7 +203,8 @@ def _enroll(db, speaker, audio, names, min_duration_s) -> EnrollResult:
     if not items:
         return EnrollResult(speaker, 0, 0, skipped, failed)
     embedder = db.embedder
-    reader = Reader(items, lambda shas: set(), gated_policy(db.policy, gate), len(items))
+    reader = Reader(items, lambda shas: set(), gated_policy(db.policy, gate), len(items),
+                    embed=lambda segs: embed_segments(embedder, segs, 16))
     with db.lock:
         db._require_indexes()
     writer = LockedWriter(StoreWriter(db.store, db.indexes, None), db.lock)

@@ -18,7 +18,7 @@ import numpy as np
 
 from speakerdb.errors import AudioError, SilentAudioError, TooShortError
 
-__all__ = ["EXPECTED", "speechlike", "write_m4a", "write_bad_corpus"]
+__all__ = ["EXPECTED", "speechlike", "pcm16_wav", "write_m4a", "write_bad_corpus"]
 
 # name -> ("ok", number of segments prepare() gives) or ("error", the exact error class)
 EXPECTED: dict[str, tuple[str, object]] = {
@@ -36,6 +36,10 @@ EXPECTED: dict[str, tuple[str, object]] = {
     "rate48k.wav": ("ok", 1),  # 3 s at 48 kHz
     "long.wav": ("ok", 60),  # 10 minutes -> 60 segments of 10 s
     "speech.m4a": ("ok", 1),  # 3 s AAC in an MP4 container (as VoxCeleb2), via PyAV
+    "rate1hz.wav": ("error", AudioError),  # 192 KB of 16-bit samples whose header says 1 Hz
+    "rate20hz.wav": ("error", AudioError),  # the same samples at 20 Hz (80 minutes)
+    "rate4k.wav": ("ok", 1),  # 3 s at 4 kHz, the lowest rate taken
+    "c_\udcff.wav": ("ok", 1),  # 3 s whose file name has the byte 0xff (not UTF-8)
 }
 
 
@@ -90,6 +94,18 @@ def write_m4a(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
     return path
 
 
+def pcm16_wav(samples: np.ndarray, rate: int) -> bytes:
+    """A 16-bit mono WAV file of float ``samples`` whose header declares ``rate`` Hz (any rate,
+    also those libsndfile refuses to write)."""
+    import struct
+
+    data = np.round(np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * 2, 2, 16)
+    return b"".join([b"RIFF", struct.pack("<I", 4 + 8 + len(fmt) + 8 + len(data)), b"WAVE",
+                     b"fmt ", struct.pack("<I", len(fmt)), fmt,
+                     b"data", struct.pack("<I", len(data)), data])
+
+
 def write_bad_corpus(dir: Path, *, include_long: bool = True) -> dict[str, Path]:
     """Write the files of ``EXPECTED`` into ``dir`` (created if needed); returns {name: path}.
 
@@ -128,4 +144,9 @@ def write_bad_corpus(dir: Path, *, include_long: bool = True) -> dict[str, Path]
     if include_long:
         sf.write(p["long.wav"], speechlike(600.0, r, seed=9), r, subtype="PCM_16")
     write_m4a(p["speech.m4a"], speechlike(3.0, r, seed=10), r)
+    six = speechlike(6.0, r, seed=11)  # 96000 samples
+    p["rate1hz.wav"].write_bytes(pcm16_wav(six, 1))
+    p["rate20hz.wav"].write_bytes(pcm16_wav(six, 20))
+    p["rate4k.wav"].write_bytes(pcm16_wav(speechlike(3.0, 4000, seed=12), 4000))
+    p["c_\udcff.wav"].write_bytes(pcm16_wav(speechlike(3.0, r, seed=13), r))
     return p

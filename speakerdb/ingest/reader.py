@@ -1,20 +1,33 @@
-"""Reader: inputs → content hash → skip what is known → decode, check and segment, in batches."""
+"""Reader: inputs → content hash → skip what is known → decode, check and segment, in batches.
+
+Files are hashed and decoded a block at a time (never read whole); the segments of a long input
+are embedded as they are cut (``embed``), so that memory holds a bounded number of them.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import PurePath
 
-from speakerdb.audio import AudioPolicy, Prepared, prepare
+import numpy as np
+
+from speakerdb.audio import AudioPolicy, Prepared, Segment
 from speakerdb.errors import AudioError
 from speakerdb.ingest.sources import SourceItem
+from speakerdb.names import display_name
 from speakerdb.store.records import FailureIn
 
-__all__ = ["Decoded", "ReadBatch", "Reader"]
+__all__ = ["Decoded", "ReadBatch", "Reader", "LONG_SEGMENTS"]
+
+LONG_SEGMENTS = 32  # an input with more segments has them embedded while it is read
+_CHUNK = 1 << 20
 
 
 @dataclass
@@ -22,6 +35,7 @@ class Decoded:
     item: SourceItem
     sha256: str
     prepared: Prepared
+    raw: np.ndarray | None = None  # (segments, raw_dim) when embedded while read
 
 
 @dataclass
@@ -33,23 +47,94 @@ class ReadBatch:
     skipped: int = 0  # already in the database (or already known to fail)
     n_inputs: int = 0
     decode_s: float = 0.0
+    embed_s: float = 0.0  # embedding the segments of long inputs while they were read
 
 
-def _hash_one(item: SourceItem) -> tuple[str, bytes | FailureIn]:
-    name = str(item.path)
+def _stamp(path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
+
+
+def _hash_one(item: SourceItem) -> tuple[str, object]:
+    """(sha256, what to decode): the bytes of an in-memory input, or the size and time stamp
+    of a file (hashed a block at a time); or ("", FailureIn)."""
+    name = display_name(item.path)
     try:
-        data = item.path.read_bytes()
+        if not isinstance(item.path, (PurePath, str)):  # in memory (enroll)
+            data = item.path.read_bytes()
+            return hashlib.sha256(data).hexdigest(), data
+        stamp = _stamp(item.path)
+        h = hashlib.sha256()
+        with open(item.path, "rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                h.update(chunk)
     except OSError as e:
         return "", FailureIn(name, "", "unreadable", f"{name}: cannot read ({e.strerror or e})")
-    return hashlib.sha256(data).hexdigest(), data
+    return h.hexdigest(), stamp
 
 
-def _decode_one(item: SourceItem, sha: str, data: bytes, policy: AudioPolicy):
-    name = str(item.path)
+class _Embedding:
+    """The segments of one input; past ``LONG_SEGMENTS`` they are embedded (``embed``) and
+    their samples dropped, ``LONG_SEGMENTS`` at a time."""
+
+    def __init__(self, embed, lock):
+        self.embed, self.lock = embed, lock
+        self.segments: list[Segment] = []
+        self.raw: list[np.ndarray] = []
+        self.signal_s = 0.0  # of the embedded segments
+        self.seconds = 0.0  # spent embedding
+        self.held = 0  # segments still holding samples
+
+    def add(self, s: Segment, policy: AudioPolicy) -> None:
+        self.segments.append(s)
+        self.held += 1
+        if self.embed is not None and self.held > LONG_SEGMENTS:
+            self.flush(policy)
+
+    def flush(self, policy: AudioPolicy) -> None:
+        from speakerdb.audio import TARGET_RATE, signal_seconds
+
+        at = len(self.segments) - self.held
+        todo = self.segments[at:]
+        if not todo:
+            return
+        t0 = time.perf_counter()
+        with self.lock:
+            self.raw.append(self.embed([s.samples for s in todo]))
+        self.seconds += time.perf_counter() - t0
+        self.signal_s += sum(signal_seconds(s.samples, TARGET_RATE, policy.silence_dbfs)
+                             for s in todo)
+        empty = np.zeros(0, np.float32)
+        self.segments[at:] = [replace(s, samples=empty) for s in todo]
+        self.held = 0
+
+
+def _decode_one(item: SourceItem, sha: str, data, policy: AudioPolicy, embed, lock):
+    """(Decoded or FailureIn, seconds spent embedding)."""
+    from speakerdb.stream import Preparing
+
+    name = display_name(item.path)
+    emb = _Embedding(embed, lock)
     try:
-        return Decoded(item, sha, prepare(io.BytesIO(data), policy, name=name))
+        src = io.BytesIO(data) if isinstance(data, bytes) else item.path
+        p = Preparing(src, policy, name=name)
+        for s in p:
+            emb.add(s, policy)
+        if emb.raw:
+            emb.flush(policy)
+        if not isinstance(data, bytes):
+            try:
+                changed = _stamp(item.path) != data
+            except OSError:
+                changed = True
+            if changed:
+                raise AudioError(name, "changed while it was being read")
     except AudioError as e:
-        return FailureIn(name, sha, e.reason, str(e))
+        return FailureIn(name, sha, e.reason, str(e)), emb.seconds
+    prepared = Prepared(p.name, p.duration_s, p.sample_rate, p.channels, emb.segments,
+                        signal_s=emb.signal_s if emb.raw else None)
+    raw = np.concatenate(emb.raw) if emb.raw else None
+    return Decoded(item, sha, prepared, raw), emb.seconds
 
 
 class Reader:
@@ -57,6 +142,8 @@ class Reader:
 
     ``known(shas) -> set`` says which content hashes need no work (already stored or known bad).
     Files are hashed and decoded on ``workers`` threads (the decoders release the GIL).
+    ``embed(list of samples) -> (n, raw_dim)``, when given, embeds the segments of inputs with
+    more than ``LONG_SEGMENTS`` of them while they are read (one call at a time).
     """
 
     def __init__(
@@ -66,12 +153,17 @@ class Reader:
         policy: AudioPolicy = AudioPolicy(),
         files_per_batch: int = 32,
         workers: int = 2,
+        embed: Callable[[list[np.ndarray]], np.ndarray] | None = None,
     ):
         self.items, self.known, self.policy = items, known, policy
         self.files_per_batch, self.workers = files_per_batch, max(1, workers)
+        self.embed, self.lock = embed, threading.Lock()
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def _decode(self, todo: tuple):
+        return _decode_one(*todo, self.policy, self.embed, self.lock)
 
     def __iter__(self) -> Iterator[ReadBatch]:
         seen: set[str] = set()
@@ -92,10 +184,11 @@ class Reader:
                         seen.add(sha)
                         todo.append((item, sha, data))
                 del hashed
-                for out in pool.map(lambda t: _decode_one(*t, self.policy), todo):
+                for out, embed_s in pool.map(self._decode, todo):
+                    batch.embed_s += embed_s
                     if isinstance(out, FailureIn):
                         batch.failures.append(out)
                     else:
                         batch.decoded.append(out)
-                batch.decode_s = time.perf_counter() - t0
+                batch.decode_s = time.perf_counter() - t0 - batch.embed_s
                 yield batch

@@ -79,6 +79,7 @@ class Runner:
             stats.inputs += batch.n_inputs
             stats.skipped += batch.skipped
             stats.decode_s += batch.decode_s
+            stats.embed_s += batch.embed_s
 
             t0 = time.perf_counter()
             recordings, failures = self._embed(batch.decoded)
@@ -102,13 +103,16 @@ class Runner:
         return stats
 
     def _embed(self, decoded: list[Decoded]) -> tuple[list[RecordingIn], list[FailureIn]]:
-        segs = [s.samples for d in decoded for s in d.prepared.segments]
+        segs = [s.samples for d in decoded if d.raw is None for s in d.prepared.segments]
         raw = embed_segments(self.embedder, segs, self.embed_batch)
         recordings, failures, at = [], [], 0
         for d in decoded:
             n = len(d.prepared.segments)
-            vecs = raw[at : at + n]
-            at += n
+            if d.raw is not None:  # embedded while it was read
+                vecs = d.raw
+            else:
+                vecs = raw[at : at + n]
+                at += n
             if not np.all(np.isfinite(vecs)):
                 failures.append(
                     FailureIn(d.prepared.name, d.sha256, "embedding_nan",

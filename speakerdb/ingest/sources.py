@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from speakerdb.errors import ManifestError, UsageError
+from speakerdb.names import display_name
 
 __all__ = ["LAYOUTS", "SourceItem", "discover", "detect_layout"]
 
@@ -47,12 +48,12 @@ def _audio_files(root: Path, extensions) -> list[Path]:
 def _from_tree(root: Path, layout: str, extensions) -> list[SourceItem]:
     items = []
     for p in _audio_files(root, extensions):
-        parts = p.relative_to(root).parts
+        parts = [display_name(part) for part in p.relative_to(root).parts]
         speaker = parts[0] if len(parts) > 1 else None
         if layout == "voxceleb":
             if len(parts) < 3:
                 raise UsageError(
-                    f"{p}: not in the VoxCeleb layout idXXXXX/<video>/<utterance> under {root}"
+                    f"{display_name(p)}: not in the VoxCeleb layout idXXXXX/<video>/<utterance> under {root}"
                 )
             items.append(SourceItem(p, speaker, f"voxceleb:{parts[1]}"))
         else:

@@ -18,6 +18,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
+from speakerdb.config import HTTP_MAX_DURATION_S
 from speakerdb.errors import SpeakerDBError
 from speakerdb.server.auth import TokenGate, check_tokens
 from speakerdb.server.routes import public, router
@@ -38,16 +39,21 @@ _HTTP_TYPES = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "N
 
 def create_app(db, *, token: str | None = None, read_token: str | None = None,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+               max_duration_s: float = HTTP_MAX_DURATION_S,
                write_wait_s: float | None = DEFAULT_WRITE_WAIT_S) -> FastAPI:
     """The HTTP app serving ``db`` (opened and later closed by the caller). With ``token``
     every endpoint but ``/health`` needs ``Authorization: Bearer <token>``; ``read_token``
     (which needs ``token``) opens the search and listing endpoints only. A request may upload
-    at most ``max_upload_bytes`` of audio (all its files together). A write waits at most
-    ``write_wait_s`` for another process writing to the same home (then 409 ``Busy``); this
-    sets ``db.lock_wait_s``. Every search first catches up with other processes' writes."""
+    at most ``max_upload_bytes`` of audio (all its files together), and each uploaded input at
+    most ``max_duration_s`` seconds of audio (set on ``db``: longer ones fail with the
+    reason). A write waits at most ``write_wait_s`` for another process writing to the same
+    home (then 409 ``Busy``); this sets ``db.lock_wait_s``. Every search first catches up with
+    other processes' writes."""
     if max_upload_bytes < 1:
         raise ValueError("max_upload_bytes must be positive")
     check_tokens(token or None, read_token or None)
+    if db is not None:
+        db.set_max_duration(max_duration_s)
     app = FastAPI(
         title="speakerdb",
         summary="Speaker identification over a speakerdb database",

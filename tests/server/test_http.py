@@ -308,3 +308,24 @@ def test_identify_under_load_while_ingesting(tmp_path):
                        workdir=tmp_path)
     assert r["requests"] == 24 and r["errors"] == 0, r["error_samples"]
     assert r["ingest_complete"] and r["check_ok"], r
+
+
+def test_uploads_longer_than_the_duration_limit_are_400(fresh_home):
+    from tests.server.conftest import serve
+
+    with serve(fresh_home, max_duration_s=2.0) as s, s.client() as c:
+        assert s.db.policy.max_duration_s == 2.0
+        long = {"audio": ("long.wav", wav_bytes(1, 7, seconds=3.0), "audio/wav")}
+        message = assert_error(c.post("/identify", files=long), 400, "TooLongError")
+        assert message == ("long.wav: too long: 3.0 s of audio, the limit is 2 s "
+                           "(--max-duration)")
+        assert_error(c.post("/embed", files=long), 400, "TooLongError")
+        ok = {"audio": ("ok.wav", wav_bytes(1, 7, seconds=1.5), "audio/wav")}
+        assert c.post("/identify", files=ok).status_code == 200
+
+
+def test_uploads_have_a_lower_duration_limit_by_default(server):
+    from speakerdb.audio import MAX_DURATION_S
+    from speakerdb.config import HTTP_MAX_DURATION_S
+
+    assert server.db.policy.max_duration_s == HTTP_MAX_DURATION_S == 1800 < MAX_DURATION_S

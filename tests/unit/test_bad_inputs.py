@@ -11,6 +11,7 @@ import soundfile as sf
 
 from speakerdb.audio import TARGET_RATE, prepare
 from speakerdb.errors import AudioError
+from speakerdb.names import display_name
 from tests.audio_corpus import EXPECTED, write_bad_corpus
 
 
@@ -41,7 +42,7 @@ def _check(outcome, run, name):
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_from_path(corpus, name):
     path = corpus[name]
-    _check(EXPECTED[name], lambda: prepare(path), str(path))
+    _check(EXPECTED[name], lambda: prepare(path), display_name(path))
 
 
 @pytest.mark.parametrize("name", sorted(n for n in EXPECTED if n != "missing.wav"))
@@ -69,6 +70,11 @@ def test_corpus_is_deterministic(corpus, tmp_path):
     np.testing.assert_array_equal(a, b)
 
 
+def test_a_name_that_is_not_utf8_is_named_as_text(corpus):
+    p = prepare(corpus["c_\udcff.wav"])
+    assert p.name.endswith("/c_\\xff.wav") and p.name.encode("utf-8")
+
+
 def test_known_details(corpus):
     stereo = prepare(corpus["stereo.wav"])
     assert (stereo.channels, stereo.sample_rate, stereo.duration_s) == (2, 16000, 3.0)
@@ -78,6 +84,10 @@ def test_known_details(corpus):
         assert len(p.segments[0].samples) == 3 * TARGET_RATE
     with pytest.raises(AudioError, match=r"truncated: the data chunk declares 96000 bytes, 48001 are present"):
         prepare(corpus["truncated_data.wav"])
+    for name, rate in (("rate1hz.wav", 1), ("rate20hz.wav", 20)):
+        with pytest.raises(AudioError, match=rf": sample rate {rate} Hz is below the 4000 Hz floor"):
+            prepare(corpus[name])
+    assert prepare(corpus["rate4k.wav"]).sample_rate == 4000
     long = prepare(corpus["long.wav"])
     assert long.duration_s == 600.0
     assert [s.start_s for s in long.segments] == [10.0 * i for i in range(60)]
