@@ -20,6 +20,7 @@ __all__ = [
     "StoreError",
     "IndexOutOfDateError",
     "NotFound",
+    "AmbiguousKey",
     "CheckFailed",
 ]
 
@@ -93,6 +94,12 @@ class IndexOutOfDateError(SpeakerDBError):
 
 class NotFound(SpeakerDBError):
     http_status = 404
+
+
+class AmbiguousKey(SpeakerDBError):
+    """A key (a sha256 prefix) that names more than one thing: give more of it."""
+
+    http_status = 409
 
 
 class CheckFailed(SpeakerDBError):

@@ -49,7 +49,7 @@ def _errors(*codes: int) -> dict:
     text = {400: "Bad input: unreadable, empty, silent or too short audio, bad values",
             401: "A write without the server's bearer token",
             404: "No such speaker or recording",
-            409: "A conflict with the database (model mismatch)",
+            409: "A conflict with the database (model mismatch, a key naming several recordings)",
             413: "The upload is larger than the server's limit",
             415: "An upload that is not audio/* or application/octet-stream",
             422: "Missing or malformed fields"}

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from speakerdb.errors import ModelMismatchError, NotFound, StoreError
+from speakerdb.errors import AmbiguousKey, ModelMismatchError, NotFound, StoreError
 from speakerdb.store.models import (
     Failure,
     IngestRun,
@@ -254,17 +254,18 @@ class Store(SpeakerQueries):
 
     def delete_recording(self, key: str) -> np.ndarray:
         """Delete a recording by content sha256 (or a unique prefix of it) or by its stored path;
-        its speaker goes too when it has no recordings left."""
+        its speaker goes too when it has no recordings left. The key is matched literally
+        (``%`` and ``_`` are not wildcards); a prefix of several sha256s is ``AmbiguousKey``."""
+        match = Recording.path == key
+        if key:
+            match = match | Recording.sha256.startswith(key, autoescape=True)
         with self.session() as s:
-            recs = s.execute(
-                select(Recording.id, Recording.speaker_id).where(
-                    (Recording.path == key) | (Recording.sha256.startswith(key))
-                )
-            ).all()
+            recs = s.execute(select(Recording.id, Recording.speaker_id).where(match)).all()
             if not recs:
                 raise NotFound(f"recording {key!r} is not in the database")
             if len(recs) > 1:
-                raise NotFound(f"recording {key!r} is ambiguous ({len(recs)} match)")
+                raise AmbiguousKey(f"recording {key!r} is ambiguous: {len(recs)} recordings "
+                                   "match; give more of the sha256")
             removed = self._delete_recordings(s, [recs[0][0]])
             self.drop_empty_speakers(s, [recs[0][1]])
             return removed

@@ -225,6 +225,24 @@ def test_unknown_speaker_or_recording_is_404(open_server, method, path, kw):
     assert "nobody" in assert_error(r, 404, "NotFound") or "0123" in r.text
 
 
+def test_recording_key_is_not_a_pattern_and_ambiguous_is_409(open_server):
+    from sqlalchemy import select
+
+    from speakerdb.store.models import Recording
+
+    with open_server.db.store.session() as s:
+        shas = sorted(s.scalars(select(Recording.sha256)))
+    with open_server.client() as c:
+        before = c.get("/health").json()["counts"]["recordings"]
+        assert before == len(shas)
+        assert_error(c.delete(f"/recordings/%25{shas[0][-12:]}"), 404, "NotFound")
+        assert_error(c.delete(f"/recordings/_{shas[0][1:12]}"), 404, "NotFound")
+        a = next(a for a, b in zip(shas, shas[1:]) if a[0] == b[0])
+        msg = assert_error(c.delete(f"/recordings/{a[0]}"), 409, "AmbiguousKey")
+        assert "ambiguous" in msg
+        assert c.get("/health").json()["counts"]["recordings"] == before
+
+
 def test_bad_write_bodies(open_server):
     with open_server.client() as c:
         assert_error(c.patch("/speakers/spk00", json={"label": ""}), 422)
