@@ -20,6 +20,7 @@ from speakerdb.config import (
     CascadeConfig,
     DurationGates,
     IngestConfig,
+    check_finite,
     check_score_norm,
     default_model,
     read_home_file,
@@ -252,7 +253,7 @@ class SpeakerDB:
         """The ``Threshold`` (value and source) to decide with for this score normalisation
         (and aggregation rule and dimension, when given)."""
         if given is not None:
-            return Threshold(float(given), "given")
+            return Threshold(check_finite("--threshold", given), "given")
         default = (ASNORM_DEFAULT_THRESHOLD if score_norm == "asnorm"
                    else float(self.embedder.default_threshold))
         return choose_threshold(given, self.store.get_setting("threshold"), score_norm, default,
@@ -271,6 +272,9 @@ class SpeakerDB:
         from speakerdb.search.decision import aggregate, decide
 
         check_score_norm(score_norm)
+        min_margin = check_finite("--margin", min_margin)
+        if threshold is not None:
+            check_finite("--threshold", threshold)
         emb = self.embed(audio, name=name, min_duration_s=min_duration_s)
         t0 = time.perf_counter()
         with self.lock:  # the indexes, the hits' labels and the speaker caches agree
@@ -312,6 +316,8 @@ class SpeakerDB:
         with ``score_norm="asnorm"`` the scores are AS-normalised against ``cohort`` (None: the
         database's speaker means)."""
         check_score_norm(score_norm)
+        if threshold is not None and not isinstance(threshold, Threshold):
+            check_finite("--threshold", threshold)
         top = max(self.embedder.dims)
         norm = self.scorer.norm(cohort, cohort_top, top) if score_norm == "asnorm" else None
         thr = self.threshold_for(threshold, score_norm, None, top)

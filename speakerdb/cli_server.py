@@ -37,6 +37,9 @@ def serve(
     device: Device = "auto",
 ):
     """Serve the database over HTTP (JSON API, docs at /docs, a web page at /)."""
+    from speakerdb.config import check_finite
+
+    check_finite("--max-upload-mb", max_upload_mb)
     if not token and not is_loopback(host):
         _err(f"--host {host} is not a loopback address: set --token or SPEAKERDB_TOKEN so "
              "that writes need it")

@@ -27,6 +27,7 @@ __all__ = [
     "DurationGates",
     "IngestConfig",
     "check_duration",
+    "check_finite",
     "check_score_norm",
     "resolve_home",
     "read_home_file",
@@ -117,6 +118,22 @@ def check_duration(seconds) -> float:
         raise UsageError(f"--min-duration must be a number of seconds in (0, 3600], "
                          f"got {seconds!r}")
     return float(seconds)
+
+
+def check_finite(option: str, value) -> float:
+    """``value`` as a float if it is a finite number, else ``UsageError`` naming ``option``
+    (NaN would make every comparison false and print as non-JSON ``NaN``)."""
+    import math
+
+    from speakerdb.errors import UsageError
+
+    try:
+        ok = not isinstance(value, bool) and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise UsageError(f"{option} must be a finite number, got {value!r}")
+    return float(value)
 
 
 def check_score_norm(score_norm: str) -> str:

@@ -179,6 +179,11 @@ def test_bad_aggregation(cli, built):
     (["--aggregation", "topk", "--agg-k", "0"], ["--agg-k"]),
     (["--score-norm", "asnorm", "--cohort-top", "9"], ["--cohort-top", "1..4"]),
     (["--min-duration", "-1"], ["--min-duration"]),
+    (["--threshold", "nan"], ["--threshold", "finite", "nan"]),
+    (["--threshold", "inf"], ["--threshold", "finite", "inf"]),
+    (["--threshold", "-inf"], ["--threshold", "finite"]),
+    (["--margin", "nan"], ["--margin", "finite", "nan"]),
+    (["--margin", "inf"], ["--margin", "finite"]),
 ])
 def test_identify_bad_scoring_options(cli, built, args, words):
     run = cli("identify", built.files["spk00"][0], "--home", built.home, "--json", *args,
@@ -205,6 +210,22 @@ def test_identify_cohort_with_other_dimensions(cli, built, tmp_path):
     run = cli("identify", built.files["spk00"][0], "--home", built.home, "--score-norm",
               "asnorm", "--cohort", broken, expect=2)
     assert str(broken) in run.error_line()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize("with_db", [True, False])
+def test_verify_non_finite_threshold(cli, built, no_home, value, with_db):
+    a, b = built.files["spk00"][0], built.files["spk00"][1]
+    home = built.home if with_db else no_home
+    run = cli("verify", a, b, "--home", home, "--threshold", value, "--json", expect=2)
+    assert "--threshold must be a finite number" in run.error_line()
+    assert run.stdout == ""
+
+
+def test_serve_non_finite_upload_limit(cli, built):
+    run = cli("serve", "--home", built.home, "--max-upload-mb", "inf", expect=2)
+    assert "--max-upload-mb must be a finite number" in run.error_line()
+    cli("serve", "--home", built.home, "--max-upload-mb", "nan", expect=2)  # below the minimum
 
 
 def test_verify_asnorm_without_database_needs_a_cohort(cli, built, no_home, tmp_path):
