@@ -45,13 +45,24 @@ def _open(home, **kw):
     return SpeakerDB.open(home, **kw)
 
 
+def _uses_db(home, model: str | None) -> bool:
+    """Whether a command that needs no database uses the one at ``home``: when there is one
+    and either no ``--model`` was named or ``--home`` was (then the model must be the
+    database's: a ModelMismatchError otherwise)."""
+    from speakerdb.config import read_home_file, resolve_home
+
+    return (model is None or home is not None) and \
+        read_home_file(resolve_home(home)) is not None
+
+
 def _model_for(home, model: str | None, device: str = "auto"):
-    """The embedder named by ``model``, else the database's at ``home``, else the default."""
-    from speakerdb.config import default_model, read_home_file, resolve_home
+    """The database's embedder at ``home`` (``model``, if named, must be it), else the one
+    named by ``model``, else the default."""
+    from speakerdb.config import default_model
     from speakerdb.model.registry import load_embedder
 
-    if model is None and read_home_file(resolve_home(home)) is not None:
-        with _open(home, catch_up=False, device=device) as db:
+    if _uses_db(home, model):
+        with _open(home, catch_up=False, device=device, model=model) as db:
             return db.embedder, db.threshold()
     emb = load_embedder(model or default_model(), device)
     return emb, emb.default_threshold
@@ -217,7 +228,7 @@ def verify(
     a: Annotated[Path, typer.Argument(help="First audio file.")],
     b: Annotated[Path, typer.Argument(help="Second audio file.")],
     home: Home = None,
-    model: Annotated[Optional[str], typer.Option(help="Model (default: the database's, else the built-in default).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model (default: the database's, else the built-in default); with --home it must be the database's.")] = None,
     threshold: Annotated[Optional[float], typer.Option(
         help="Decision threshold at the top dimension (default: calibrated, else the model's "
              "or the AS-norm default).")] = None,
@@ -229,14 +240,14 @@ def verify(
     json_: Json = False,
 ):
     """Same speaker or not: cosine (or AS-norm) score at every dimension and a decision."""
-    from speakerdb.config import check_score_norm, default_model, read_home_file, resolve_home
+    from speakerdb.config import check_score_norm, default_model
     from speakerdb.errors import UsageError
 
     check_score_norm(score_norm)
     kw = dict(score_norm=score_norm, cohort=cohort, cohort_top=cohort_top,
               min_duration_s=min_duration)
-    if model is None and read_home_file(resolve_home(home)) is not None:
-        with _open(home, catch_up=False, device=device) as db:
+    if _uses_db(home, model):
+        with _open(home, catch_up=False, device=device, model=model) as db:
             r = db.verify(a, b, threshold, **kw)
     else:
         if score_norm == "asnorm" and cohort is None:
@@ -294,7 +305,7 @@ def calibrate(
 def embed(
     audio: Annotated[list[Path], typer.Argument(help="Audio files to embed.")],
     home: Home = None,
-    model: Annotated[Optional[str], typer.Option(help="Model (default: the database's, else the built-in default).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model (default: the database's, else the built-in default); with --home it must be the database's.")] = None,
     raw: Annotated[bool, typer.Option("--raw", help="Also give the raw model outputs.")] = False,
     device: Device = "auto",
     json_: Json = False,

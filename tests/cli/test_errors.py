@@ -153,6 +153,19 @@ def test_checkpoint_path_given(cli, built, tmp_path, command):
     assert not (home / "home.json").exists()
 
 
+@pytest.mark.parametrize("command", ["verify", "embed"])
+def test_model_other_than_the_databases_is_an_error(cli, built, command):
+    audio = {"embed": [built.files["spk00"][0]],
+             "verify": [built.files["spk00"][0], built.files["spk00"][1]]}[command]
+    run = cli(command, *audio, "--home", built.home, "--model", "campplus", "--json",
+              expect=2)
+    line = run.error_line()
+    assert "spectral" in line and "campplus" in line and str(built.home) in line
+    assert run.stdout == ""
+    same = cli(command, *audio, "--home", built.home, "--model", "spectral", "--json").json()
+    assert same
+
+
 def test_directory_as_model(cli, tmp_path):
     run = cli("init", "--home", tmp_path / "h", "--model", tmp_path, expect=2)
     assert str(tmp_path) in run.error_line()
