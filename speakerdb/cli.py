@@ -435,7 +435,7 @@ def main() -> None:
     except ex.ClickException as e:
         _err(e.format_message())
         sys.exit(e.exit_code)
-    except ex.Abort:
+    except typer.Abort:  # typer's own click has no exceptions.Abort
         _err("aborted")
         sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)

@@ -304,6 +304,21 @@ def test_serve_with_a_token_gets_past_the_host_check(tmp_path):
     assert p.returncode == 2 and "no speakerdb database" in p.stderr
 
 
+def test_serve_on_a_port_in_use_is_one_line(base_home):
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        p = run_cli("serve", "--home", base_home, "--port", str(port))
+    assert p.returncode == 2, p
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, p.stderr
+    assert lines[0].startswith("speakerdb: error: --port ") and "already in use" in lines[0]
+    assert p.stdout == ""
+
+
 def test_loopback_hosts():
     from speakerdb.cli_server import is_loopback
 
