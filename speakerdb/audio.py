@@ -36,6 +36,7 @@ __all__ = [
 
 TARGET_RATE = 16000  # Hz: the rate every model input has
 FRAME_S = 0.025  # s: frame length of the silence measure
+NOT_AUDIO = "not audio (no known audio format)"  # what neither libsndfile nor FFmpeg can open
 
 
 @dataclass(frozen=True)
@@ -242,8 +243,9 @@ def decode(x: AudioInput, name: str | None = None) -> Waveform:
         try:
             samples, rate = _read_av(sources[1])
         except _Unreadable as e:
-            reason = e.reason if e.opened else _short(sf_error)
-            raise AudioError(name, f"not a readable audio file ({reason})") from None
+            if not e.opened:  # no decoder knows the format: libsndfile's own words mislead
+                raise AudioError(name, NOT_AUDIO) from None  # ("File does not exist", ...)
+            raise AudioError(name, f"not a readable audio file ({e.reason})") from None
     if samples.shape[0] == 0:
         raise AudioError(name, "no audio samples")
     if samples.shape[1] == 1:

@@ -18,7 +18,7 @@ import numpy as np
 
 from speakerdb.errors import AudioError, SilentAudioError, TooShortError
 
-__all__ = ["EXPECTED", "speechlike", "write_m4a", "write_bad_corpus"]
+__all__ = ["EXPECTED", "MESSAGES", "speechlike", "write_m4a", "write_bad_corpus"]
 
 # name -> ("ok", number of segments prepare() gives) or ("error", the exact error class)
 EXPECTED: dict[str, tuple[str, object]] = {
@@ -36,6 +36,14 @@ EXPECTED: dict[str, tuple[str, object]] = {
     "rate48k.wav": ("ok", 1),  # 3 s at 48 kHz
     "long.wav": ("ok", 60),  # 10 minutes -> 60 segments of 10 s
     "speech.m4a": ("ok", 1),  # 3 s AAC in an MP4 container (as VoxCeleb2), via PyAV
+    "random.mp3": ("error", AudioError),  # 20 kB of random bytes named .mp3
+}
+
+# name -> words the error message must hold (and words it must not), where they matter
+MESSAGES: dict[str, tuple[str, str | None]] = {
+    "random.mp3": ("not audio", "does not exist"),  # not libsndfile's misleading reason
+    "text.wav": ("not audio", None),
+    "empty.wav": ("empty file", None),
 }
 
 
@@ -128,4 +136,5 @@ def write_bad_corpus(dir: Path, *, include_long: bool = True) -> dict[str, Path]
     if include_long:
         sf.write(p["long.wav"], speechlike(600.0, r, seed=9), r, subtype="PCM_16")
     write_m4a(p["speech.m4a"], speechlike(3.0, r, seed=10), r)
+    p["random.mp3"].write_bytes(np.random.default_rng(11).bytes(20_000))
     return p

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from speakerdb.audio import TARGET_RATE, prepare
 from speakerdb.errors import AudioError
-from tests.audio_corpus import EXPECTED, write_bad_corpus
+from tests.audio_corpus import EXPECTED, MESSAGES, write_bad_corpus
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,18 @@ def test_from_bytes(corpus, name):
     path = corpus[name]
     data = path.read_bytes()
     _check(EXPECTED[name], lambda: prepare(io.BytesIO(data), name=str(path)), str(path))
+
+
+@pytest.mark.parametrize("name", sorted(MESSAGES))
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_messages_say_what_is_wrong(corpus, name, as_bytes):
+    path = corpus[name]
+    x = io.BytesIO(path.read_bytes()) if as_bytes else path
+    with pytest.raises(AudioError) as info:
+        prepare(x, name=str(path))
+    must, must_not = MESSAGES[name]
+    assert must in str(info.value)
+    assert must_not is None or must_not not in str(info.value).lower()
 
 
 def test_corpus_matches_expected(corpus, tmp_path):

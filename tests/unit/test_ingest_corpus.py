@@ -15,6 +15,7 @@ REASONS = {  # what the failures table says for each bad file
     "short.wav": "too_short",
     "sparse.wav": "too_short",
     "silence.wav": "silent",
+    "random.mp3": "unreadable",
 }
 
 
