@@ -37,6 +37,8 @@ class ReadBatch:
 
 def _hash_one(item: SourceItem) -> tuple[str, bytes | FailureIn]:
     name = str(item.path)
+    if item.error is not None:
+        return "", FailureIn(name, "", item.reason, f"{name}: {item.error}")
     try:
         data = item.path.read_bytes()
     except OSError as e:

@@ -122,6 +122,40 @@ def test_manifest_with_a_bad_line(cli, built, home_copy, tmp_path):
     assert stats["counts"]["ingest_runs"] == 1
 
 
+def test_links_that_lead_nowhere_are_failures_with_reasons(cli, home_copy, tmp_path):
+    import soundfile as sf
+
+    from tests.synth import RATE, voice
+
+    root = tmp_path / "src"
+    (root / "eve").mkdir(parents=True)
+    sf.write(root / "eve" / "e0.wav", voice(7, 0), RATE, subtype="PCM_16")
+    (root / "eve" / "gone.wav").symlink_to(root / "eve" / "nowhere.wav")
+    (root / "eve" / "loop").symlink_to(root)
+    doc = cli("ingest", root, "--home", home_copy, "--json", "-q").json()
+    assert (doc["inputs"], doc["added"], doc["failed"]) == (3, 1, 2)
+    errors = sorted(f["error"] for f in doc["failures"])
+    assert errors[0] == (f"{root}/eve/gone.wav: dangling symbolic link (its target "
+                         f"{root}/eve/nowhere.wav does not exist)")
+    assert errors[1] == f"{root}/eve/loop: symbolic link loop (a folder that contains itself)"
+    run = cli("ingest", root, "--home", home_copy, "--strict", "-q", expect=2)
+    assert "2 failed" in run.stdout
+
+
+def test_manifest_path_with_two_speakers_fails_alone(cli, built, home_copy, tmp_path):
+    import shutil
+
+    shutil.copy(built.files["spk00"][0], tmp_path / "a.wav")
+    shutil.copy(built.files["spk01"][0], tmp_path / "b.wav")
+    manifest = tmp_path / "list.csv"
+    manifest.write_text("path,speaker\na.wav,spk00\nb.wav,spk01\na.wav,spk05\n")
+    doc = cli("ingest", manifest, "--home", home_copy, "--json", "-q").json()
+    assert (doc["inputs"], doc["failed"], doc["skipped"]) == (2, 1, 1)
+    [f] = doc["failures"]
+    assert f["input"] == str(tmp_path / "a.wav") and f["reason"] == "conflicting_labels"
+    assert "different speakers ('spk00', 'spk05')" in f["error"]
+
+
 def test_manifest_without_path_column(cli, home_copy, tmp_path):
     manifest = tmp_path / "list.csv"
     manifest.write_text("file,speaker\na.wav,x\n")
