@@ -36,7 +36,7 @@ from speakerdb.server.models import (
     StatsOut,
     VerifyOut,
 )
-from speakerdb.server.uploads import read_uploads
+from speakerdb.server.uploads import one_file_each, read_uploads
 
 __all__ = ["router"]
 
@@ -52,7 +52,7 @@ def _errors(*codes: int) -> dict:
             409: "A conflict with the database (model mismatch, a key naming several recordings)",
             413: "The upload is larger than the server's limit",
             415: "An upload that is not audio/* or application/octet-stream",
-            422: "Missing or malformed fields"}
+            422: "Missing or malformed fields, or several files where one is taken"}
     return {c: {"model": ErrorOut, "description": text[c]} for c in codes}
 
 
@@ -82,7 +82,8 @@ def stats(request: Request):
     return _db(request).stats()
 
 
-@router.post("/identify", response_model=IdentifyOut, responses=READ_ERRORS, tags=["search"])
+@router.post("/identify", response_model=IdentifyOut, responses=READ_ERRORS, tags=["search"],
+             dependencies=[Depends(one_file_each("audio"))])
 def identify(
     request: Request,
     audio: UploadFile = File(description=f"The unknown voice: {AUDIO_TYPES}"),
@@ -112,7 +113,8 @@ def identify(
                                  score_norm=norm).as_dict()
 
 
-@router.post("/verify", response_model=VerifyOut, responses=READ_ERRORS, tags=["search"])
+@router.post("/verify", response_model=VerifyOut, responses=READ_ERRORS, tags=["search"],
+             dependencies=[Depends(one_file_each("a", "b"))])
 def verify(
     request: Request,
     a: UploadFile = File(description=f"First voice: {AUDIO_TYPES}"),
@@ -123,7 +125,8 @@ def verify(
     return _db(request).verify(fa, fb).as_dict()
 
 
-@router.post("/embed", response_model=EmbedOut, responses=READ_ERRORS, tags=["search"])
+@router.post("/embed", response_model=EmbedOut, responses=READ_ERRORS, tags=["search"],
+             dependencies=[Depends(one_file_each("audio"))])
 def embed(request: Request, audio: UploadFile = File(description=f"A voice: {AUDIO_TYPES}")):
     """Nested 64/128/192/256-D embeddings of the audio with the database's model."""
     [(name, buf)] = read_uploads([audio], "audio", _limit(request))

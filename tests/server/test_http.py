@@ -50,6 +50,17 @@ def test_identify_held_out_voice(client, k):
     assert res["score"] >= res["threshold"]
 
 
+@pytest.mark.parametrize("path,fields", [("/identify", ["audio"]), ("/embed", ["audio"]),
+                                         ("/verify", ["a", "b"])])
+def test_several_files_for_one_field_are_refused(client, path, fields):
+    files = [(f, audio(k, 9, f"{f}{k}.wav")) for f in fields for k in (1,)]
+    files.append((fields[-1], audio(2, 9, "second.wav")))
+    msg = assert_error(client.post(path, files=files), 422, "ValidationError")
+    assert f"{fields[-1]}: 2 files sent" in msg
+    one = [(f, audio(k, 9, f"{f}{k}.wav")) for k, f in enumerate(fields, start=1)]
+    assert client.post(path, files=one).status_code == 200
+
+
 def test_identify_parameters_as_query_or_form(client):
     f = {"audio": audio(1, 9)}
     r = client.post("/identify", files=f, params={"top_k": 2, "threshold": 1.5})
