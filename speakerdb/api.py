@@ -128,6 +128,7 @@ class SpeakerDB:
         info = read_home_file(home)
         if info is None:
             raise DatabaseNotFound(f"{home}: no speakerdb database here (run `speakerdb init`)")
+        _remove_stray_temps(home)
         url = info.get("db_url") or sqlite_url(home / SQLITE_FILE)
         engine = make_engine(url)
         try:
@@ -422,6 +423,14 @@ class SpeakerDB:
             "threshold": self.store.get_setting("threshold"),
             "space": {"name": self.space.name, "dims": list(self.space.dims)},
         }
+
+
+def _remove_stray_temps(home: Path) -> None:
+    """Temporaries of index or home.json saves that a killed process left behind."""
+    from speakerdb.config import HOME_FILE
+    from speakerdb.index._atomic import remove_stray_temps
+
+    remove_stray_temps(home, extra=(HOME_FILE + ".tmp",))
 
 
 def _space(store, bound):

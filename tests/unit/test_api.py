@@ -74,3 +74,28 @@ def test_verify_and_embed(db):
     e = db.embed(a)
     raw = db.embedder([voice(1, 0)])[0]
     np.testing.assert_allclose(e.nested[128], raw[:128] / np.linalg.norm(raw[:128]), rtol=1e-5)
+
+
+def test_stray_temporaries_of_a_killed_save_are_removed_on_open(db, tiny_corpus):
+    import os
+    import subprocess
+    import sys
+
+    db.ingest([tiny_corpus])
+    home = db.home
+    db.close()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead = int(gone.stdout)  # a process that has ended
+    stray = [home / ".index-64.faiss.k2j3h4ab.tmp",  # written before temporaries named a pid
+             home / f".index-128.faiss.{dead}.q8w7e6r5.tmp",
+             home / f".index-64.json.{dead}.abcdefgh.tmp",
+             home / "home.json.tmp"]
+    live = home / f".index-256.faiss.{os.getpid()}.zzzzzzzz.tmp"  # a save under way
+    for p in stray + [live]:
+        p.write_bytes(b"partial")
+    SpeakerDB.open(home).close()
+    assert [p.name for p in stray if p.exists()] == []
+    assert live.exists()
+    with SpeakerDB.open(home) as again:
+        assert again.check().ok
