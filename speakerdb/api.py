@@ -23,6 +23,7 @@ from speakerdb.config import (
     check_finite,
     check_score_norm,
     default_model,
+    home_file_problem,
     read_home_file,
     resolve_home,
     write_home_file,
@@ -75,6 +76,10 @@ class SpeakerDB:
         from speakerdb.model.prefixes import DIMS
 
         home = resolve_home(home)
+        if read_home_file(home) is None and _store_left(home, db_url):
+            _rebuild_home_file(home, db_url, model, embedder, device)
+        if model is None and embedder is None and read_home_file(home) is not None:
+            return cls.open(home, device=device)  # an existing database, whatever its model
         model = model or default_model()
         embedder = embedder or load_embedder(model, device)
         if tuple(embedder.dims) != DIMS and tuple(embedder.dims) != (embedder.raw_dim,):
@@ -92,7 +97,10 @@ class SpeakerDB:
         if home.exists() and not home.is_dir():
             raise UsageError(f"{home}: exists and is not a directory")
         if home.exists() and any(p.suffix in (".faiss", ".sqlite") for p in home.iterdir()):
-            raise DatabaseExistsError(f"{home}: holds database files but no home.json")
+            raise DatabaseExistsError(
+                f"{home}: holds index files but no usable home.json nor a SQLite store; its "
+                f"store was elsewhere: `speakerdb init --home {home} --db-url URL` rebuilds "
+                "home.json from it")
         home.mkdir(parents=True, exist_ok=True)
         from speakerdb.store.engine import make_engine, sqlite_url
         from speakerdb.store.migrate import upgrade
@@ -127,7 +135,14 @@ class SpeakerDB:
         home = resolve_home(home)
         info = read_home_file(home)
         if info is None:
-            raise DatabaseNotFound(f"{home}: no speakerdb database here (run `speakerdb init`)")
+            problem = home_file_problem(home)
+            if problem is None:
+                raise DatabaseNotFound(f"{home}: no speakerdb database here (run `speakerdb "
+                                       "init`)")
+            how = "" if (home / SQLITE_FILE).is_file() else " --db-url URL"
+            raise DatabaseNotFound(f"{home}: {problem} but the folder holds a database; "
+                                   f"`speakerdb init --home {home}{how}` rebuilds it from the "
+                                   "store")
         _remove_stray_temps(home)
         url = info.get("db_url") or sqlite_url(home / SQLITE_FILE)
         engine = make_engine(url)
@@ -423,6 +438,59 @@ class SpeakerDB:
             "threshold": self.store.get_setting("threshold"),
             "space": {"name": self.space.name, "dims": list(self.space.dims)},
         }
+
+
+def _store_left(home: Path, db_url: str | None) -> bool:
+    """Whether ``home`` lost its home.json but not its store: a SQLite store in it, or index
+    files and the ``db_url`` of the store they belong to."""
+    if (home / SQLITE_FILE).is_file():
+        return True
+    return bool(db_url) and home.is_dir() and any(p.suffix == ".faiss" for p in home.iterdir())
+
+
+def _rebuild_home_file(home: Path, db_url: str | None, model, embedder, device) -> None:
+    """Write home.json again from what the store records (its model and model spec); a
+    ``model`` or ``embedder`` given must be the store's. An unreadable home.json is kept as
+    ``home.json.unreadable``."""
+    import os
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from speakerdb.config import HOME_FILE
+    from speakerdb.model.registry import load_embedder
+    from speakerdb.store.engine import make_engine, sqlite_url
+    from speakerdb.store.migrate import current_revision
+    from speakerdb.store.store import Store
+
+    engine = make_engine(db_url or sqlite_url(home / SQLITE_FILE))
+    try:
+        if current_revision(engine) is None:
+            raise StoreError(f"{home}: the store has no schema; there is no database to "
+                             "rebuild home.json from")
+        store = Store(engine)
+        bound, spec = store.bound_model(), store.get_setting("model_spec")
+    except SQLAlchemyError as e:
+        raise StoreError(f"{home}: cannot read the store to rebuild home.json "
+                         f"({str(e).splitlines()[0]})") from None
+    finally:
+        engine.dispose()
+    if bound is None:
+        raise StoreError(f"{home}: the store is bound to no model; there is no database to "
+                         "rebuild home.json from")
+    if model is not None or embedder is not None:
+        emb = embedder or load_embedder(model, device)
+        if emb.sha256 != bound.sha256:
+            raise ModelMismatchError(
+                f"{home}: the store is bound to {bound.name} ({bound.sha256[:12]}), not "
+                f"{emb.name} ({emb.sha256[:12]})")
+        spec = spec or model
+    if not spec:
+        raise UsageError(f"{home}: the store does not record where its model {bound.name} "
+                         "comes from; give --model")
+    old = home / HOME_FILE
+    if old.exists():
+        os.replace(old, home / (HOME_FILE + ".unreadable"))
+    write_home_file(home, {"db_url": db_url, "model_spec": spec})
 
 
 def _remove_stray_temps(home: Path) -> None:

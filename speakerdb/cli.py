@@ -77,16 +77,19 @@ def init(
     device: Device = "auto",
     json_: Json = False,
 ):
-    """Create a database bound to one model (runs the store migrations)."""
+    """Create a database bound to one model (runs the store migrations); in a folder whose
+    home.json is missing or unreadable, rebuild it from the store."""
     from speakerdb.api import SpeakerDB
-    from speakerdb.config import default_model, read_home_file, resolve_home
+    from speakerdb.config import home_file_problem, read_home_file, resolve_home
     from speakerdb.store.engine import redact
 
     existed = read_home_file(resolve_home(home)) is not None
-    with SpeakerDB.create(home, model=model or default_model(), db_url=db_url, device=device) as db:
+    problem = home_file_problem(resolve_home(home))
+    with SpeakerDB.create(home, model=model, db_url=db_url, device=device) as db:
         doc = {
             "home": str(db.home),
-            "created": not existed,
+            "created": not existed and problem is None,
+            "rebuilt_home_file": problem,
             "model": {"name": db.model.name, "sha256": db.model.sha256, "dims": list(db.model.dims)},
             "db_url": redact(db.store.engine.url.render_as_string(hide_password=False)),
         }
@@ -94,6 +97,8 @@ def init(
         _print_json(doc)
     else:
         verb = "created" if doc["created"] else "already exists:"
+        if problem is not None:
+            verb = f"rebuilt home.json from the store ({problem}):"
         print(f"{verb} {doc['home']} (model {doc['model']['name']} {doc['model']['sha256'][:12]})")
 
 

@@ -405,3 +405,36 @@ def test_unknown_device(cli, built, tmp_path, command):
     run = cli(command, *audio, "--home", tmp_path / "h", "--model", "spectral", "--device",
               "tpu", expect=2)
     assert "--device 'tpu'" in run.error_line()
+
+
+# a lost home.json ----------------------------------------------------------------------------
+@pytest.mark.parametrize("damage", ["missing", "garbled", "not_an_object"])
+def test_lost_home_file_says_how_and_init_rebuilds_it(cli, built, home_copy, damage):
+    hf = home_copy / "home.json"
+    if damage == "missing":
+        hf.unlink()
+    else:
+        hf.write_text("{not json" if damage == "garbled" else "[]")
+    before = read_home(home_copy)
+    probe = built.files["spk01"][0]
+    for args in (["stats"], ["check"], ["identify", probe], ["speakers", "list"]):
+        line = cli(*args, "--home", home_copy, "--json", expect=2).error_line()
+        assert "home.json" in line and "holds a database" in line
+        assert f"`speakerdb init --home {home_copy}` rebuilds it from the store" in line
+    run = cli("init", "--home", home_copy, "--model", "campplus", expect=2)
+    assert "bound to spectral" in run.error_line()
+    assert read_home(home_copy) == before  # a refused rebuild leaves it as it was
+    doc = cli("init", "--home", home_copy, "--json").json()
+    assert doc["created"] is False and "home.json" in doc["rebuilt_home_file"]
+    assert doc["model"] == built.init_doc["model"]
+    assert json.loads(hf.read_text()) == {"db_url": None, "model_spec": "spectral"}
+    assert cli("check", "--home", home_copy, "--json").json()["ok"]
+    res = cli("identify", probe, "--home", home_copy, "--json").json()["results"][0]
+    assert res["speaker"] == "spk01"
+    again = cli("init", "--home", home_copy)
+    assert again.stdout.startswith("already exists:")
+
+
+def read_home(home):
+    p = home / "home.json"
+    return p.read_text() if p.exists() else None

@@ -28,6 +28,23 @@ def test_db_url_elsewhere_is_remembered(tmp_path, tiny_corpus):
         assert db.store.counts()["recordings"] == 12
 
 
+def test_lost_home_file_of_a_store_elsewhere_is_rebuilt_with_its_url(tmp_path, tiny_corpus):
+    url = f"sqlite:///{tmp_path / 'elsewhere.sqlite'}"
+    home = tmp_path / "home"
+    with SpeakerDB.create(home, db_url=url) as db:
+        db.ingest([tiny_corpus])
+    (home / "home.json").unlink()
+    with pytest.raises(DatabaseNotFound, match=r"home.json is missing .* --db-url URL`"):
+        SpeakerDB.open(home)
+    with pytest.raises(ModelMismatchError, match="bound to spectral"):
+        SpeakerDB.create(home, db_url=url, embedder=SpectralEmbedder(seed=7))
+    assert not (home / "home.json").exists()
+    with SpeakerDB.create(home, db_url=url) as db:
+        assert db.store.counts()["recordings"] == 12 and db.check().ok
+    assert json.loads((home / "home.json").read_text()) == {"db_url": url,
+                                                           "model_spec": "spectral"}
+
+
 def test_a_database_never_mixes_models(tmp_path, tiny_corpus):
     home = tmp_path / "home"
     SpeakerDB.create(home).close()
