@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -29,10 +30,12 @@ from speakerdb.config import (
     write_home_file,
 )
 from speakerdb.errors import (
+    DamagedStoreError,
     DatabaseExistsError,
     DatabaseNotFound,
     IndexOutOfDateError,
     ModelMismatchError,
+    ReadOnlyError,
     StoreError,
     UsageError,
 )
@@ -128,7 +131,7 @@ class SpeakerDB:
         from sqlalchemy.exc import SQLAlchemyError
 
         from speakerdb.indexes import Indexes
-        from speakerdb.store.engine import make_engine, sqlite_url
+        from speakerdb.store.engine import make_engine, redact, sqlite_url, store_error
         from speakerdb.store.migrate import current_revision, head_revision, upgrade
         from speakerdb.store.store import Store
 
@@ -145,14 +148,19 @@ class SpeakerDB:
                                    "store")
         _remove_stray_temps(home)
         url = info.get("db_url") or sqlite_url(home / SQLITE_FILE)
-        engine = make_engine(url)
+        read_only = _read_only(home, url)
+        engine = make_engine(url, read_only=read_only)
         try:
             rev = current_revision(engine)
             if rev is None:
                 raise StoreError(f"{home}: the metadata store has no schema (was init interrupted?)")
             if rev != head_revision():
+                if read_only:
+                    raise ReadOnlyError(f"{home}: the store needs a schema upgrade, which this "
+                                        "read-only home does not allow; open it once where "
+                                        "it can be written")
                 upgrade(engine)
-            store = Store(engine)
+            store = Store(engine, str(home) if not info.get("db_url") else redact(url))
             bound = store.bound_model()
             if bound is None:
                 raise StoreError(f"{home}: the metadata store is not bound to a model")
@@ -163,11 +171,12 @@ class SpeakerDB:
                     f"{embedder.name} ({embedder.sha256[:12]})"
                 )
             space = _space(store, bound)
-            indexes = Indexes(home, store, bound.sha256, head_revision(), space)
+            indexes = Indexes(home, store, bound.sha256, head_revision(), space,
+                              read_only=read_only or not os.access(home, os.W_OK))
             indexes.open(catch_up=catch_up) if catch_up else None
         except SQLAlchemyError as e:
             engine.dispose()
-            raise StoreError(f"{home}: {str(e).splitlines()[0]}") from None
+            raise store_error(str(home), e) from None
         except Exception:
             engine.dispose()
             raise
@@ -200,6 +209,17 @@ class SpeakerDB:
             self._embedder = emb
         return self._embedder
 
+    @property
+    def read_only(self) -> bool:
+        """Whether this process may not write the home (a read-only mount or permissions):
+        reads work, catching up in memory; changes are a ReadOnlyError."""
+        return self.indexes.read_only
+
+    def require_writable(self, what: str) -> None:
+        if self.read_only:
+            raise ReadOnlyError(f"{self.home}: the home is read-only for this process; "
+                                f"{what} needs to write to it")
+
     def _require_indexes(self):
         if self.indexes.set is None:
             self.indexes.open(catch_up=True)
@@ -217,6 +237,7 @@ class SpeakerDB:
         from speakerdb.ingest.sources import discover
         from speakerdb.ingest.writer import StoreWriter
 
+        self.require_writable("ingest")
         gate = gate_seconds(config.min_duration_s, self.gates.min_enroll_s)
         items = discover([str(s) for s in sources], layout, config.extensions)
         if on_start:
@@ -357,10 +378,19 @@ class SpeakerDB:
         return calibrate_db(self, target_far, eer, score_norm, rule, dim, agg_k, cohort_top)
 
     def check(self, repair: bool = False) -> CheckReport:
-        """Compare the saved indexes with the store; ``repair`` rebuilds them if they differ."""
-        problems = self.indexes.problems()
+        """Compare the saved indexes with the store; ``repair`` rebuilds them if they differ.
+        A damaged store is a failed check (it cannot be repaired from itself)."""
+        try:
+            problems = self.indexes.problems()
+        except DamagedStoreError as e:
+            try:
+                counts = self.store.counts()
+            except StoreError:
+                counts = {}
+            return CheckReport(False, [str(e)], counts, False)
         repaired = False
         if problems and repair:
+            self.require_writable("check --repair")
             self.indexes.rebuild()
             repaired = True
             problems_after = self.indexes.problems()
@@ -440,6 +470,21 @@ class SpeakerDB:
         }
 
 
+def _read_only(home: Path, url: str) -> bool:
+    """Whether the SQLite store at ``url`` (the home's, or one elsewhere) cannot be written."""
+    from sqlalchemy.engine import make_url
+
+    from speakerdb.store.engine import sqlite_read_only
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - make_engine reports a malformed URL
+        return False
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return False
+    return sqlite_read_only(Path(parsed.database))
+
+
 def _store_left(home: Path, db_url: str | None) -> bool:
     """Whether ``home`` lost its home.json but not its store: a SQLite store in it, or index
     files and the ``db_url`` of the store they belong to."""
@@ -458,7 +503,7 @@ def _rebuild_home_file(home: Path, db_url: str | None, model, embedder, device) 
 
     from speakerdb.config import HOME_FILE
     from speakerdb.model.registry import load_embedder
-    from speakerdb.store.engine import make_engine, sqlite_url
+    from speakerdb.store.engine import make_engine, sqlite_url, store_error
     from speakerdb.store.migrate import current_revision
     from speakerdb.store.store import Store
 
@@ -470,8 +515,7 @@ def _rebuild_home_file(home: Path, db_url: str | None, model, embedder, device) 
         store = Store(engine)
         bound, spec = store.bound_model(), store.get_setting("model_spec")
     except SQLAlchemyError as e:
-        raise StoreError(f"{home}: cannot read the store to rebuild home.json "
-                         f"({str(e).splitlines()[0]})") from None
+        raise store_error(f"{home} (rebuilding home.json)", e) from None
     finally:
         engine.dispose()
     if bound is None:

@@ -349,9 +349,16 @@ def check(
     repair: Annotated[bool, typer.Option(help="Rebuild the indexes from the store if they disagree.")] = False,
     json_: Json = False,
 ):
-    """Prove the indexes agree with the store (counts, ids, vectors, model); exit 1 if not."""
-    with _open(home, catch_up=False) as db:
-        report = db.check(repair=repair)
+    """Prove the indexes agree with the store (counts, ids, vectors, model); exit 1 if not
+    (a damaged store too)."""
+    from speakerdb.errors import DamagedStoreError
+    from speakerdb.results import CheckReport
+
+    try:
+        with _open(home, catch_up=False) as db:
+            report = db.check(repair=repair)
+    except DamagedStoreError as e:  # the store cannot even be opened: the check failed
+        report = CheckReport(False, [str(e)], {}, False)
     if json_:
         _print_json(report.as_dict())
     else:
@@ -360,8 +367,9 @@ def check(
         c = report.counts
         state = "ok" if report.ok else "FAILED"
         fixed = " (repaired)" if report.repaired else ""
-        print(f"check {state}{fixed}: {c['segments']} segments, {c['recordings']} recordings, "
-              f"{c['speakers']} speakers")
+        counts = (f": {c['segments']} segments, {c['recordings']} recordings, "
+                  f"{c['speakers']} speakers") if c else " (the store cannot be read)"
+        print(f"check {state}{fixed}{counts}")
     if not report.ok:
         raise typer.Exit(1)
 

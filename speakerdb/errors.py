@@ -18,6 +18,9 @@ __all__ = [
     "DatabaseNotFound",
     "DatabaseExistsError",
     "StoreError",
+    "ReadOnlyError",
+    "DiskFullError",
+    "DamagedStoreError",
     "IndexOutOfDateError",
     "NotFound",
     "AmbiguousKey",
@@ -84,6 +87,22 @@ class StoreError(SpeakerDBError):
     """The metadata store could not be opened, migrated or written."""
 
     http_status = 500
+
+
+class ReadOnlyError(StoreError):
+    """A change asked of a home (or store) that this process may not write."""
+
+    http_status = 409
+
+
+class DiskFullError(StoreError):
+    """A write that found no space left on the device."""
+
+    http_status = 507
+
+
+class DamagedStoreError(StoreError):
+    """A store file that is not a database or whose pages are corrupt."""
 
 
 class IndexOutOfDateError(SpeakerDBError):

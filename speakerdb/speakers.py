@@ -174,6 +174,7 @@ def enroll(db, speaker: str, audio, names: list[str] | None = None,
     from speakerdb.store.speakers import check_label
 
     check_label(speaker)
+    db.require_writable("enroll")
     gate = gate_seconds(min_duration_s, db.gates.min_enroll_s)
     if isinstance(audio, (str, os.PathLike, Waveform)) or hasattr(audio, "read"):
         audio = [audio]

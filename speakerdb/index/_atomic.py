@@ -6,13 +6,14 @@ a save) is removed by ``remove_stray_temps`` when the database is next opened.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write", "remove_stray_temps"]
+__all__ = ["atomic_write", "remove_stray_temps", "write_error"]
 
 _TEMP = re.compile(r"^\.(?P<name>.+?)\.(?:(?P<pid>\d+)\.)?[^.]+\.tmp$")
 
@@ -37,21 +38,45 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     returns the file is fsynced and moved over ``path``. Any exception removes the temporary.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
-                               suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
+                                   suffix=".tmp")
+    except OSError as e:
+        raise write_error(path, e) from None
     os.close(fd)
     try:
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
-        except FileNotFoundError:
+        except OSError:
             pass
+        if isinstance(e, OSError) or _says_no_space(e):
+            raise write_error(path, e) from None
         raise
     _fsync_dir(path.parent)
+
+
+def _says_no_space(e: BaseException) -> bool:
+    """FAISS reports a failed write as a RuntimeError quoting the C library's words."""
+    return isinstance(e, RuntimeError) and "No space left on device" in str(e)
+
+
+def write_error(path: Path, e: BaseException):
+    """The typed error of a failed write of ``path``: disk full, read-only, or other."""
+    from speakerdb.errors import DiskFullError, ReadOnlyError, StoreError
+
+    code = getattr(e, "errno", None)
+    if code in (errno.ENOSPC, errno.EDQUOT) or _says_no_space(e):
+        return DiskFullError(f"{path}: no space left on the device (free some space and "
+                             "run the command again)")
+    if code in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return ReadOnlyError(f"{path}: cannot be written ({e.strerror}); the home is "
+                             "read-only for this process")
+    return StoreError(f"{path}: cannot be written ({getattr(e, 'strerror', None) or e})")
 
 
 def _alive(pid: int) -> bool:

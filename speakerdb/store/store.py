@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from speakerdb.errors import AmbiguousKey, ModelMismatchError, NotFound, StoreError
+from speakerdb.store.engine import store_error
 from speakerdb.store.models import (
     Failure,
     IngestRun,
@@ -31,8 +32,9 @@ class Store(SpeakerQueries):
     """Typed access to one metadata store. ``engine`` must already be migrated; speaker
     management queries come from ``SpeakerQueries`` (``store/speakers.py``)."""
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, name: str | None = None):
         self.engine = engine
+        self.name = name or engine.url.render_as_string()  # what messages call this store
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @contextmanager
@@ -42,8 +44,7 @@ class Store(SpeakerQueries):
             with self._sessions.begin() as s:
                 yield s
         except SQLAlchemyError as e:
-            msg = str(e).splitlines()[0]
-            raise StoreError(f"{self.engine.url.render_as_string()}: {msg}") from e
+            raise store_error(self.name, e) from e
 
     # model binding -------------------------------------------------------------------------
     def bound_model(self) -> BoundModel | None:
@@ -306,6 +307,13 @@ class Store(SpeakerQueries):
 
 
 def _unpack(rows) -> tuple[np.ndarray, np.ndarray]:
+    sizes = {len(r[1]) for r in rows}
+    if len(sizes) > 1 or (sizes and (min(sizes) == 0 or min(sizes) % 4)):
+        from speakerdb.errors import DamagedStoreError
+
+        raise DamagedStoreError(f"the store is damaged: stored vectors have sizes "
+                                f"{sorted(sizes)[:4]} bytes where one float32 size is "
+                                "expected; restore it from a backup")
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     raw = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
     return ids, raw.astype(np.float32)
