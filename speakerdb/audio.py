@@ -238,7 +238,11 @@ def decode(x: AudioInput, name: str | None = None) -> Waveform:
         raise TypeError(f"cannot read audio from {type(x).__name__}; expected a path, "
                         "a binary file object or a Waveform")
     try:
-        samples, rate = _read_soundfile(sources[0])
+        if isinstance(sources[0], str):  # by content, not by name: libsndfile would take a
+            with open(sources[0], "rb") as fh:  # ".mp3" for MPEG and its decoder would
+                samples, rate = _read_soundfile(fh)  # print "Note: ..." lines on stderr
+        else:
+            samples, rate = _read_soundfile(sources[0])
     except Exception as sf_error:  # noqa: BLE001 - soundfile cannot read it: try FFmpeg
         try:
             samples, rate = _read_av(sources[1])

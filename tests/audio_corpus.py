@@ -37,6 +37,7 @@ EXPECTED: dict[str, tuple[str, object]] = {
     "long.wav": ("ok", 60),  # 10 minutes -> 60 segments of 10 s
     "speech.m4a": ("ok", 1),  # 3 s AAC in an MP4 container (as VoxCeleb2), via PyAV
     "random.mp3": ("error", AudioError),  # 20 kB of random bytes named .mp3
+    "speech.mp3": ("ok", 1),  # 3 s MPEG layer III (libsndfile), read by content, not by name
 }
 
 # name -> words the error message must hold (and words it must not), where they matter
@@ -137,4 +138,5 @@ def write_bad_corpus(dir: Path, *, include_long: bool = True) -> dict[str, Path]
         sf.write(p["long.wav"], speechlike(600.0, r, seed=9), r, subtype="PCM_16")
     write_m4a(p["speech.m4a"], speechlike(3.0, r, seed=10), r)
     p["random.mp3"].write_bytes(np.random.default_rng(11).bytes(20_000))
+    sf.write(p["speech.mp3"], speechlike(3.0, r, seed=12), r, format="MP3")
     return p

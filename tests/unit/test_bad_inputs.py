@@ -63,6 +63,21 @@ def test_messages_say_what_is_wrong(corpus, name, as_bytes):
     assert must_not is None or must_not not in str(info.value).lower()
 
 
+def test_undecodable_input_prints_nothing_of_its_own(corpus):
+    """A decoder that fails must not write to the process's stderr itself (libmpg123's
+    "Note: Illegal Audio-MPEG-Header" lines would break the one-line error)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom speakerdb.audio import prepare\nfrom speakerdb.errors import "
+            "AudioError\ntry:\n    prepare(sys.argv[1])\nexcept AudioError as e:\n"
+            "    print(e)\n")
+    p = subprocess.run([sys.executable, "-c", code, str(corpus["random.mp3"])],
+                       capture_output=True, text=True, timeout=120, check=True)
+    assert p.stdout.strip() == f"{corpus['random.mp3']}: not audio (no known audio format)"
+    assert p.stderr == ""
+
+
 def test_corpus_matches_expected(corpus, tmp_path):
     assert set(corpus) == set(EXPECTED)
     assert not corpus["missing.wav"].exists()
