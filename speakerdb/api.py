@@ -71,8 +71,11 @@ class SpeakerDB:
                embedder=None, device: str = "auto") -> SpeakerDB:
         """Create a database bound to ``model`` (a built-in name or checkpoint path).
 
-        Creating where a database with the same model exists opens it; another model is a
-        ModelMismatchError. ``embedder`` replaces loading ``model`` (tests pass their own).
+        Creating where a database exists opens it: with no ``model`` whatever its model, with
+        the same model as well; another model is a ModelMismatchError. Where home.json is
+        missing or unreadable but the store is there (the home's SQLite file, or ``db_url``),
+        home.json is rebuilt from what the store records. ``embedder`` replaces loading
+        ``model`` (tests pass their own).
         """
         from speakerdb.model.registry import load_embedder
 
