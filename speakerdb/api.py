@@ -24,7 +24,6 @@ from speakerdb.config import (
     check_finite,
     check_score_norm,
     default_model,
-    home_file_problem,
     read_home_file,
     resolve_home,
     write_home_file,
@@ -32,13 +31,14 @@ from speakerdb.config import (
 from speakerdb.errors import (
     DamagedStoreError,
     DatabaseExistsError,
-    DatabaseNotFound,
     IndexOutOfDateError,
     ModelMismatchError,
     ReadOnlyError,
     StoreError,
     UsageError,
 )
+from speakerdb.home import (not_found, read_only_store, rebuild_home_file, remove_stray_temps,
+                            store_left)
 from speakerdb.results import (CheckReport, EnrollResult, IdentifyResult, SpeakerInfo,
                                Threshold, VerifyResult, choose_threshold)
 from speakerdb.scoring import (Scorer, calibrate_db, embed_gated, gate_batches, gate_seconds,
@@ -82,8 +82,8 @@ class SpeakerDB:
         from speakerdb.model.prefixes import DIMS
 
         home = resolve_home(home)
-        if read_home_file(home) is None and _store_left(home, db_url):
-            _rebuild_home_file(home, db_url, model, embedder, device)
+        if read_home_file(home) is None and store_left(home, db_url):
+            rebuild_home_file(home, db_url, model, embedder, device)
         if model is None and embedder is None and read_home_file(home) is not None:
             return cls.open(home, device=device)  # an existing database, whatever its model
         model = model or default_model()
@@ -141,17 +141,10 @@ class SpeakerDB:
         home = resolve_home(home)
         info = read_home_file(home)
         if info is None:
-            problem = home_file_problem(home)
-            if problem is None:
-                raise DatabaseNotFound(f"{home}: no speakerdb database here (run `speakerdb "
-                                       "init`)")
-            how = "" if (home / SQLITE_FILE).is_file() else " --db-url URL"
-            raise DatabaseNotFound(f"{home}: {problem} but the folder holds a database; "
-                                   f"`speakerdb init --home {home}{how}` rebuilds it from the "
-                                   "store")
-        _remove_stray_temps(home)
+            raise not_found(home)
+        remove_stray_temps(home)
         url = info.get("db_url") or sqlite_url(home / SQLITE_FILE)
-        read_only = _read_only(home, url)
+        read_only = read_only_store(url)
         engine = make_engine(url, read_only=read_only)
         try:
             rev = current_revision(engine)
@@ -471,81 +464,6 @@ class SpeakerDB:
             "threshold": self.store.get_setting("threshold"),
             "space": {"name": self.space.name, "dims": list(self.space.dims)},
         }
-
-
-def _read_only(home: Path, url: str) -> bool:
-    """Whether the SQLite store at ``url`` (the home's, or one elsewhere) cannot be written."""
-    from sqlalchemy.engine import make_url
-
-    from speakerdb.store.engine import sqlite_read_only
-
-    try:
-        parsed = make_url(url)
-    except Exception:  # noqa: BLE001 - make_engine reports a malformed URL
-        return False
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return False
-    return sqlite_read_only(Path(parsed.database))
-
-
-def _store_left(home: Path, db_url: str | None) -> bool:
-    """Whether ``home`` lost its home.json but not its store: a SQLite store in it, or index
-    files and the ``db_url`` of the store they belong to."""
-    if (home / SQLITE_FILE).is_file():
-        return True
-    return bool(db_url) and home.is_dir() and any(p.suffix == ".faiss" for p in home.iterdir())
-
-
-def _rebuild_home_file(home: Path, db_url: str | None, model, embedder, device) -> None:
-    """Write home.json again from what the store records (its model and model spec); a
-    ``model`` or ``embedder`` given must be the store's. An unreadable home.json is kept as
-    ``home.json.unreadable``."""
-    import os
-
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from speakerdb.config import HOME_FILE
-    from speakerdb.model.registry import load_embedder
-    from speakerdb.store.engine import make_engine, sqlite_url, store_error
-    from speakerdb.store.migrate import current_revision
-    from speakerdb.store.store import Store
-
-    engine = make_engine(db_url or sqlite_url(home / SQLITE_FILE))
-    try:
-        if current_revision(engine) is None:
-            raise StoreError(f"{home}: the store has no schema; there is no database to "
-                             "rebuild home.json from")
-        store = Store(engine)
-        bound, spec = store.bound_model(), store.get_setting("model_spec")
-    except SQLAlchemyError as e:
-        raise store_error(f"{home} (rebuilding home.json)", e) from None
-    finally:
-        engine.dispose()
-    if bound is None:
-        raise StoreError(f"{home}: the store is bound to no model; there is no database to "
-                         "rebuild home.json from")
-    if model is not None or embedder is not None:
-        emb = embedder or load_embedder(model, device)
-        if emb.sha256 != bound.sha256:
-            raise ModelMismatchError(
-                f"{home}: the store is bound to {bound.name} ({bound.sha256[:12]}), not "
-                f"{emb.name} ({emb.sha256[:12]})")
-        spec = spec or model
-    if not spec:
-        raise UsageError(f"{home}: the store does not record where its model {bound.name} "
-                         "comes from; give --model")
-    old = home / HOME_FILE
-    if old.exists():
-        os.replace(old, home / (HOME_FILE + ".unreadable"))
-    write_home_file(home, {"db_url": db_url, "model_spec": spec})
-
-
-def _remove_stray_temps(home: Path) -> None:
-    """Temporaries of index or home.json saves that a killed process left behind."""
-    from speakerdb.config import HOME_FILE
-    from speakerdb.index._atomic import remove_stray_temps
-
-    remove_stray_temps(home, extra=(HOME_FILE + ".tmp",))
 
 
 def _space(store, bound):
