@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from speakerdb.config import (
     CascadeConfig,
     DurationGates,
     IngestConfig,
+    check_finite,
     check_score_norm,
     default_model,
     read_home_file,
@@ -27,13 +29,16 @@ from speakerdb.config import (
     write_home_file,
 )
 from speakerdb.errors import (
+    DamagedStoreError,
     DatabaseExistsError,
-    DatabaseNotFound,
     IndexOutOfDateError,
     ModelMismatchError,
+    ReadOnlyError,
     StoreError,
     UsageError,
 )
+from speakerdb.home import (not_found, read_only_store, rebuild_home_file, remove_stray_temps,
+                            store_left)
 from speakerdb.results import (CheckReport, EnrollResult, IdentifyResult, SpeakerInfo,
                                Threshold, VerifyResult, choose_threshold)
 from speakerdb.scoring import (Scorer, embed_gated, gate_batches, gate_seconds, gated_policy,
@@ -71,14 +76,21 @@ class SpeakerDB:
                embedder=None, device: str = "auto") -> SpeakerDB:
         """Create a database bound to ``model`` (a built-in name or checkpoint path).
 
-        Creating where a database with the same model exists opens it; another model is a
-        ModelMismatchError. ``embedder`` replaces loading ``model`` (tests pass their own).
+        Creating where a database exists opens it: with no ``model`` whatever its model, with
+        the same model as well; another model is a ModelMismatchError. Where home.json is
+        missing or unreadable but the store is there (the home's SQLite file, or ``db_url``),
+        home.json is rebuilt from what the store records. ``embedder`` replaces loading
+        ``model`` (tests pass their own).
         """
         from speakerdb.model.registry import load_embedder
 
         from speakerdb.model.prefixes import DIMS
 
         home = resolve_home(home)
+        if read_home_file(home) is None and store_left(home, db_url):
+            rebuild_home_file(home, db_url, model, embedder, device)
+        if model is None and embedder is None and read_home_file(home) is not None:
+            return cls.open(home, device=device)  # an existing database, whatever its model
         model = model or default_model()
         embedder = embedder or load_embedder(model, device)
         if tuple(embedder.dims) != DIMS and tuple(embedder.dims) != (embedder.raw_dim,):
@@ -96,7 +108,10 @@ class SpeakerDB:
         if home.exists() and not home.is_dir():
             raise UsageError(f"{home}: exists and is not a directory")
         if home.exists() and any(p.suffix in (".faiss", ".sqlite") for p in home.iterdir()):
-            raise DatabaseExistsError(f"{home}: holds database files but no home.json")
+            raise DatabaseExistsError(
+                f"{home}: holds index files but no usable home.json nor a SQLite store; its "
+                f"store was elsewhere: `speakerdb init --home {home} --db-url URL` rebuilds "
+                "home.json from it")
         home.mkdir(parents=True, exist_ok=True)
         from speakerdb.store.engine import make_engine, sqlite_url
         from speakerdb.store.migrate import upgrade
@@ -124,23 +139,29 @@ class SpeakerDB:
         from sqlalchemy.exc import SQLAlchemyError
 
         from speakerdb.indexes import Indexes
-        from speakerdb.store.engine import make_engine, sqlite_url
+        from speakerdb.store.engine import make_engine, redact, sqlite_url, store_error
         from speakerdb.store.migrate import current_revision, head_revision, upgrade
         from speakerdb.store.store import Store
 
         home = resolve_home(home)
         info = read_home_file(home)
         if info is None:
-            raise DatabaseNotFound(f"{home}: no speakerdb database here (run `speakerdb init`)")
+            raise not_found(home)
+        remove_stray_temps(home)
         url = info.get("db_url") or sqlite_url(home / SQLITE_FILE)
-        engine = make_engine(url)
+        read_only = read_only_store(url)
+        engine = make_engine(url, read_only=read_only)
         try:
             rev = current_revision(engine)
             if rev is None:
                 raise StoreError(f"{home}: the metadata store has no schema (was init interrupted?)")
             if rev != head_revision():
+                if read_only:
+                    raise ReadOnlyError(f"{home}: the store needs a schema upgrade, which this "
+                                        "read-only home does not allow; open it once where "
+                                        "it can be written")
                 upgrade(engine)
-            store = Store(engine)
+            store = Store(engine, str(home) if not info.get("db_url") else redact(url))
             bound = store.bound_model()
             if bound is None:
                 raise StoreError(f"{home}: the metadata store is not bound to a model")
@@ -151,11 +172,12 @@ class SpeakerDB:
                     f"{embedder.name} ({embedder.sha256[:12]})"
                 )
             space = _space(store, bound)
-            indexes = Indexes(home, store, bound.sha256, head_revision(), space)
+            indexes = Indexes(home, store, bound.sha256, head_revision(), space,
+                              read_only=read_only or not os.access(home, os.W_OK))
             indexes.open(catch_up=catch_up) if catch_up else None
         except SQLAlchemyError as e:
             engine.dispose()
-            raise StoreError(f"{home}: {str(e).splitlines()[0]}") from None
+            raise store_error(str(home), e) from None
         except Exception:
             engine.dispose()
             raise
@@ -199,6 +221,17 @@ class SpeakerDB:
 
         return writing(self)
 
+    @property
+    def read_only(self) -> bool:
+        """Whether this process may not write the home (a read-only mount or permissions):
+        reads work, catching up in memory; changes are a ReadOnlyError."""
+        return self.indexes.read_only
+
+    def require_writable(self, what: str) -> None:
+        if self.read_only:
+            raise ReadOnlyError(f"{self.home}: the home is read-only for this process; "
+                                f"{what} needs to write to it")
+
     def _require_indexes(self):
         if self.indexes.set is None:
             self.indexes.open(catch_up=True)
@@ -230,6 +263,7 @@ class SpeakerDB:
         from speakerdb.ingest.sources import discover
         from speakerdb.ingest.writer import StoreWriter
 
+        self.require_writable("ingest")
         gate = gate_seconds(config.min_duration_s, self.gates.min_enroll_s)
         items = discover([str(s) for s in sources], layout, config.extensions)
         if on_start:
@@ -284,7 +318,7 @@ class SpeakerDB:
         (and aggregation rule and dimension, when given): one comparison of two voices.
         Identification thresholds follow the gallery's size: ``identify_threshold``."""
         if given is not None:
-            return Threshold(float(given), "given")
+            return Threshold(check_finite("--threshold", given), "given")
         default = (ASNORM_DEFAULT_THRESHOLD if score_norm == "asnorm"
                    else float(self.embedder.default_threshold))
         return choose_threshold(given, self.store.get_setting("threshold"), score_norm, default,
@@ -304,6 +338,9 @@ class SpeakerDB:
 
         check_score_norm(score_norm)
         self.refresh()
+        min_margin = check_finite("--margin", min_margin)
+        if threshold is not None:
+            check_finite("--threshold", threshold)
         emb = self.embed(audio, name=name, min_duration_s=min_duration_s)
         t0 = time.perf_counter()
         with self.lock:  # the indexes, the hits' labels and the speaker caches agree
@@ -347,6 +384,8 @@ class SpeakerDB:
         database's speaker means)."""
         check_score_norm(score_norm)
         self.refresh()
+        if threshold is not None and not isinstance(threshold, Threshold):
+            check_finite("--threshold", threshold)
         top = max(self.embedder.dims)
         norm = self.scorer.norm(cohort, cohort_top, top) if score_norm == "asnorm" else None
         thr = self.threshold_for(threshold, score_norm, None, top)
@@ -380,10 +419,19 @@ class SpeakerDB:
                                 cohort_top, fpir)
 
     def check(self, repair: bool = False) -> CheckReport:
-        """Compare the saved indexes with the store; ``repair`` rebuilds them if they differ."""
-        problems = self.indexes.problems()
+        """Compare the saved indexes with the store; ``repair`` rebuilds them if they differ.
+        A damaged store is a failed check (it cannot be repaired from itself)."""
+        try:
+            problems = self.indexes.problems()
+        except DamagedStoreError as e:
+            try:
+                counts = self.store.counts()
+            except StoreError:
+                counts = {}
+            return CheckReport(False, [str(e)], counts, False)
         repaired = False
         if problems and repair:
+            self.require_writable("check --repair")
             with self._writing():
                 self.indexes.rebuild()
             repaired = True

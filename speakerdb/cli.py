@@ -52,13 +52,24 @@ def _open(home, no_wait: bool = False, max_duration: float | None = None, **kw):
     return db
 
 
+def _uses_db(home, model: str | None) -> bool:
+    """Whether a command that needs no database uses the one at ``home``: when there is one
+    and either no ``--model`` was named or ``--home`` was (then the model must be the
+    database's: a ModelMismatchError otherwise)."""
+    from speakerdb.config import read_home_file, resolve_home
+
+    return (model is None or home is not None) and \
+        read_home_file(resolve_home(home)) is not None
+
+
 def _model_for(home, model: str | None, device: str = "auto"):
-    """The embedder named by ``model``, else the database's at ``home``, else the default."""
-    from speakerdb.config import default_model, read_home_file, resolve_home
+    """The database's embedder at ``home`` (``model``, if named, must be it), else the one
+    named by ``model``, else the default."""
+    from speakerdb.config import default_model
     from speakerdb.model.registry import load_embedder
 
-    if model is None and read_home_file(resolve_home(home)) is not None:
-        with _open(home, catch_up=False, device=device) as db:
+    if _uses_db(home, model):
+        with _open(home, catch_up=False, device=device, model=model) as db:
             return db.embedder, db.threshold()
     emb = load_embedder(model or default_model(), device)
     return emb, emb.default_threshold
@@ -73,16 +84,19 @@ def init(
     device: Device = "auto",
     json_: Json = False,
 ):
-    """Create a database bound to one model (runs the store migrations)."""
+    """Create a database bound to one model (runs the store migrations); in a folder whose
+    home.json is missing or unreadable, rebuild it from the store."""
     from speakerdb.api import SpeakerDB
-    from speakerdb.config import default_model, read_home_file, resolve_home
+    from speakerdb.config import home_file_problem, read_home_file, resolve_home
     from speakerdb.store.engine import redact
 
     existed = read_home_file(resolve_home(home)) is not None
-    with SpeakerDB.create(home, model=model or default_model(), db_url=db_url, device=device) as db:
+    problem = home_file_problem(resolve_home(home))
+    with SpeakerDB.create(home, model=model, db_url=db_url, device=device) as db:
         doc = {
             "home": str(db.home),
-            "created": not existed,
+            "created": not existed and problem is None,
+            "rebuilt_home_file": problem,
             "model": {"name": db.model.name, "sha256": db.model.sha256, "dims": list(db.model.dims)},
             "db_url": redact(db.store.engine.url.render_as_string(hide_password=False)),
         }
@@ -90,6 +104,8 @@ def init(
         _print_json(doc)
     else:
         verb = "created" if doc["created"] else "already exists:"
+        if problem is not None:
+            verb = f"rebuilt home.json from the store ({problem}):"
         print(f"{verb} {doc['home']} (model {doc['model']['name']} {doc['model']['sha256'][:12]})")
 
 
@@ -228,7 +244,7 @@ def verify(
     a: Annotated[Path, typer.Argument(help="First audio file.")],
     b: Annotated[Path, typer.Argument(help="Second audio file.")],
     home: Home = None,
-    model: Annotated[Optional[str], typer.Option(help="Model (default: the database's, else the built-in default).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model (default: the database's, else the built-in default); with --home it must be the database's.")] = None,
     threshold: Annotated[Optional[float], typer.Option(
         help="Decision threshold at the top dimension (default: calibrated, else the model's "
              "or the AS-norm default).")] = None,
@@ -241,14 +257,15 @@ def verify(
     json_: Json = False,
 ):
     """Same speaker or not: cosine (or AS-norm) score at every dimension and a decision."""
-    from speakerdb.config import check_score_norm, default_model, read_home_file, resolve_home
+    from speakerdb.config import check_score_norm, default_model
     from speakerdb.errors import UsageError
 
     check_score_norm(score_norm)
     kw = dict(score_norm=score_norm, cohort=cohort, cohort_top=cohort_top,
               min_duration_s=min_duration)
-    if model is None and read_home_file(resolve_home(home)) is not None:
-        with _open(home, max_duration=max_duration, catch_up=False, device=device) as db:
+    if _uses_db(home, model):
+        with _open(home, max_duration=max_duration, catch_up=False, device=device,
+                   model=model) as db:
             r = db.verify(a, b, threshold, **kw)
     else:
         if score_norm == "asnorm" and cohort is None:
@@ -342,7 +359,7 @@ def _print_identify_calibration(home, cal, json_: bool) -> None:
 def embed(
     audio: Annotated[list[Path], typer.Argument(help="Audio files to embed.")],
     home: Home = None,
-    model: Annotated[Optional[str], typer.Option(help="Model (default: the database's, else the built-in default).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model (default: the database's, else the built-in default); with --home it must be the database's.")] = None,
     raw: Annotated[bool, typer.Option("--raw", help="Also give the raw model outputs.")] = False,
     max_duration: MaxDuration = None,
     device: Device = "auto",
@@ -384,9 +401,16 @@ def check(
     no_wait: NoWait = False,
     json_: Json = False,
 ):
-    """Prove the indexes agree with the store (counts, ids, vectors, model); exit 1 if not."""
-    with _open(home, no_wait, catch_up=False) as db:
-        report = db.check(repair=repair)
+    """Prove the indexes agree with the store (counts, ids, vectors, model); exit 1 if not
+    (a damaged store too)."""
+    from speakerdb.errors import DamagedStoreError
+    from speakerdb.results import CheckReport
+
+    try:
+        with _open(home, no_wait, catch_up=False) as db:
+            report = db.check(repair=repair)
+    except DamagedStoreError as e:  # the store cannot even be opened: the check failed
+        report = CheckReport(False, [str(e)], {}, False)
     if json_:
         _print_json(report.as_dict())
     else:
@@ -395,8 +419,9 @@ def check(
         c = report.counts
         state = "ok" if report.ok else "FAILED"
         fixed = " (repaired)" if report.repaired else ""
-        print(f"check {state}{fixed}: {c['segments']} segments, {c['recordings']} recordings, "
-              f"{c['speakers']} speakers")
+        counts = (f": {c['segments']} segments, {c['recordings']} recordings, "
+                  f"{c['speakers']} speakers") if c else " (the store cannot be read)"
+        print(f"check {state}{fixed}{counts}")
     if not report.ok:
         raise typer.Exit(1)
 
@@ -484,7 +509,7 @@ def main() -> None:
     except ex.ClickException as e:
         _err(e.format_message())
         sys.exit(e.exit_code)
-    except ex.Abort:
+    except typer.Abort:  # typer's own click has no exceptions.Abort
         _err("aborted")
         sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)

@@ -9,7 +9,7 @@ import typer
 
 from speakerdb.shell import Device, Home, _err, shell
 
-__all__ = ["is_loopback", "register"]
+__all__ = ["is_loopback", "listen", "register"]
 
 
 def is_loopback(host: str) -> bool:
@@ -45,32 +45,70 @@ def serve(
     device: Device = "auto",
 ):
     """Serve the database over HTTP (JSON API, docs at /docs, a web page at /)."""
+    from speakerdb.config import check_finite
+
+    check_finite("--max-upload-mb", max_upload_mb)
     if not token and not is_loopback(host):
         _err(f"--host {host} is not a loopback address: set --token or SPEAKERDB_TOKEN so "
              "that requests need it")
         raise typer.Exit(2)
+    from speakerdb.config import check_max_duration
     from speakerdb.server.auth import check_tokens
 
     check_tokens(token or None, read_token or None)
-    from speakerdb.config import check_max_duration
-
     check_max_duration(max_duration)
-    import uvicorn
+    sock = listen(host, port)  # a port in use fails here, before anything is loaded
+    try:
+        import uvicorn
 
-    from speakerdb.api import SpeakerDB
-    from speakerdb.server import create_app
+        from speakerdb.api import SpeakerDB
+        from speakerdb.server import create_app
 
-    with SpeakerDB.open(home, device=device) as db:
-        _ = db.embedder  # load the model before the first request, and fail here if it cannot
-        app = create_app(db, token=token or None, read_token=read_token or None,
-                         max_upload_bytes=int(max_upload_mb * 1024 * 1024),
-                         max_duration_s=max_duration)
-        access = ("no token: every endpoint is open" if not token else
-                  "every endpoint but /health needs the token"
-                  + (" (or the read token for searches)" if read_token else ""))
-        print(f"speakerdb: serving {db.home} on http://{host}:{port} ({access})",
-              file=sys.stderr)
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        with SpeakerDB.open(home, device=device) as db:
+            _ = db.embedder  # load the model before the first request; fail here if it cannot
+            app = create_app(db, token=token or None, read_token=read_token or None,
+                             max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+                             max_duration_s=max_duration)
+            access = ("no token: every endpoint is open" if not token else
+                      "every endpoint but /health needs the token"
+                      + (" (or the read token for searches)" if read_token else ""))
+            print(f"speakerdb: serving {db.home} on http://{host}:{port} ({access})",
+                  file=sys.stderr)
+            config = uvicorn.Config(app, host=host, port=port, log_level="info")
+            uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def listen(host: str, port: int):
+    """A socket bound to ``host``:``port`` (what uvicorn would bind); a port in use, a port
+    that needs privileges or a host that does not resolve is a UsageError."""
+    import errno
+    import socket
+
+    from speakerdb.errors import UsageError
+
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(
+            host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as e:
+        raise UsageError(f"--host {host}: cannot resolve it ({e})") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.set_inheritable(True)
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise UsageError(f"--port {port}: {host}:{port} is already in use by another "
+                             "program; choose another --port") from None
+        if e.errno == errno.EACCES:
+            raise UsageError(f"--port {port}: not allowed to listen on {host}:{port} "
+                             "(ports below 1024 need privileges)") from None
+        raise UsageError(f"--host {host} --port {port}: cannot listen there "
+                         f"({e.strerror or e})") from None
+    return sock
 
 
 def register(app: typer.Typer) -> None:

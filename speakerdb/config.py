@@ -28,9 +28,11 @@ __all__ = [
     "DurationGates",
     "IngestConfig",
     "check_duration",
+    "check_finite",
     "check_score_norm",
     "resolve_home",
     "read_home_file",
+    "home_file_problem",
     "write_home_file",
 ]
 
@@ -133,6 +135,22 @@ def check_max_duration(seconds) -> float:
     return float(seconds)
 
 
+def check_finite(option: str, value) -> float:
+    """``value`` as a float if it is a finite number, else ``UsageError`` naming ``option``
+    (NaN would make every comparison false and print as non-JSON ``NaN``)."""
+    import math
+
+    from speakerdb.errors import UsageError
+
+    try:
+        ok = not isinstance(value, bool) and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise UsageError(f"{option} must be a finite number, got {value!r}")
+    return float(value)
+
+
 def check_score_norm(score_norm: str) -> str:
     from speakerdb.errors import UsageError
 
@@ -153,13 +171,36 @@ def resolve_home(home: str | os.PathLike | None) -> Path:
 
 
 def read_home_file(home: Path) -> dict | None:
+    """What ``home.json`` says, or None when it is missing or unusable."""
     p = home / HOME_FILE
     if not p.exists():
         return None
     try:
-        return json.loads(p.read_text())
+        data = json.loads(p.read_text())
     except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None
+
+
+def home_file_problem(home: Path) -> str | None:
+    """Why ``home.json`` cannot be used in a folder that holds database files (a SQLite store
+    or index files); None when it can, or when the folder holds no database."""
+    try:
+        held = home.is_dir() and any(p.suffix in (".faiss", ".sqlite") for p in home.iterdir())
+    except OSError:
+        held = False
+    if not held:
+        return None
+    p = home / HOME_FILE
+    if not p.exists():
+        return f"{HOME_FILE} is missing"
+    try:
+        data = json.loads(p.read_text())
+    except OSError as e:
+        return f"{HOME_FILE} cannot be read ({e.strerror or e})"
+    except ValueError as e:
+        return f"{HOME_FILE} is not valid JSON ({e})"
+    return None if isinstance(data, dict) else f"{HOME_FILE} does not hold a JSON object"
 
 
 def write_home_file(home: Path, data: dict) -> None:

@@ -17,7 +17,9 @@ import numpy as np
 
 from speakerdb.errors import AudioError, TooLongError
 
-__all__ = ["MIN_RATE", "BLOCK_FRAMES", "Blocks", "open_blocks", "check_rate", "short_reason",
+NOT_AUDIO = "not audio (no known audio format)"  # what neither libsndfile nor FFmpeg can open
+
+__all__ = ["NOT_AUDIO", "MIN_RATE", "BLOCK_FRAMES", "Blocks", "open_blocks", "check_rate", "short_reason",
            "too_long"]
 
 MIN_RATE = 4000  # Hz: lower declared rates are broken headers, not speech
@@ -112,22 +114,41 @@ def open_blocks(x, name: str, max_duration_s: float | None = None) -> Blocks:
         return _sf_blocks(for_sf, name, max_duration_s)
     except AudioError:
         raise
-    except Exception as sf_error:  # noqa: BLE001 - soundfile cannot read it: try FFmpeg
+    except Exception:  # noqa: BLE001 - soundfile cannot read it: try FFmpeg
         try:
             return _av_blocks(for_av, name, max_duration_s)
         except _Unreadable as e:
-            reason = e.reason if e.opened else short_reason(sf_error)
-            raise AudioError(name, f"not a readable audio file ({reason})") from None
+            if not e.opened:  # no decoder knows the format: libsndfile's own words mislead
+                raise AudioError(name, NOT_AUDIO) from None  # ("File does not exist", ...)
+            raise AudioError(name, f"not a readable audio file ({e.reason})") from None
 
 
 def _limit_frames(rate: int, max_duration_s: float | None) -> int | None:
     return None if max_duration_s is None else int(max_duration_s * rate)
 
 
+def _close(fh) -> None:
+    if fh is not None:
+        fh.close()
+
+
+def _closing(fh):
+    import contextlib
+
+    return contextlib.closing(fh) if fh is not None else contextlib.nullcontext()
+
+
 def _sf_blocks(src, name: str, max_duration_s: float | None) -> Blocks:
     import soundfile as sf
 
-    f = sf.SoundFile(src)
+    # a path is opened here and read by content, not by name: libsndfile would take a ".mp3"
+    # for MPEG and its decoder would print "Note: ..." lines on stderr for what is not MPEG
+    fh = open(src, "rb") if isinstance(src, (bytes, str)) else None
+    try:
+        f = sf.SoundFile(fh if fh is not None else src)
+    except BaseException:
+        _close(fh)
+        raise
     try:
         rate, channels = int(f.samplerate), int(f.channels)
         check_rate(rate, name)
@@ -140,10 +161,11 @@ def _sf_blocks(src, name: str, max_duration_s: float | None) -> Blocks:
         size = max(int(f.frames), 1) if f.format == "MP3" else BLOCK_FRAMES
     except BaseException:
         f.close()
+        _close(fh)
         raise
 
     def blocks():
-        with f:
+        with f, _closing(fh):
             seen = 0
             while True:
                 try:

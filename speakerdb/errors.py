@@ -19,8 +19,12 @@ __all__ = [
     "DatabaseNotFound",
     "DatabaseExistsError",
     "StoreError",
+    "ReadOnlyError",
+    "DiskFullError",
+    "DamagedStoreError",
     "IndexOutOfDateError",
     "NotFound",
+    "AmbiguousKey",
     "CheckFailed",
     "Busy",
 ]
@@ -87,6 +91,22 @@ class StoreError(SpeakerDBError):
     http_status = 500
 
 
+class ReadOnlyError(StoreError):
+    """A change asked of a home (or store) that this process may not write."""
+
+    http_status = 409
+
+
+class DiskFullError(StoreError):
+    """A write that found no space left on the device."""
+
+    http_status = 507
+
+
+class DamagedStoreError(StoreError):
+    """A store file that is not a database or whose pages are corrupt."""
+
+
 class IndexOutOfDateError(SpeakerDBError):
     """An index file that does not describe the store it belongs to."""
 
@@ -95,6 +115,12 @@ class IndexOutOfDateError(SpeakerDBError):
 
 class NotFound(SpeakerDBError):
     http_status = 404
+
+
+class AmbiguousKey(SpeakerDBError):
+    """A key (a sha256 prefix) that names more than one thing: give more of it."""
+
+    http_status = 409
 
 
 class CheckFailed(SpeakerDBError):

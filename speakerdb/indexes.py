@@ -34,9 +34,12 @@ _SAMPLE = 64  # stored vectors compared with their index copies by check
 
 class Indexes:
     def __init__(self, directory: Path, store: Store, model_sha256: str, revision: str,
-                 space: VectorSpace, flush_s: float = 30.0):
+                 space: VectorSpace, flush_s: float = 30.0, read_only: bool = False):
         self.directory, self.store, self.space = Path(directory), store, space
         self.model_sha256, self.revision, self.flush_s = model_sha256, revision, flush_s
+        # a read-only home (or a full disk): catch-ups stay in memory, nothing is saved
+        self.read_only = read_only
+        self.unsaved = False  # the indexes in memory are ahead of the saved ones
         self.set: IndexSet | None = None
         self._dirty = False
         self._last_flush = time.monotonic()
@@ -68,13 +71,28 @@ class Indexes:
                 missing = np.setdiff1d(store_ids, have, assume_unique=True)
                 for ids, raw in self.store.vectors(missing):
                     self.set.add(ids, self.space.transform(raw))
-                self.flush(force=True)
+                self._save_if_possible()
             except IndexOutOfDateError:
                 action = "rebuild"
         if action == "rebuild":
-            self.rebuild()
-        self.generation = generation
+            self.rebuild(save=False)
+            self.generation = generation
+            self._save_if_possible()
         return action
+
+    def _save_if_possible(self) -> None:
+        """Save a catch-up; where the home cannot be written (read-only, disk full) keep it
+        in memory: a reader needs no write, the next writable open catches up again."""
+        from speakerdb.errors import DiskFullError, ReadOnlyError
+
+        if self.read_only:
+            self.unsaved = True
+            return
+        try:
+            if self.flush(force=True):
+                self._remove_stale_files()
+        except (DiskFullError, ReadOnlyError):
+            self.unsaved, self._dirty = True, False
 
     def plan(self) -> str:
         """``current``, ``append`` or ``rebuild``: what open() would do, from the JSONs alone."""
@@ -98,7 +116,7 @@ class Indexes:
             return "rebuild"
         return "append" if "append" in plans else "current"
 
-    def rebuild(self) -> None:
+    def rebuild(self, save: bool = True) -> None:
         generation = self.store.generation()
         ids, raw = self.store.all_vectors()
         self.set = IndexSet.build(self.directory, ids, self.space.transform(raw),
@@ -106,7 +124,7 @@ class Indexes:
                                   self.space.name)
         self.generation = generation
         self._dirty = True
-        if self.flush(force=True):
+        if save and self.flush(force=True):
             self._remove_stale_files()
 
     def follow(self, generation: int) -> tuple[int, int]:
@@ -164,6 +182,11 @@ class Indexes:
         and when the saved files reflect a later store generation than these indexes."""
         if not force and (not self._dirty or time.monotonic() - self._last_flush < self.flush_s):
             return False
+        if self.read_only:
+            from speakerdb.errors import ReadOnlyError
+
+            raise ReadOnlyError(f"{self.directory}: the home is read-only; its indexes cannot "
+                                "be saved")
         with self.home_lock.try_hold() as allowed:
             if not allowed:
                 log.debug("%s: not saving the indexes: another process is writing",

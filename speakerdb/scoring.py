@@ -21,7 +21,8 @@ import numpy as np
 
 from speakerdb.audio import (FRAME_S, TARGET_RATE, AudioInput, AudioPolicy, Prepared, describe,
                              load, prepare, signal_seconds)
-from speakerdb.config import ASNORM_DEFAULT_THRESHOLD, check_duration, check_score_norm
+from speakerdb.config import (ASNORM_DEFAULT_THRESHOLD, check_duration, check_finite,
+                              check_score_norm)
 from speakerdb.embedding import AudioEmbedding
 from speakerdb.errors import AudioError, TooShortError, UsageError
 from speakerdb.ingest.runner import embed_segments
@@ -330,7 +331,7 @@ def verify_with(embedder, a: AudioInput, b: AudioInput, threshold=None,
         threshold = Threshold(ASNORM_DEFAULT_THRESHOLD, "asnorm default") if norm else \
             Threshold(float(embedder.default_threshold), "model default")
     elif not isinstance(threshold, Threshold):
-        threshold = Threshold(float(threshold), "given")
+        threshold = Threshold(check_finite("--threshold", threshold), "given")
     gate = policy.min_signal_s if min_duration_s is None else check_duration(min_duration_s)
     ea, eb = (embed_gated(embedder, x, policy, gate) for x in (a, b))
     if space is not None:

@@ -6,6 +6,8 @@ Light: typer and the standard library only (``--help`` must stay instant).
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 import sys
 from functools import wraps
@@ -84,5 +86,18 @@ def shell(fn):
     return run
 
 
+def _finite(x):
+    """``x`` with every NaN or infinite float replaced by None (JSON has neither)."""
+    if isinstance(x, numbers.Real) and not isinstance(x, numbers.Integral):
+        x = float(x)
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
+
+
 def _print_json(doc) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    """Print ``doc`` as strict JSON: a non-finite number becomes null, never ``NaN``."""
+    sys.stdout.write(json.dumps(_finite(doc), indent=2, allow_nan=False) + "\n")

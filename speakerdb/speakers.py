@@ -170,6 +170,7 @@ def enroll(db, speaker: str, audio, names: list[str] | None = None,
     from speakerdb.store.speakers import check_label
 
     check_label(speaker)
+    db.require_writable("enroll")
     with db._writing():  # the home's writer lock (speakerdb/processes.py)
         return _enroll(db, speaker, audio, names, min_duration_s)
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from speakerdb.errors import AudioError, SilentAudioError, TooShortError
 
-__all__ = ["EXPECTED", "speechlike", "pcm16_wav", "write_m4a", "write_bad_corpus"]
+__all__ = ["EXPECTED", "MESSAGES", "speechlike", "pcm16_wav", "write_m4a", "write_bad_corpus"]
 
 # name -> ("ok", number of segments prepare() gives) or ("error", the exact error class)
 EXPECTED: dict[str, tuple[str, object]] = {
@@ -40,6 +40,15 @@ EXPECTED: dict[str, tuple[str, object]] = {
     "rate20hz.wav": ("error", AudioError),  # the same samples at 20 Hz (80 minutes)
     "rate4k.wav": ("ok", 1),  # 3 s at 4 kHz, the lowest rate taken
     "c_\udcff.wav": ("ok", 1),  # 3 s whose file name has the byte 0xff (not UTF-8)
+    "random.mp3": ("error", AudioError),  # 20 kB of random bytes named .mp3
+    "speech.mp3": ("ok", 1),  # 3 s MPEG layer III (libsndfile), read by content, not by name
+}
+
+# name -> words the error message must hold (and words it must not), where they matter
+MESSAGES: dict[str, tuple[str, str | None]] = {
+    "random.mp3": ("not audio", "does not exist"),  # not libsndfile's misleading reason
+    "text.wav": ("not audio", None),
+    "empty.wav": ("empty file", None),
 }
 
 
@@ -149,4 +158,6 @@ def write_bad_corpus(dir: Path, *, include_long: bool = True) -> dict[str, Path]
     p["rate20hz.wav"].write_bytes(pcm16_wav(six, 20))
     p["rate4k.wav"].write_bytes(pcm16_wav(speechlike(3.0, 4000, seed=12), 4000))
     p["c_\udcff.wav"].write_bytes(pcm16_wav(speechlike(3.0, r, seed=13), r))
+    p["random.mp3"].write_bytes(np.random.default_rng(11).bytes(20_000))
+    sf.write(p["speech.mp3"], speechlike(3.0, r, seed=12), r, format="MP3")
     return p

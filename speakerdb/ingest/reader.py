@@ -59,6 +59,8 @@ def _hash_one(item: SourceItem) -> tuple[str, object]:
     """(sha256, what to decode): the bytes of an in-memory input, or the size and time stamp
     of a file (hashed a block at a time); or ("", FailureIn)."""
     name = display_name(item.path)
+    if item.error is not None:
+        return "", FailureIn(name, "", item.reason, f"{name}: {item.error}")
     try:
         if not isinstance(item.path, (PurePath, str)):  # in memory (enroll)
             data = item.path.read_bytes()

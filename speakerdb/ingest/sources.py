@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import errno
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,8 @@ class SourceItem:
     path: Path  # as given (joined to the source as given, never resolved)
     speaker: str | None
     source: str  # layout plus what the layout knows, e.g. "voxceleb:<video>"
+    error: str | None = None  # why this input cannot be used, known before reading it
+    reason: str = "unreadable"  # the failure reason stored with ``error``
 
 
 def detect_layout(source: Path) -> str:
@@ -29,28 +33,93 @@ def detect_layout(source: Path) -> str:
     ``idNNNNN`` speaker folders, otherwise ``folders``."""
     if source.is_file():
         return "manifest" if source.suffix.lower() == ".csv" else "file"
-    subdirs = [p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    try:
+        subdirs = [p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    except OSError:  # unreadable: the walk reports it as a failure
+        subdirs = []
     if subdirs and all(_VOX_ID.match(p.name) for p in subdirs):
         return "voxceleb"
     return "folders"
 
 
-def _audio_files(root: Path, extensions) -> list[Path]:
-    return sorted(
-        p
-        for p in root.rglob("*")
-        if p.suffix.lower() in extensions
-        and p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
+def _why(e: OSError) -> str:
+    return e.strerror or str(e)
+
+
+def _link_problem(p: Path) -> str | None:
+    """Why the symbolic link ``p`` leads nowhere usable (None if it leads to something)."""
+    try:
+        os.stat(p)
+        return None
+    except FileNotFoundError:
+        try:
+            target = os.readlink(p)
+        except OSError:
+            target = "?"
+        return f"dangling symbolic link (its target {target} does not exist)"
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "symbolic link loop (the link leads back to itself)"
+        return f"cannot follow the symbolic link ({_why(e)})"
+
+
+def _audio_files(root: Path, extensions) -> list[tuple[Path, str | None]]:
+    """``(path, None)`` for every audio file under ``root`` (symbolic links followed, names
+    starting with ``.`` skipped) and ``(path, why)`` for what is in the way: a folder that
+    cannot be listed, a dangling link named like audio, a symbolic link loop."""
+    out: list[tuple[Path, str | None]] = []
+    visited: set[tuple[int, int]] = set()
+
+    def visit(d: Path, ancestors: frozenset) -> None:
+        try:
+            st = os.stat(d)
+            key = (st.st_dev, st.st_ino)
+            if key in ancestors:
+                out.append((d, "symbolic link loop (a folder that contains itself)"))
+                return
+            if key in visited:  # reached again through another link: its files are in already
+                return
+            visited.add(key)
+            with os.scandir(d) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            out.append((d, f"cannot list the folder ({_why(e)})"))
+            return
+        inner = ancestors | {key}
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            p = d / e.name
+            audio = p.suffix.lower() in extensions
+            try:
+                if e.is_dir():
+                    visit(p, inner)
+                    continue
+                is_file = e.is_file()
+            except OSError:  # a link loop, or a target that cannot be looked at
+                is_file = False
+            if is_file:
+                if audio:
+                    out.append((p, None))
+            elif e.is_symlink():
+                problem = _link_problem(p)
+                if problem and (audio or "loop" in problem):
+                    out.append((p, problem))
+            elif audio:
+                out.append((p, "not a regular file"))
+
+    visit(root, frozenset())
+    return sorted(out, key=lambda t: t[0])
 
 
 def _from_tree(root: Path, layout: str, extensions) -> list[SourceItem]:
     items = []
-    for p in _audio_files(root, extensions):
+    for p, error in _audio_files(root, extensions):
         parts = [display_name(part) for part in p.relative_to(root).parts]
         speaker = parts[0] if len(parts) > 1 else None
-        if layout == "voxceleb":
+        if error is not None:
+            items.append(SourceItem(p, speaker, layout, error))
+        elif layout == "voxceleb":
             if len(parts) < 3:
                 raise UsageError(
                     f"{display_name(p)}: not in the VoxCeleb layout idXXXXX/<video>/<utterance> under {root}"
@@ -77,7 +146,7 @@ def _from_manifest(path: Path) -> list[SourceItem]:
                     raise ManifestError(f"{path}: line {line}: empty path")
                 speaker = (row.get("speaker") or "").strip() or None
                 items.append(SourceItem(base / rel, speaker, "manifest"))
-            return items
+            return _each_path_once(items)
     except UnicodeDecodeError as e:
         raise ManifestError(f"{path}: not a UTF-8 CSV file ({e.reason})") from None
     except csv.Error as e:
@@ -111,3 +180,24 @@ def discover(
             seen.add(it.path)
             unique.append(it)
     return unique
+
+
+def _each_path_once(items: list[SourceItem]) -> list[SourceItem]:
+    """The first item of each path of one manifest; a path it lists with different speakers
+    becomes one failure that names them (which label is right is not for ingest to guess)."""
+    first: dict[Path, SourceItem] = {}
+    labels: dict[Path, list[str | None]] = {}
+    for it in items:
+        if it.path not in first:
+            first[it.path] = it
+            labels[it.path] = [it.speaker]
+        elif it.speaker not in labels[it.path]:
+            labels[it.path].append(it.speaker)
+    out = []
+    for path, it in first.items():
+        if len(labels[path]) > 1 and it.error is None:
+            names = ", ".join("(none)" if x is None else repr(x) for x in labels[path])
+            it = SourceItem(path, None, it.source, f"listed with different speakers ({names}); "
+                            "give it once", "conflicting_labels")
+        out.append(it)
+    return out

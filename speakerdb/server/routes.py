@@ -38,7 +38,7 @@ from speakerdb.server.models import (
     StatsOut,
     VerifyOut,
 )
-from speakerdb.server.uploads import read_uploads
+from speakerdb.server.uploads import one_file_each, read_uploads
 
 __all__ = ["public", "router"]
 
@@ -53,10 +53,11 @@ def _errors(*codes: int) -> dict:
             401: "No valid bearer token (the server runs with a token)",
             403: "A write with the read token",
             404: "No such speaker or recording",
-            409: "A conflict with the database (model mismatch; another process writing)",
+            409: "A conflict with the database (model mismatch, a key naming several "
+                 "recordings, another process writing)",
             413: "The upload is larger than the server's limit",
             415: "An upload that is not audio/* or application/octet-stream",
-            422: "Missing or malformed fields"}
+            422: "Missing or malformed fields, or several files where one is taken"}
     return {c: {"model": ErrorOut, "description": text[c]} for c in codes}
 
 
@@ -86,7 +87,8 @@ def stats(request: Request):
     return _db(request).stats()
 
 
-@router.post("/identify", response_model=IdentifyOut, responses=READ_ERRORS, tags=["search"])
+@router.post("/identify", response_model=IdentifyOut, responses=READ_ERRORS, tags=["search"],
+             dependencies=[Depends(one_file_each("audio"))])
 def identify(
     request: Request,
     audio: UploadFile = File(description=f"The unknown voice: {AUDIO_TYPES}"),
@@ -116,7 +118,8 @@ def identify(
                                  score_norm=norm).as_dict()
 
 
-@router.post("/verify", response_model=VerifyOut, responses=READ_ERRORS, tags=["search"])
+@router.post("/verify", response_model=VerifyOut, responses=READ_ERRORS, tags=["search"],
+             dependencies=[Depends(one_file_each("a", "b"))])
 def verify(
     request: Request,
     a: UploadFile = File(description=f"First voice: {AUDIO_TYPES}"),
@@ -127,7 +130,8 @@ def verify(
     return _db(request).verify(fa, fb).as_dict()
 
 
-@router.post("/embed", response_model=EmbedOut, responses=READ_ERRORS, tags=["search"])
+@router.post("/embed", response_model=EmbedOut, responses=READ_ERRORS, tags=["search"],
+             dependencies=[Depends(one_file_each("audio"))])
 def embed(request: Request, audio: UploadFile = File(description=f"A voice: {AUDIO_TYPES}")):
     """Nested 64/128/192/256-D embeddings of the audio with the database's model."""
     [(name, buf)] = read_uploads([audio], "audio", _limit(request))

@@ -13,9 +13,11 @@ import json
 import re
 
 from starlette.datastructures import UploadFile
+from starlette.requests import Request
 from starlette.exceptions import HTTPException
 
-__all__ = ["FORM_OVERHEAD_BYTES", "BodyLimit", "TooLarge", "read_uploads", "upload_name"]
+__all__ = ["FORM_OVERHEAD_BYTES", "BodyLimit", "TooLarge", "one_file_each", "read_uploads",
+           "upload_name"]
 
 FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries, part headers and small form fields
 CHUNK = 256 * 1024
@@ -138,3 +140,20 @@ def read_uploads(uploads: list, field: str, limit: int) -> list[tuple[str, io.By
         buf.name = name  # what the library's messages and results call this input
         out.append((name, buf))
     return out
+
+
+def one_file_each(*fields: str):
+    """A route dependency: 422 when a form field that takes one file came several times
+    (FastAPI would silently use one of them and answer for it alone)."""
+
+    async def check(request: Request) -> None:
+        if "multipart/form-data" not in request.headers.get("content-type", ""):
+            return  # no form: the route's own validation answers
+        form = await request.form()  # parsed once per request, shared with the route
+        for field in fields:
+            n = len(form.getlist(field))
+            if n > 1:
+                raise HTTPException(422, f"{field}: {n} files sent, this endpoint takes one; "
+                                         "send one request per file")
+
+    return check

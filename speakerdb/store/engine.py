@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from speakerdb.errors import StoreError, UsageError
 
-__all__ = ["make_engine", "sqlite_url", "redact"]
+__all__ = ["make_engine", "sqlite_read_only", "sqlite_url", "redact", "store_error"]
 
 
 def sqlite_url(path: Path) -> str:
@@ -36,19 +38,91 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; raises UsageError for a malformed URL, StoreError if unusable."""
+def _sqlite_read_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=30000")  # nothing that writes
+    cur.close()
+
+
+def sqlite_read_only(path: Path) -> bool:
+    """Whether this process may not write the SQLite file ``path`` or its folder (where
+    SQLite keeps its journal): a read-only mount, or files it has no write permission on."""
+    path = Path(path)
+    return not os.access(path.parent, os.W_OK) or (path.exists()
+                                                   and not os.access(path, os.W_OK))
+
+
+def _read_only_url(path: str) -> URL:
+    """A URL that opens the SQLite file ``path`` for reading only. ``mode=ro`` needs the
+    WAL index (``-shm``) to exist or be creatable; where it cannot be, the file is opened as
+    ``immutable`` (no locking: only right when nobody writes it meanwhile, as on a read-only
+    mount)."""
+    import sqlite3
+
+    name = f"file:{quote(str(Path(path).resolve()))}"
+    query = {"mode": "ro"}
+    try:
+        con = sqlite3.connect(f"{name}?mode=ro", uri=True)
+        try:
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            con.close()
+    except sqlite3.OperationalError:
+        query["immutable"] = "1"
+    except sqlite3.DatabaseError:
+        pass  # damaged: the first real query says so
+    return URL.create("sqlite", database=name, query={**query, "uri": "true"})
+
+
+def make_engine(url: str, read_only: bool = False) -> Engine:
+    """An engine for ``url``; raises UsageError for a malformed URL, StoreError if unusable.
+    ``read_only`` (SQLite files only) opens the file without ever writing to it or its
+    folder."""
     try:
         parsed = make_url(url)
     except ArgumentError as e:
         raise UsageError(f"--db-url {url!r}: not a database URL ({e})") from None
+    read_only = read_only and parsed.get_backend_name() == "sqlite" and \
+        parsed.database not in (None, "", ":memory:")
+    if read_only:
+        db = parsed.database
+        if not Path(db).is_file():
+            raise StoreError(f"{redact(url)}: no such database file (and its folder is "
+                             "read-only)")
+        parsed = _read_only_url(db)
     try:
         engine = create_engine(parsed)
     except (ArgumentError, SQLAlchemyError, ImportError) as e:
         raise StoreError(f"{redact(url)}: cannot open ({e.__class__.__name__}: {e})") from None
     if engine.dialect.name == "sqlite":
         db = parsed.database
+        if read_only:
+            event.listen(engine, "connect", _sqlite_read_pragmas)
+            return engine
         if db and db != ":memory:" and not Path(db).parent.exists():
             raise StoreError(f"{redact(url)}: directory {Path(db).parent} does not exist")
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def store_error(where: str, e: BaseException) -> StoreError:
+    """The typed error of a failed store operation, saying what happened: the disk is full
+    (``DiskFullError``), the store may not be written (``ReadOnlyError``), the file is not a
+    database or is corrupt (``DamagedStoreError``), else a plain ``StoreError``."""
+    from speakerdb.errors import DamagedStoreError, DiskFullError, ReadOnlyError
+
+    orig = getattr(e, "orig", None) or e
+    name = getattr(orig, "sqlite_errorname", "") or ""
+    text = " ".join(str(orig).split()) or type(orig).__name__
+    low = text.lower()
+    if name == "SQLITE_FULL" or "database or disk is full" in low:
+        return DiskFullError(f"{where}: the disk is full ({text}); free some space and run "
+                             "the command again")
+    if name.startswith("SQLITE_READONLY") or "readonly database" in low:
+        return ReadOnlyError(f"{where}: read-only for this process, and this command writes "
+                             f"to it ({text})")
+    if name.startswith("SQLITE_CORRUPT") or name == "SQLITE_NOTADB" or \
+            "malformed" in low or "file is not a database" in low:
+        return DamagedStoreError(f"{where}: the store is damaged ({text}); restore it from a "
+                                 "backup")
+    return StoreError(f"{where}: {text}")

@@ -10,7 +10,8 @@ from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from speakerdb.errors import ModelMismatchError, NotFound, StoreError
+from speakerdb.errors import AmbiguousKey, ModelMismatchError, NotFound, StoreError
+from speakerdb.store.engine import store_error
 from speakerdb.store.models import (
     Failure,
     IngestRun,
@@ -32,8 +33,9 @@ class Store(SpeakerQueries):
     """Typed access to one metadata store. ``engine`` must already be migrated; speaker
     management queries come from ``SpeakerQueries`` (``store/speakers.py``)."""
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, name: str | None = None):
         self.engine = engine
+        self.name = name or engine.url.render_as_string()  # what messages call this store
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         track_writes(self._sessions)
 
@@ -53,8 +55,7 @@ class Store(SpeakerQueries):
             with self._sessions.begin() as s:
                 yield s
         except SQLAlchemyError as e:
-            msg = str(e).splitlines()[0]
-            raise StoreError(f"{self.engine.url.render_as_string()}: {msg}") from e
+            raise store_error(self.name, e) from e
 
     # model binding -------------------------------------------------------------------------
     def bound_model(self) -> BoundModel | None:
@@ -297,17 +298,18 @@ class Store(SpeakerQueries):
 
     def delete_recording(self, key: str) -> np.ndarray:
         """Delete a recording by content sha256 (or a unique prefix of it) or by its stored path;
-        its speaker goes too when it has no recordings left."""
+        its speaker goes too when it has no recordings left. The key is matched literally
+        (``%`` and ``_`` are not wildcards); a prefix of several sha256s is ``AmbiguousKey``."""
+        match = Recording.path == key
+        if key:
+            match = match | Recording.sha256.startswith(key, autoescape=True)
         with self.session() as s:
-            recs = s.execute(
-                select(Recording.id, Recording.speaker_id).where(
-                    (Recording.path == key) | (Recording.sha256.startswith(key))
-                )
-            ).all()
+            recs = s.execute(select(Recording.id, Recording.speaker_id).where(match)).all()
             if not recs:
                 raise NotFound(f"recording {key!r} is not in the database")
             if len(recs) > 1:
-                raise NotFound(f"recording {key!r} is ambiguous ({len(recs)} match)")
+                raise AmbiguousKey(f"recording {key!r} is ambiguous: {len(recs)} recordings "
+                                   "match; give more of the sha256")
             removed = self._delete_recordings(s, [recs[0][0]])
             self.drop_empty_speakers(s, [recs[0][1]])
             return removed
@@ -348,6 +350,13 @@ class Store(SpeakerQueries):
 
 
 def _unpack(rows) -> tuple[np.ndarray, np.ndarray]:
+    sizes = {len(r[1]) for r in rows}
+    if len(sizes) > 1 or (sizes and (min(sizes) == 0 or min(sizes) % 4)):
+        from speakerdb.errors import DamagedStoreError
+
+        raise DamagedStoreError(f"the store is damaged: stored vectors have sizes "
+                                f"{sorted(sizes)[:4]} bytes where one float32 size is "
+                                "expected; restore it from a backup")
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     raw = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
     return ids, raw.astype(np.float32)

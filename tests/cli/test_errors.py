@@ -122,6 +122,40 @@ def test_manifest_with_a_bad_line(cli, built, home_copy, tmp_path):
     assert stats["counts"]["ingest_runs"] == 1
 
 
+def test_links_that_lead_nowhere_are_failures_with_reasons(cli, home_copy, tmp_path):
+    import soundfile as sf
+
+    from tests.synth import RATE, voice
+
+    root = tmp_path / "src"
+    (root / "eve").mkdir(parents=True)
+    sf.write(root / "eve" / "e0.wav", voice(7, 0), RATE, subtype="PCM_16")
+    (root / "eve" / "gone.wav").symlink_to(root / "eve" / "nowhere.wav")
+    (root / "eve" / "loop").symlink_to(root)
+    doc = cli("ingest", root, "--home", home_copy, "--json", "-q").json()
+    assert (doc["inputs"], doc["added"], doc["failed"]) == (3, 1, 2)
+    errors = sorted(f["error"] for f in doc["failures"])
+    assert errors[0] == (f"{root}/eve/gone.wav: dangling symbolic link (its target "
+                         f"{root}/eve/nowhere.wav does not exist)")
+    assert errors[1] == f"{root}/eve/loop: symbolic link loop (a folder that contains itself)"
+    run = cli("ingest", root, "--home", home_copy, "--strict", "-q", expect=2)
+    assert "2 failed" in run.stdout
+
+
+def test_manifest_path_with_two_speakers_fails_alone(cli, built, home_copy, tmp_path):
+    import shutil
+
+    shutil.copy(built.files["spk00"][0], tmp_path / "a.wav")
+    shutil.copy(built.files["spk01"][0], tmp_path / "b.wav")
+    manifest = tmp_path / "list.csv"
+    manifest.write_text("path,speaker\na.wav,spk00\nb.wav,spk01\na.wav,spk05\n")
+    doc = cli("ingest", manifest, "--home", home_copy, "--json", "-q").json()
+    assert (doc["inputs"], doc["failed"], doc["skipped"]) == (2, 1, 1)
+    [f] = doc["failures"]
+    assert f["input"] == str(tmp_path / "a.wav") and f["reason"] == "conflicting_labels"
+    assert "different speakers ('spk00', 'spk05')" in f["error"]
+
+
 def test_manifest_without_path_column(cli, home_copy, tmp_path):
     manifest = tmp_path / "list.csv"
     manifest.write_text("file,speaker\na.wav,x\n")
@@ -153,6 +187,19 @@ def test_checkpoint_path_given(cli, built, tmp_path, command):
     assert not (home / "home.json").exists()
 
 
+@pytest.mark.parametrize("command", ["verify", "embed"])
+def test_model_other_than_the_databases_is_an_error(cli, built, command):
+    audio = {"embed": [built.files["spk00"][0]],
+             "verify": [built.files["spk00"][0], built.files["spk00"][1]]}[command]
+    run = cli(command, *audio, "--home", built.home, "--model", "campplus", "--json",
+              expect=2)
+    line = run.error_line()
+    assert "spectral" in line and "campplus" in line and str(built.home) in line
+    assert run.stdout == ""
+    same = cli(command, *audio, "--home", built.home, "--model", "spectral", "--json").json()
+    assert same
+
+
 def test_directory_as_model(cli, tmp_path):
     run = cli("init", "--home", tmp_path / "h", "--model", tmp_path, expect=2)
     assert str(tmp_path) in run.error_line()
@@ -179,6 +226,11 @@ def test_bad_aggregation(cli, built):
     (["--aggregation", "topk", "--agg-k", "0"], ["--agg-k"]),
     (["--score-norm", "asnorm", "--cohort-top", "9"], ["--cohort-top", "1..4"]),
     (["--min-duration", "-1"], ["--min-duration"]),
+    (["--threshold", "nan"], ["--threshold", "finite", "nan"]),
+    (["--threshold", "inf"], ["--threshold", "finite", "inf"]),
+    (["--threshold", "-inf"], ["--threshold", "finite"]),
+    (["--margin", "nan"], ["--margin", "finite", "nan"]),
+    (["--margin", "inf"], ["--margin", "finite"]),
 ])
 def test_identify_bad_scoring_options(cli, built, args, words):
     run = cli("identify", built.files["spk00"][0], "--home", built.home, "--json", *args,
@@ -205,6 +257,22 @@ def test_identify_cohort_with_other_dimensions(cli, built, tmp_path):
     run = cli("identify", built.files["spk00"][0], "--home", built.home, "--score-norm",
               "asnorm", "--cohort", broken, expect=2)
     assert str(broken) in run.error_line()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize("with_db", [True, False])
+def test_verify_non_finite_threshold(cli, built, no_home, value, with_db):
+    a, b = built.files["spk00"][0], built.files["spk00"][1]
+    home = built.home if with_db else no_home
+    run = cli("verify", a, b, "--home", home, "--threshold", value, "--json", expect=2)
+    assert "--threshold must be a finite number" in run.error_line()
+    assert run.stdout == ""
+
+
+def test_serve_non_finite_upload_limit(cli, built):
+    run = cli("serve", "--home", built.home, "--max-upload-mb", "inf", expect=2)
+    assert "--max-upload-mb must be a finite number" in run.error_line()
+    cli("serve", "--home", built.home, "--max-upload-mb", "nan", expect=2)  # below the minimum
 
 
 def test_verify_asnorm_without_database_needs_a_cohort(cli, built, no_home, tmp_path):
@@ -337,3 +405,36 @@ def test_unknown_device(cli, built, tmp_path, command):
     run = cli(command, *audio, "--home", tmp_path / "h", "--model", "spectral", "--device",
               "tpu", expect=2)
     assert "--device 'tpu'" in run.error_line()
+
+
+# a lost home.json ----------------------------------------------------------------------------
+@pytest.mark.parametrize("damage", ["missing", "garbled", "not_an_object"])
+def test_lost_home_file_says_how_and_init_rebuilds_it(cli, built, home_copy, damage):
+    hf = home_copy / "home.json"
+    if damage == "missing":
+        hf.unlink()
+    else:
+        hf.write_text("{not json" if damage == "garbled" else "[]")
+    before = read_home(home_copy)
+    probe = built.files["spk01"][0]
+    for args in (["stats"], ["check"], ["identify", probe], ["speakers", "list"]):
+        line = cli(*args, "--home", home_copy, "--json", expect=2).error_line()
+        assert "home.json" in line and "holds a database" in line
+        assert f"`speakerdb init --home {home_copy}` rebuilds it from the store" in line
+    run = cli("init", "--home", home_copy, "--model", "campplus", expect=2)
+    assert "bound to spectral" in run.error_line()
+    assert read_home(home_copy) == before  # a refused rebuild leaves it as it was
+    doc = cli("init", "--home", home_copy, "--json").json()
+    assert doc["created"] is False and "home.json" in doc["rebuilt_home_file"]
+    assert doc["model"] == built.init_doc["model"]
+    assert json.loads(hf.read_text()) == {"db_url": None, "model_spec": "spectral"}
+    assert cli("check", "--home", home_copy, "--json").json()["ok"]
+    res = cli("identify", probe, "--home", home_copy, "--json").json()["results"][0]
+    assert res["speaker"] == "spk01"
+    again = cli("init", "--home", home_copy)
+    assert again.stdout.startswith("already exists:")
+
+
+def read_home(home):
+    p = home / "home.json"
+    return p.read_text() if p.exists() else None

@@ -84,6 +84,19 @@ def test_recordings_delete_by_path_and_sha_prefix(cli, home_copy, built):
     check_ok(cli, home_copy)
 
 
+def test_recordings_delete_key_is_not_a_pattern(cli, home_copy, built):
+    shas = sorted(hashlib.sha256(p.read_bytes()).hexdigest()
+                  for paths in built.files.values() for p in paths)
+    for key in ("%" + shas[0][-12:], "_" + shas[0][1:12]):
+        run = cli("recordings", "delete", key, "--home", home_copy, expect=2)
+        assert f"recording '{key}' is not in the database" in run.error_line()
+    a, b = next((a, b) for a, b in zip(shas, shas[1:]) if a[0] == b[0])
+    run = cli("recordings", "delete", a[0], "--home", home_copy, "--json", expect=2)
+    assert "is ambiguous" in run.error_line() and run.stdout == ""
+    stats = cli("stats", "--home", home_copy, "--json").json()["counts"]
+    assert stats["recordings"] == len(shas)
+
+
 def test_enroll_text_and_json(cli, home_copy, tmp_path, built, stranger):
     files = []
     for j in range(2):

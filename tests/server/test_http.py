@@ -50,6 +50,17 @@ def test_identify_held_out_voice(client, k):
     assert res["score"] >= res["threshold"]
 
 
+@pytest.mark.parametrize("path,fields", [("/identify", ["audio"]), ("/embed", ["audio"]),
+                                         ("/verify", ["a", "b"])])
+def test_several_files_for_one_field_are_refused(client, path, fields):
+    files = [(f, audio(k, 9, f"{f}{k}.wav")) for f in fields for k in (1,)]
+    files.append((fields[-1], audio(2, 9, "second.wav")))
+    msg = assert_error(client.post(path, files=files), 422, "ValidationError")
+    assert f"{fields[-1]}: 2 files sent" in msg
+    one = [(f, audio(k, 9, f"{f}{k}.wav")) for k, f in enumerate(fields, start=1)]
+    assert client.post(path, files=one).status_code == 200
+
+
 def test_identify_parameters_as_query_or_form(client):
     f = {"audio": audio(1, 9)}
     r = client.post("/identify", files=f, params={"top_k": 2, "threshold": 1.5})
@@ -220,6 +231,24 @@ def test_unknown_speaker_or_recording_is_404(open_server, method, path, kw):
     assert "nobody" in assert_error(r, 404, "NotFound") or "0123" in r.text
 
 
+def test_recording_key_is_not_a_pattern_and_ambiguous_is_409(open_server):
+    from sqlalchemy import select
+
+    from speakerdb.store.models import Recording
+
+    with open_server.db.store.session() as s:
+        shas = sorted(s.scalars(select(Recording.sha256)))
+    with open_server.client() as c:
+        before = c.get("/health").json()["counts"]["recordings"]
+        assert before == len(shas)
+        assert_error(c.delete(f"/recordings/%25{shas[0][-12:]}"), 404, "NotFound")
+        assert_error(c.delete(f"/recordings/_{shas[0][1:12]}"), 404, "NotFound")
+        a = next(a for a, b in zip(shas, shas[1:]) if a[0] == b[0])
+        msg = assert_error(c.delete(f"/recordings/{a[0]}"), 409, "AmbiguousKey")
+        assert "ambiguous" in msg
+        assert c.get("/health").json()["counts"]["recordings"] == before
+
+
 def test_bad_write_bodies(open_server):
     with open_server.client() as c:
         assert_error(c.patch("/speakers/spk00", json={"label": ""}), 422)
@@ -279,6 +308,21 @@ def test_serve_with_a_token_gets_past_the_host_check(tmp_path):
     p = run_cli("serve", "--home", tmp_path / "none", "--host", "0.0.0.0",
                 env_extra={"SPEAKERDB_TOKEN": "t"})
     assert p.returncode == 2 and "no speakerdb database" in p.stderr
+
+
+def test_serve_on_a_port_in_use_is_one_line(base_home):
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        p = run_cli("serve", "--home", base_home, "--port", str(port))
+    assert p.returncode == 2, p
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, p.stderr
+    assert lines[0].startswith("speakerdb: error: --port ") and "already in use" in lines[0]
+    assert p.stdout == ""
 
 
 def test_loopback_hosts():

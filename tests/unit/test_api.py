@@ -28,6 +28,23 @@ def test_db_url_elsewhere_is_remembered(tmp_path, tiny_corpus):
         assert db.store.counts()["recordings"] == 12
 
 
+def test_lost_home_file_of_a_store_elsewhere_is_rebuilt_with_its_url(tmp_path, tiny_corpus):
+    url = f"sqlite:///{tmp_path / 'elsewhere.sqlite'}"
+    home = tmp_path / "home"
+    with SpeakerDB.create(home, db_url=url) as db:
+        db.ingest([tiny_corpus])
+    (home / "home.json").unlink()
+    with pytest.raises(DatabaseNotFound, match=r"home.json is missing .* --db-url URL`"):
+        SpeakerDB.open(home)
+    with pytest.raises(ModelMismatchError, match="bound to spectral"):
+        SpeakerDB.create(home, db_url=url, embedder=SpectralEmbedder(seed=7))
+    assert not (home / "home.json").exists()
+    with SpeakerDB.create(home, db_url=url) as db:
+        assert db.store.counts()["recordings"] == 12 and db.check().ok
+    assert json.loads((home / "home.json").read_text()) == {"db_url": url,
+                                                           "model_spec": "spectral"}
+
+
 def test_a_database_never_mixes_models(tmp_path, tiny_corpus):
     home = tmp_path / "home"
     SpeakerDB.create(home).close()
@@ -74,3 +91,28 @@ def test_verify_and_embed(db):
     e = db.embed(a)
     raw = db.embedder([voice(1, 0)])[0]
     np.testing.assert_allclose(e.nested[128], raw[:128] / np.linalg.norm(raw[:128]), rtol=1e-5)
+
+
+def test_stray_temporaries_of_a_killed_save_are_removed_on_open(db, tiny_corpus):
+    import os
+    import subprocess
+    import sys
+
+    db.ingest([tiny_corpus])
+    home = db.home
+    db.close()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead = int(gone.stdout)  # a process that has ended
+    stray = [home / ".index-64.faiss.k2j3h4ab.tmp",  # written before temporaries named a pid
+             home / f".index-128.faiss.{dead}.q8w7e6r5.tmp",
+             home / f".index-64.json.{dead}.abcdefgh.tmp",
+             home / "home.json.tmp"]
+    live = home / f".index-256.faiss.{os.getpid()}.zzzzzzzz.tmp"  # a save under way
+    for p in stray + [live]:
+        p.write_bytes(b"partial")
+    SpeakerDB.open(home).close()
+    assert [p.name for p in stray if p.exists()] == []
+    assert live.exists()
+    with SpeakerDB.open(home) as again:
+        assert again.check().ok

@@ -12,7 +12,7 @@ import soundfile as sf
 from speakerdb.audio import TARGET_RATE, prepare
 from speakerdb.errors import AudioError
 from speakerdb.names import display_name
-from tests.audio_corpus import EXPECTED, write_bad_corpus
+from tests.audio_corpus import EXPECTED, MESSAGES, write_bad_corpus
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +50,33 @@ def test_from_bytes(corpus, name):
     path = corpus[name]
     data = path.read_bytes()
     _check(EXPECTED[name], lambda: prepare(io.BytesIO(data), name=str(path)), str(path))
+
+
+@pytest.mark.parametrize("name", sorted(MESSAGES))
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_messages_say_what_is_wrong(corpus, name, as_bytes):
+    path = corpus[name]
+    x = io.BytesIO(path.read_bytes()) if as_bytes else path
+    with pytest.raises(AudioError) as info:
+        prepare(x, name=str(path))
+    must, must_not = MESSAGES[name]
+    assert must in str(info.value)
+    assert must_not is None or must_not not in str(info.value).lower()
+
+
+def test_undecodable_input_prints_nothing_of_its_own(corpus):
+    """A decoder that fails must not write to the process's stderr itself (libmpg123's
+    "Note: Illegal Audio-MPEG-Header" lines would break the one-line error)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom speakerdb.audio import prepare\nfrom speakerdb.errors import "
+            "AudioError\ntry:\n    prepare(sys.argv[1])\nexcept AudioError as e:\n"
+            "    print(e)\n")
+    p = subprocess.run([sys.executable, "-c", code, str(corpus["random.mp3"])],
+                       capture_output=True, text=True, timeout=120, check=True)
+    assert p.stdout.strip() == f"{corpus['random.mp3']}: not audio (no known audio format)"
+    assert p.stderr == ""
 
 
 def test_corpus_matches_expected(corpus, tmp_path):

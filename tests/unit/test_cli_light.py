@@ -80,3 +80,21 @@ def test_usage_errors_are_one_line_from_the_console_script(tmp_path):
         assert out.stdout == ""
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("speakerdb: error: speakerdb"), out.stderr
+
+
+def test_json_output_never_holds_nan_or_infinity(capsys):
+    import math
+
+    import numpy as np
+
+    from speakerdb.shell import _print_json
+
+    _print_json({"a": float("nan"), "b": [1.5, float("inf"), {"c": np.float64(-np.inf)}],
+                 "d": (np.float32(2.0), "nan"), "e": None})
+
+    def refuse(name):
+        raise AssertionError(f"{name} in JSON output")
+
+    doc = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert doc == {"a": None, "b": [1.5, None, {"c": None}], "d": [2.0, "nan"], "e": None}
+    assert not any(isinstance(v, float) and not math.isfinite(v) for v in doc["b"])

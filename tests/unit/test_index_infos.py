@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from speakerdb.errors import IndexOutOfDateError
+from speakerdb.errors import IndexOutOfDateError, StoreError
 from speakerdb.index.infos import IndexInfo, ids_digest, read_info, write_info
 
 
@@ -82,7 +82,7 @@ def test_failed_write_leaves_old_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(StoreError, match="index-64.json: cannot be written"):
         write_info(path, _info(ntotal=4))
     monkeypatch.undo()
     assert read_info(path) == old

@@ -18,6 +18,7 @@ REASONS = {  # what the failures table says for each bad file
     "silence.wav": "silent",
     "rate1hz.wav": "unreadable",  # below the 4 kHz floor
     "rate20hz.wav": "unreadable",
+    "random.mp3": "unreadable",
 }
 
 

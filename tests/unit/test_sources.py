@@ -70,3 +70,70 @@ def test_missing_source_and_bad_layout(tmp_path):
 def test_each_path_once(tmp_path):
     touch(tmp_path / "ann" / "a.wav")
     assert len(discover([tmp_path, tmp_path, tmp_path / "ann" / "a.wav"])) == 1
+
+
+def _unreadable(monkeypatch, d: Path) -> None:
+    """Make listing ``d`` fail with EACCES (root reads anything, so its listing is refused
+    the way it would be for any other user)."""
+    import errno
+    import os
+
+    d.chmod(0)
+    if os.geteuid() == 0:
+        real = os.scandir
+
+        def scandir(p="."):
+            if Path(p) == d:
+                raise PermissionError(errno.EACCES, "Permission denied", str(p))
+            return real(p)
+
+        monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_what_is_in_the_way_becomes_a_failure_with_its_reason(tmp_path, monkeypatch):
+    root = tmp_path / "src"
+    good = touch(root / "ann" / "a.wav")
+    (root / "ann" / "gone.wav").symlink_to(root / "ann" / "nowhere.wav")
+    (root / "ann" / "self.wav").symlink_to(root / "ann" / "self.wav")
+    (root / "bob").mkdir()
+    (root / "bob" / "up").symlink_to(root)  # a folder that contains itself
+    (root / "bob" / "alias.wav").symlink_to(good)  # a good link is followed
+    (root / "ann" / "notes.txt").symlink_to(root / "missing.txt")  # not audio by name: ignored
+    locked = root / "cara"
+    touch(locked / "c.wav")
+    _unreadable(monkeypatch, locked)
+    try:
+        items = discover([root])
+    finally:
+        locked.chmod(0o755)
+    got = {str(i.path.relative_to(root)): (i.speaker, i.error) for i in items}
+    assert got.pop("ann/a.wav") == ("ann", None)
+    assert got.pop("bob/alias.wav") == ("bob", None)
+    assert set(got) == {"ann/gone.wav", "ann/self.wav", "bob/up", "cara"}
+    assert "dangling symbolic link" in got["ann/gone.wav"][1]
+    assert "nowhere.wav" in got["ann/gone.wav"][1]
+    assert "symbolic link loop" in got["ann/self.wav"][1]
+    assert "symbolic link loop" in got["bob/up"][1]
+    assert got["cara"][1] == "cannot list the folder (Permission denied)"
+
+
+def test_linked_folders_are_followed(tmp_path):
+    touch(tmp_path / "store" / "x.wav")
+    (tmp_path / "src" / "dan").mkdir(parents=True)
+    (tmp_path / "src" / "dan" / "takes").symlink_to(tmp_path / "store")
+    items = discover([tmp_path / "src"])
+    assert [(i.path.relative_to(tmp_path / "src").as_posix(), i.speaker, i.error)
+            for i in items] == [("dan/takes/x.wav", "dan", None)]
+
+
+def test_manifest_path_with_two_speakers_is_a_failure(tmp_path):
+    (tmp_path / "m.csv").write_text(
+        "path,speaker\na.wav,ann\nb.wav,bob\na.wav,cara\nb.wav,bob\nc.wav,\nc.wav,dan\n")
+    items = discover([tmp_path / "m.csv"])
+    got = [(i.path.name, i.speaker, i.error, i.reason) for i in items]
+    assert got[1] == ("b.wav", "bob", None, "unreadable")
+    assert [g[0] for g in got] == ["a.wav", "b.wav", "c.wav"]
+    for name, labels in (("a.wav", "'ann', 'cara'"), ("c.wav", "(none), 'dan'")):
+        item = next(g for g in got if g[0] == name)
+        assert item[1] is None and item[3] == "conflicting_labels"
+        assert item[2] == f"listed with different speakers ({labels}); give it once"

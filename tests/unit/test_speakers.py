@@ -14,10 +14,27 @@ from sqlalchemy import func, select
 
 from speakerdb.audio import Waveform
 from speakerdb.config import CascadeConfig, IngestConfig
-from speakerdb.errors import NotFound, UsageError
+from speakerdb.errors import AmbiguousKey, NotFound, UsageError
 from speakerdb.index import IndexSet
 from speakerdb.store.models import Recording, Segment, Speaker
 from tests.synth import RATE, voice, write_corpus
+
+def test_delete_recording_key_is_literal_and_ambiguity_is_its_own_error(gallery):
+    with gallery.store.session() as s:
+        shas = sorted(s.scalars(select(Recording.sha256)))
+    n = len(shas)
+    for key in ("%" + shas[0][-12:], "_" + shas[0][1:12], "%", "_", ""):
+        with pytest.raises(NotFound):
+            gallery.delete_recording(key)
+    assert gallery.store.counts()["recordings"] == n
+    a, b = next((a, b) for a, b in zip(shas, shas[1:]) if a[0] == b[0])
+    common = next(a[:k] for k in range(len(a), 0, -1) if b.startswith(a[:k]))
+    with pytest.raises(AmbiguousKey, match=f"recording '{common}' is ambiguous: 2 recordings"):
+        gallery.delete_recording(common)
+    assert gallery.store.counts()["recordings"] == n
+    assert gallery.delete_recording(a[: len(common) + 1]) == 1
+    assert_consistent(gallery)
+
 
 CENTROID = CascadeConfig(aggregation="centroid")
 
