@@ -61,7 +61,9 @@ def _follow_space(db) -> bool:
 
 @contextmanager
 def writing(db):
-    """Hold the writer lock of ``db``'s home for the block (re-entrant), caught up first."""
+    """Hold the writer lock of ``db``'s home for the block (re-entrant), caught up first; a
+    read-only home is a ReadOnlyError before any lock is tried."""
+    db.require_writable("changing the database")
     lock = db.indexes.home_lock
     with lock.hold(db.lock_wait_s):
         if lock.depth == 1:

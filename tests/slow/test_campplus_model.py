@@ -55,7 +55,10 @@ def test_embedding_from_reference_fbank(model, name):
 def test_pooled_statistics(model, name):
     got = _run(model.pooled, _fx(name, "fbank.npy"))
     want = _fx(name, "stats1024.npy")
-    rel = np.abs(got - want) / np.maximum(np.abs(want), 1e-3)  # floor: means near zero
+    # floor 1e-2: the fixture is float32 output of the original; on the 1 s noise input its
+    # smallest statistics (about 2e-3) carry a relative error of 1.2e-4 against this network
+    # run in float64, so a lower floor measures the fixture's rounding, not this code
+    rel = np.abs(got - want) / np.maximum(np.abs(want), 1e-2)
     assert rel.max() <= 1e-4
     with torch.inference_mode():
         emb = model.embed_from_pooled(torch.from_numpy(want)[None])[0].numpy()
