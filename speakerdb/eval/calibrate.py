@@ -4,17 +4,18 @@ Conventions:
 
 * A score is *accepted* when ``score >= threshold``. FAR is the fraction of nontarget scores
   accepted, FRR the fraction of target scores rejected (``score < threshold``).
-* Thresholds are float64. When both score arrays are float32, every step above or between scores
-  is taken in float32, so the threshold also separates the scores when compared in float32.
-* ``target_far``: the lowest threshold whose FAR is ``<= target_far``. With ``N`` nontarget
-  scores, at most ``K = floor(target_far * N)`` may be accepted, so the threshold is the next
-  representable value above the ``(K+1)``-th largest nontarget score (``np.nextafter``). Ties at
-  that score are all rejected, so the achieved FAR may be below ``K / N``. A ``target_far`` below
-  ``1 / N`` cannot be estimated and is a ``UsageError``.
-* ``method="eer"``: with the distinct pooled scores ``u_0 < ... < u_{m-1}``, the operating points
-  are "accept ``>= u_k``". The chosen point is the first one, going up, at which FRR >= FAR; the
-  threshold is the midpoint between ``u_{k-1}`` and ``u_k`` (the two scores around the crossing),
-  or just above ``u_{m-1}`` when every score must be rejected.
+* The thresholds are the ones ``speakerdb eval`` reports, defined once in
+  ``speakerdb.eval.metrics``:
+* ``target_far``: ``metrics.threshold_at_far``, the lowest threshold whose FAR is
+  ``<= target_far``: with ``N`` nontarget scores at most ``K = allowed_count(target_far, N)``
+  may be accepted, so the threshold is the next representable value above the ``(K+1)``-th
+  largest nontarget score. Ties at that score are all rejected, so the achieved FAR may be below
+  ``K / N``. A ``target_far`` below ``1 / N`` cannot be estimated and is a ``UsageError``.
+* ``method="eer"``: ``metrics.eer_threshold``, the DET operating point (accept ``>=`` a pooled
+  score, or reject everything) closest to equal error, compared exactly on counts; of two
+  equally balanced points the higher threshold.
+* Thresholds are float64. When both score arrays are float32 the threshold is rounded up to the
+  nearest float32, so it separates the scores the same way when compared in float32.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from speakerdb.errors import UsageError
+from speakerdb.eval.metrics import allowed_count, eer_threshold, threshold_at_far
 
 __all__ = ["LOO_RULES", "Calibration", "calibrate", "loo_matrix_sums", "loo_scores", "split_loo"]
 
@@ -228,26 +230,12 @@ def _scores(a, what: str) -> np.ndarray:
     return s.ravel()
 
 
-def _above(x: float, dtype) -> float:
-    """The next representable value above ``x`` in ``dtype``."""
-    return float(np.nextafter(dtype(x), dtype(np.inf)))
-
-
-def _between(a: float, b: float, dtype) -> float:
-    """The midpoint of ``a < b`` in ``dtype``, or ``b`` when rounding leaves no value strictly
-    above ``a``."""
-    mid = float(dtype(a + (b - a) / 2))
-    return mid if a < mid <= b else b
-
-
-def _max_accepts(far: float, n: int) -> int:
-    """The largest ``k`` with ``k / n <= far``."""
-    k = math.floor(far * n)
-    while k + 1 <= n and (k + 1) / n <= far:
-        k += 1
-    while k > 0 and k / n > far:
-        k -= 1
-    return k
+def _round_up(x: float, dtype) -> float:
+    """The smallest ``dtype`` value ``>= x``."""
+    y = dtype(x)
+    if float(y) < x:
+        y = np.nextafter(y, dtype(np.inf))
+    return float(y)
 
 
 def _needed(far: float) -> int:
@@ -258,31 +246,6 @@ def _needed(far: float) -> int:
     while n > 1 and 1.0 / (n - 1) <= far:
         n -= 1
     return n
-
-
-def _far_threshold(nontarget: np.ndarray, far: float, dtype) -> float:
-    n = nontarget.size
-    k = _max_accepts(far, n)
-    if k == 0:
-        raise UsageError(f"target FAR {far!r} needs at least {_needed(far)} nontarget scores, "
-                         f"got {n}")
-    desc = np.sort(nontarget)[::-1]
-    return _above(float(desc[k]), dtype)
-
-
-def _eer_threshold(target: np.ndarray, nontarget: np.ndarray, dtype) -> float:
-    u = np.unique(np.concatenate([target, nontarget]))
-    # operating point k accepts scores >= u[k]; k = len(u) rejects everything
-    frr = np.searchsorted(np.sort(target), u, side="left") / target.size
-    far = 1.0 - np.searchsorted(np.sort(nontarget), u, side="left") / nontarget.size
-    frr = np.append(frr, 1.0)
-    far = np.append(far, 0.0)
-    k = int(np.argmax(frr >= far))
-    if k == len(u):
-        return _above(float(u[-1]), dtype)
-    if k == 0:
-        return float(u[0])
-    return _between(float(u[k - 1]), float(u[k]), dtype)
 
 
 def calibrate(target, nontarget, *, target_far: float | None = None, method: str | None = None,
@@ -306,12 +269,15 @@ def calibrate(target, nontarget, *, target_far: float | None = None, method: str
         far_goal = float(target_far)
         if not 0.0 < far_goal < 1.0:
             raise UsageError(f"target FAR must be strictly between 0 and 1, got {far_goal!r}")
-        thr = _far_threshold(n64, far_goal, dtype)
+        if allowed_count(far_goal, n64.size) == 0:
+            raise UsageError(f"target FAR {far_goal!r} needs at least {_needed(far_goal)} "
+                             f"nontarget scores, got {n64.size}")
+        thr = _round_up(threshold_at_far(n64, far_goal), dtype)
         label = f"far={far_goal!r}"
     else:
         if method not in _METHODS:
             raise UsageError(f"method {method!r}: choose one of {', '.join(_METHODS)}")
-        thr = _eer_threshold(t64, n64, dtype)
+        thr = _round_up(eer_threshold(t64, n64), dtype)
         label = method
     return Calibration(
         threshold=thr,

@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 __all__ = [
+    "allowed_count",
     "det_curve",
     "dir_at_fpir",
     "eer",
@@ -72,7 +73,7 @@ def _last_argmin(x: np.ndarray) -> int:
     return len(x) - 1 - int(np.argmin(x[::-1]))
 
 
-def _allowed_count(rate: float, total: int) -> int:
+def allowed_count(rate: float, total: int) -> int:
     """Largest count c in [0, total] with c / total <= rate, evaluated as rates_at does."""
     c = min(total, int(np.floor(rate * total)))
     while c < total and (c + 1) / total <= rate:
@@ -84,7 +85,7 @@ def _allowed_count(rate: float, total: int) -> int:
 
 def _lowest_threshold(scores: np.ndarray, rate: float) -> float:
     """Lowest threshold accepting (score >= threshold) at most a `rate` fraction of scores."""
-    c = _allowed_count(rate, len(scores))
+    c = allowed_count(rate, len(scores))
     if c >= len(scores):
         return float("-inf")
     v = np.partition(scores, len(scores) - c - 1)[len(scores) - c - 1]

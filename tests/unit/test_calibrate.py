@@ -186,21 +186,31 @@ def test_eer_threshold(seed):
     assert abs(cal.far - ref) <= 1 / len(n) + 1e-12
     assert abs(cal.frr - ref) <= 1 / len(t) + 1e-12
     assert cal.far == np.mean(n >= cal.threshold) and cal.frr == np.mean(t < cal.threshold)
-    # the threshold lies strictly between two adjacent pooled scores
-    pooled = np.concatenate([t, n])
-    assert not np.any(pooled == cal.threshold)
-    below, above = pooled[pooled < cal.threshold].max(), pooled[pooled > cal.threshold].min()
-    assert cal.threshold == pytest.approx((below + above) / 2, abs=1e-15)
+    # an operating point of the DET curve: accept scores >= one of the pooled scores
+    assert np.any(np.concatenate([t, n]) == cal.threshold)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_calibrate_and_eval_give_the_same_thresholds(seed):
+    """`speakerdb calibrate --eer/--far` store the thresholds `speakerdb eval` reports."""
+    from speakerdb.eval.metrics import eer_threshold, threshold_at_far
+
+    t, n = gaussian_scores(seed, n_t=300, n_n=2000)
+    t = t - 0.3
+    assert calibrate(t, n, method="eer").threshold == eer_threshold(t, n)
+    for far in (0.01, 0.05, 1 / 3):
+        assert calibrate(t, n, target_far=far).threshold == threshold_at_far(n, far)
 
 
 def test_eer_known_answer():
     t = np.array([0.6, 0.7, 0.8, 0.9])
     n = np.array([0.1, 0.2, 0.3, 0.65])
     cal = calibrate(t, n, method="eer")
-    assert cal.threshold == pytest.approx(0.625)
+    # accept >= 0.65: FAR 1/4, FRR 1/4 (balanced); >= 0.6 would give FAR 1/4, FRR 0
+    assert cal.threshold == 0.65
     assert (cal.far, cal.frr) == (0.25, 0.25) and eer(t, n) == 0.25
     separable = calibrate(np.array([0.8, 0.9]), np.array([0.1, 0.2, 0.3]), method="eer")
-    assert separable.threshold == pytest.approx(0.55)
+    assert separable.threshold == 0.8  # the lowest balanced point: accept every target
     assert (separable.far, separable.frr) == (0.0, 0.0)
 
 
@@ -208,18 +218,20 @@ def test_eer_with_ties():
     t = np.array([0.5, 0.5, 0.7, 0.7])
     n = np.array([0.3, 0.5, 0.5, 0.5])
     cal = calibrate(t, n, method="eer")
-    # accept >= 0.5: FRR 0, FAR 3/4; accept >= 0.7: FRR 1/2, FAR 0 (first with FRR >= FAR)
-    assert cal.threshold == pytest.approx(0.6)
+    # accept >= 0.5: FRR 0, FAR 3/4 (gap 3/4); accept >= 0.7: FRR 1/2, FAR 0 (gap 1/2)
+    assert cal.threshold == 0.7
     assert (cal.far, cal.frr) == (0.0, 0.5)
     same = calibrate(np.full(3, 0.4), np.full(5, 0.4), method="eer")
     assert same.threshold == np.nextafter(0.4, 1.0) and (same.far, same.frr) == (0.0, 1.0)
 
 
-def test_eer_midpoint_of_adjacent_float32_scores():
+def test_eer_threshold_is_a_float32_value_for_float32_scores():
     a = np.float32(0.5)
     b = np.nextafter(a, np.float32(1))
     cal = calibrate(np.array([b], np.float32), np.array([a], np.float32), method="eer")
     assert cal.threshold == float(b) and (cal.far, cal.frr) == (0.0, 0.0)
+    same = calibrate(np.full(3, a), np.full(2, a), method="eer")  # reject everything
+    assert same.threshold == float(b) and (same.far, same.frr) == (0.0, 1.0)
 
 
 def test_loo_then_calibrate(labelled):
