@@ -8,6 +8,7 @@ speakers with recordings.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 
 from sqlalchemy import delete, func, select, update
@@ -17,16 +18,44 @@ from speakerdb.errors import NotFound, UsageError
 from speakerdb.results import SpeakerInfo
 from speakerdb.store.models import Recording, Segment, Speaker
 
-__all__ = ["SpeakerQueries", "check_label"]
+__all__ = ["MAX_LABEL", "SpeakerQueries", "check_label", "label_problem"]
+
+
+MAX_LABEL = 200  # characters
+# what a label may not hold, so that any label is one URL path segment once percent-encoded
+# (a client turns ``\\`` into ``/``, a server splits at ``/``, ``?`` and ``#`` end a path
+# wherever a client forgets to encode them) and is safe as text in a page
+FORBIDDEN = "/\\<>?#%"
+
+
+def label_problem(label) -> str | None:
+    """Why ``label`` is not a usable speaker label, or None. The one rule of every entry:
+    manifests, folder names, enroll, rename and merge, on the command line, API and HTTP."""
+    if not isinstance(label, str) or not label.strip():
+        return f"speaker label must be a non-empty string, got {label!r}"
+    if label != label.strip():
+        return f"speaker label {label!r} has leading/trailing white space"
+    if len(label) > MAX_LABEL:
+        return (f"speaker label {label[:40]!r}... is {len(label)} characters long; "
+                f"at most {MAX_LABEL}")
+    bad = sorted({c for c in label if c in FORBIDDEN or unicodedata.category(c) in _CONTROL})
+    if bad:
+        return (f"speaker label {label!r} holds {', '.join(repr(c) for c in bad)}: a label may "
+                "not hold / \\ < > ? # % nor control characters or line breaks")
+    if label in (".", ".."):
+        return f"speaker label {label!r} cannot be named in a URL"
+    return None
 
 
 def check_label(label) -> str:
-    """``label`` stripped, or UsageError when it is not a usable speaker label."""
-    if not isinstance(label, str) or not label.strip():
-        raise UsageError(f"speaker label must be a non-empty string, got {label!r}")
-    if label != label.strip() or "\n" in label:
-        raise UsageError(f"speaker label {label!r} has leading/trailing white space or a newline")
+    """``label`` itself, or UsageError when it is not a usable speaker label."""
+    problem = label_problem(label)
+    if problem is not None:
+        raise UsageError(problem)
     return label
+
+
+_CONTROL = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
 
 class SpeakerQueries:
@@ -66,6 +95,7 @@ class SpeakerQueries:
         """Move every recording of ``source`` to ``target`` and delete ``source``."""
         if source == target:
             raise UsageError(f"cannot merge speaker {source!r} into itself")
+        check_label(target)
         with self.session() as s:
             src, dst = _speaker(s, source), _speaker(s, target)
             s.execute(update(Recording).where(Recording.speaker_id == src.id)

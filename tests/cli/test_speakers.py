@@ -153,3 +153,27 @@ def test_errors_are_one_line_exit_2(cli, home_copy, args, message, json_):
 def test_no_database_is_one_line(cli, no_home):
     run = cli("speakers", "list", "--home", no_home, expect=2)
     assert "no speakerdb database" in run.error_line()
+
+
+def test_every_command_refuses_the_same_labels(cli, home_copy, built, tmp_path):
+    import csv
+
+    from tests.labels import BAD_LABELS, message
+
+    wav = built.files["spk00"][0]
+    for label in BAD_LABELS:
+        for args in (("speakers", "rename", "spk00", label), ("speakers", "merge", "spk00", label),
+                     ("enroll", label, wav)):
+            run = cli(*args, "--home", home_copy, expect=2)
+            assert run.error_line() == f"speakerdb: error: {message(label)}", args
+    rows = [(f"b{k}.wav", label) for k, label in enumerate(BAD_LABELS)]
+    for k in range(len(rows)):
+        sf.write(tmp_path / f"b{k}.wav", voice(7, k), RATE, subtype="PCM_16")
+    with open(tmp_path / "m.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([("path", "speaker"), *rows])
+    doc = cli("ingest", tmp_path / "m.csv", "--home", home_copy, "--json", "-q").json()
+    assert (doc["added"], doc["failed"]) == (0, len(BAD_LABELS))
+    assert [(f["reason"], f["error"].split(": ", 1)[1]) for f in doc["failures"]] == [
+        ("bad_label", message(label)) for label in BAD_LABELS]
+    assert labels(cli, home_copy) == ["spk00", "spk01", "spk02", "spk03"]
+    check_ok(cli, home_copy)
