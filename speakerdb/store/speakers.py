@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from speakerdb.errors import NotFound, UsageError
 from speakerdb.results import SpeakerInfo
 from speakerdb.store.models import Recording, Segment, Speaker
+from speakerdb.store.records import LabelIn
 
 __all__ = ["MAX_LABEL", "SpeakerQueries", "check_label", "label_problem"]
 
@@ -103,6 +104,27 @@ class SpeakerQueries:
             s.execute(delete(Speaker).where(Speaker.id == src.id))
             s.expunge(src)
             return _info(s, target)
+
+    def apply_labels(self, s: Session, labels: list[LabelIn]) -> set[str]:
+        """Give stored recordings the labels ``labels`` name (inside session ``s``), each only
+        while it still has the label it had when it was looked up; a speaker left without
+        recordings goes. Only labels and speakers change, never a vector. Returns the sha256s
+        of the recordings relabelled."""
+        if not labels:
+            return set()
+        rows = s.execute(select(Recording.sha256, Recording.id, Recording.speaker_id,
+                                Speaker.label)
+                         .outerjoin(Speaker, Recording.speaker_id == Speaker.id)
+                         .where(Recording.sha256.in_([x.sha256 for x in labels])))
+        now = {sha: (rid, sid, label) for sha, rid, sid, label in rows}
+        todo = {x.sha256: x for x in labels
+                if x.sha256 in now and now[x.sha256][2] == x.stored and x.given != x.stored}
+        ids = self._speaker_ids(s, {x.given for x in todo.values()})
+        for sha, x in todo.items():
+            s.execute(update(Recording).where(Recording.id == now[sha][0])
+                      .values(speaker_id=ids[x.given]))
+        self.drop_empty_speakers(s, [now[sha][1] for sha in todo])
+        return set(todo)
 
     @staticmethod
     def drop_empty_speakers(s: Session, speaker_ids: Iterable[int | None]) -> None:

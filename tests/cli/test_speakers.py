@@ -177,3 +177,51 @@ def test_every_command_refuses_the_same_labels(cli, home_copy, built, tmp_path):
         ("bad_label", message(label)) for label in BAD_LABELS]
     assert labels(cli, home_copy) == ["spk00", "spk01", "spk02", "spk03"]
     check_ok(cli, home_copy)
+
+
+def test_reingest_with_labels_labels_reports_and_relabels(cli, tmp_path):
+    import csv
+
+    from speakerdb.api import SpeakerDB
+
+    home, flat = tmp_path / "home", tmp_path / "flat"
+    flat.mkdir()
+    names = {}
+    for k, speaker in enumerate(["ann", "bob"]):
+        for j in range(2):
+            sf.write(flat / f"{speaker[0]}{j}.wav", voice(k, j), RATE, subtype="PCM_16")
+            names[f"{speaker[0]}{j}.wav"] = speaker
+
+    def manifest(name, rows):
+        with open(flat / name, "w", newline="") as fh:
+            csv.writer(fh).writerows([("path", "speaker"), *rows])
+        return flat / name
+
+    def stored():
+        with SpeakerDB.open(home) as db:
+            ids, raw = db.store.all_vectors()
+        return ids.tolist(), raw.tobytes()
+
+    cli("init", "--home", home)
+    assert cli("ingest", flat, "--home", home, "--json", "-q").json()["added"] == 4
+    assert labels(cli, home) == []
+    before = stored()
+    doc = cli("ingest", manifest("m.csv", names.items()), "--home", home, "--json", "-q").json()
+    assert (doc["added"], doc["skipped"], doc["labelled"], doc["relabelled"]) == (0, 4, 4, 0)
+    assert doc["label_conflicts"] == []
+    assert labels(cli, home) == ["ann", "bob"]
+    m2 = manifest("m2.csv", [("a0.wav", "carol"), ("b0.wav", "bob")])
+    out = cli("ingest", m2, "--home", home, "-q").stdout.splitlines()
+    assert out[1:] == ["1 stored recordings have another label: 0 relabelled, the others kept "
+                       "(--relabel replaces them)",
+                       f"  label kept: {flat / 'a0.wav'}: stored ann, given carol"]
+    doc = cli("ingest", m2, "--home", home, "--json", "-q").json()
+    assert doc["label_conflicts"] == [{"input": str(flat / "a0.wav"), "stored": "ann",
+                                       "given": "carol", "applied": False}]
+    assert labels(cli, home) == ["ann", "bob"]
+    doc = cli("ingest", m2, "--relabel", "--home", home, "--json", "-q").json()
+    assert (doc["labelled"], doc["relabelled"]) == (0, 1)
+    assert doc["label_conflicts"][0]["applied"] is True
+    assert labels(cli, home) == ["ann", "bob", "carol"]
+    assert stored() == before
+    check_ok(cli, home)
