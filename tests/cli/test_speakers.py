@@ -206,8 +206,12 @@ def test_reingest_with_labels_labels_reports_and_relabels(cli, tmp_path):
     assert cli("ingest", flat, "--home", home, "--json", "-q").json()["added"] == 4
     assert labels(cli, home) == []
     before = stored()
+    m = manifest("m.csv", list(names.items())[:1])
+    out = cli("ingest", m, "--home", home, "-q").stdout.splitlines()
+    assert out[0].startswith("1 inputs: 0 added (0 segments), 1 already in, 0 failed")
+    assert out[1:] == ["1 stored unlabelled recordings labelled (no re-embedding)"]
     doc = cli("ingest", manifest("m.csv", names.items()), "--home", home, "--json", "-q").json()
-    assert (doc["added"], doc["skipped"], doc["labelled"], doc["relabelled"]) == (0, 4, 4, 0)
+    assert (doc["added"], doc["skipped"], doc["labelled"], doc["relabelled"]) == (0, 4, 3, 0)
     assert doc["label_conflicts"] == []
     assert labels(cli, home) == ["ann", "bob"]
     m2 = manifest("m2.csv", [("a0.wav", "carol"), ("b0.wav", "bob")])
