@@ -12,7 +12,6 @@ BAD_LABELS = {
     "50%": "'%'",
     "who?": "'?'",
     "#1": "'#'",
-    "back\\slash": "'\\\\'",
     "tab\there": "'\\t'",
     "line\nbreak": "'\\n'",
     "..": "cannot be named in a URL",

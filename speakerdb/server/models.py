@@ -117,7 +117,7 @@ class DeletedOut(BaseModel):
     segments: int
 
 
-LABEL_RULE = ("1 to 200 characters, no white space at either end, none of / \\ < > ? # % nor "
+LABEL_RULE = ("1 to 200 characters, no white space at either end, none of / < > ? # % nor "
               "control characters, not . or ..; any other label is a 400 UsageError, as on "
               "the command line")
 

@@ -24,9 +24,10 @@ __all__ = ["MAX_LABEL", "SpeakerQueries", "check_label", "label_problem"]
 
 MAX_LABEL = 200  # characters
 # what a label may not hold, so that any label is one URL path segment once percent-encoded
-# (a client turns ``\\`` into ``/``, a server splits at ``/``, ``?`` and ``#`` end a path
-# wherever a client forgets to encode them) and is safe as text in a page
-FORBIDDEN = "/\\<>?#%"
+# (a server splits at ``/``; ``?``, ``#`` and ``%`` break a path wherever a client forgets to
+# encode them) and is safe as text in a page. A backslash is allowed: the label of a folder
+# whose name is not UTF-8 holds ``\\xNN`` (``speakerdb.names``).
+FORBIDDEN = "/<>?#%"
 
 
 def label_problem(label) -> str | None:
@@ -42,7 +43,7 @@ def label_problem(label) -> str | None:
     bad = sorted({c for c in label if c in FORBIDDEN or unicodedata.category(c) in _CONTROL})
     if bad:
         return (f"speaker label {label!r} holds {', '.join(repr(c) for c in bad)}: a label may "
-                "not hold / \\ < > ? # % nor control characters or line breaks")
+                "not hold / < > ? # % nor control characters or line breaks")
     if label in (".", ".."):
         return f"speaker label {label!r} cannot be named in a URL"
     return None

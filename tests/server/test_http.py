@@ -282,7 +282,16 @@ def test_every_write_refuses_the_same_labels(open_server):
             else:
                 assert assert_error(r, 400, "UsageError") == want
         labels = [s["label"] for s in c.get("/speakers").json()["speakers"]]
-    assert labels == [f"spk{k:02d}" for k in range(SPEAKERS)]
+        assert labels == [f"spk{k:02d}" for k in range(SPEAKERS)]
+        # any label the rule allows is addressable, percent-encoded (a backslash too: the
+        # label of a folder whose name is not UTF-8)
+        for old, new in [("spk00", "O'Brien, Ann"), ("spk01", "sp\\xffk"), ("spk02", "Zoë 李")]:
+            r = c.patch(f"/speakers/{quote(old, safe='')}", json={"label": new})
+            assert r.status_code == 200
+            r = c.post(f"/speakers/{quote(new, safe='')}/enroll",
+                       files={"audio": audio(int(old[-1]), 8, "more.wav")})
+            assert r.status_code == 200 and r.json()["speaker"] == new
+            assert c.delete(f"/speakers/{quote(new, safe='')}").json()["deleted"] == new
     assert open_server.db.check().ok
 
 
