@@ -252,7 +252,9 @@ class SpeakerDB:
         """Ingest audio from ``sources`` (dirs, files, CSV manifests). Returns IngestStats.
 
         ``on_start(total_inputs)`` is called once the inputs are known (for progress bars).
-        Holds the home's writer lock throughout (``speakerdb/processes.py``).
+        A label given for a stored recording is applied to an unlabelled one (no re-embedding:
+        ``stats.labelled``); one that differs from its label is listed in
+        ``stats.label_conflicts`` and applied only with ``config.relabel``. Holds the home's writer lock throughout (``speakerdb/processes.py``).
         """
         with self._writing():
             return self._ingest(sources, layout, config, progress, on_start)
@@ -278,13 +280,15 @@ class SpeakerDB:
             return have if config.retry_failed else have | self.store.known_failures(shas)
 
         reader = Reader(items, known, gated_policy(self.policy, gate), config.files_per_batch,
-                        embed=lambda segs: embed_segments(embedder, segs, config.embed_batch))
-        writer = manage.LockedWriter(StoreWriter(self.store, self.indexes, run_id), self.lock)
+                        embed=lambda segs: embed_segments(embedder, segs, config.embed_batch),
+                        labels=self.store.recording_labels)
+        writer = manage.LockedWriter(StoreWriter(self.store, self.indexes, run_id), self.lock,
+                                     self.scorer.invalidate)
         t0 = time.perf_counter()
         status = "failed"
         try:
             stats = Runner(gate_batches(reader, gate, self.policy), embedder, writer,
-                           config.embed_batch, progress).run()
+                           config.embed_batch, progress, config.relabel).run()
             t1 = time.perf_counter()
             with self.lock:
                 self.indexes.flush(force=True)
@@ -298,6 +302,7 @@ class SpeakerDB:
             if summary is not None:
                 summary["wall_s"] = round(time.perf_counter() - t0, 3)
                 summary.pop("failures")
+                summary["label_conflicts"] = len(summary["label_conflicts"])
             self.store.finish_run(run_id, status, summary)
         return stats
 

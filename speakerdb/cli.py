@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from speakerdb.shell import (Device, Home, Json, MaxDuration, NoWait, _err, _policy,
-                             _print_json, open_db, shell)
+                             _print_ingest, _print_json, open_db, shell)
 
 __all__ = ["app", "main"]
 
@@ -117,6 +117,7 @@ def ingest(
     layout: Annotated[str, typer.Option(help="auto | voxceleb | folders | manifest")] = "auto",
     batch: Annotated[int, typer.Option(help="Files per store transaction.", min=1)] = 32,
     retry_failed: Annotated[bool, typer.Option(help="Try inputs that failed before again.")] = False,
+    relabel: Annotated[bool, typer.Option(help="A label given for a stored recording that has another one replaces it (else it is reported and kept).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     strict: Annotated[bool, typer.Option(help="Exit 2 when any input failed (they are stored as failures either way).")] = False,
     min_duration: MinDuration = None,
@@ -142,7 +143,7 @@ def ingest(
             bar.update(k)
 
     cfg = IngestConfig(files_per_batch=batch, retry_failed=retry_failed,
-                       min_duration_s=min_duration)
+                       min_duration_s=min_duration, relabel=relabel)
     with _open(home, no_wait, max_duration, device=device) as db:
         try:
             stats = db.ingest(sources, layout, cfg, progress=progress, on_start=on_start)
@@ -156,17 +157,6 @@ def ingest(
         _print_ingest(doc)
     if strict and doc["failed"]:
         raise typer.Exit(2)
-
-
-def _print_ingest(doc: dict) -> None:
-    s = doc["seconds"]
-    print(
-        f"{doc['inputs']} inputs: {doc['added']} added ({doc['segments']} segments), "
-        f"{doc['skipped']} already in, {doc['failed']} failed "
-        f"[decode {s['decode']:.1f} s, embed {s['embed']:.1f} s, write {s['write']:.1f} s]"
-    )
-    for f in doc["failures"]:
-        print(f"  failed: {f['error']}")
 
 
 @app.command()

@@ -92,6 +92,8 @@ class IngestConfig:
     embed_batch: int = 16  # segments per embedder call, bucketed by length
     index_flush_s: float = 30.0  # indexes are saved at most this often (and at the end)
     retry_failed: bool = False
+    # a label given for a stored recording that has another one replaces it (else reported)
+    relabel: bool = False
     min_duration_s: float | None = None  # enrollment gate; None: the database's (DurationGates)
     extensions: tuple[str, ...] = field(
         default=(".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".mp4", ".opus")

@@ -101,3 +101,25 @@ def _finite(x):
 def _print_json(doc) -> None:
     """Print ``doc`` as strict JSON: a non-finite number becomes null, never ``NaN``."""
     sys.stdout.write(json.dumps(_finite(doc), indent=2, allow_nan=False) + "\n")
+
+
+def _print_ingest(doc: dict) -> None:
+    """The text summary of ``speakerdb ingest``."""
+    s = doc["seconds"]
+    print(
+        f"{doc['inputs']} inputs: {doc['added']} added ({doc['segments']} segments), "
+        f"{doc['skipped']} already in, {doc['failed']} failed "
+        f"[decode {s['decode']:.1f} s, embed {s['embed']:.1f} s, write {s['write']:.1f} s]"
+    )
+    for f in doc["failures"]:
+        print(f"  failed: {f['error']}")
+    if doc["labelled"]:
+        print(f"{doc['labelled']} stored unlabelled recordings labelled (no re-embedding)")
+    conflicts = doc["label_conflicts"]
+    if conflicts:
+        print(f"{len(conflicts)} stored recordings have another label: {doc['relabelled']} "
+              "relabelled" + ("" if doc["relabelled"] == len(conflicts)
+                              else ", the others kept (--relabel replaces them)"))
+    for c in conflicts:
+        print(f"  {'relabelled' if c['applied'] else 'label kept'}: {c['input']}: stored "
+              f"{c['stored']}, given {c['given']}")

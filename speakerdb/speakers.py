@@ -39,14 +39,20 @@ ENROLL_SOURCE = "enroll"  # the ``source`` of enrolled recordings
 
 
 class LockedWriter:
-    """An ingest writer whose store commit and index update run under ``lock``."""
+    """An ingest writer whose store commit and index update run under ``lock``; after a batch
+    that changed labels, ``relabelled()`` (the scorer's invalidation, as after a rename)."""
 
-    def __init__(self, writer, lock):
-        self.writer, self.lock = writer, lock
+    def __init__(self, writer, lock, relabelled=None):
+        self.writer, self.lock, self.relabelled = writer, lock, relabelled
 
-    def write(self, recordings, failures):
+    def write(self, recordings, failures, labels=()):
         with self.lock:
-            return self.writer.write(recordings, failures)
+            if not labels:
+                return self.writer.write(recordings, failures)
+            written = self.writer.write(recordings, failures, labels)
+            if written.labels and self.relabelled is not None:
+                self.relabelled()
+            return written
 
 
 def speakers(db) -> list[SpeakerInfo]:

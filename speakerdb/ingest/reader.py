@@ -22,7 +22,7 @@ from speakerdb.audio import AudioPolicy, Prepared, Segment
 from speakerdb.errors import AudioError
 from speakerdb.ingest.sources import SourceItem
 from speakerdb.names import display_name
-from speakerdb.store.records import FailureIn
+from speakerdb.store.records import FailureIn, LabelIn
 
 __all__ = ["Decoded", "ReadBatch", "Reader", "LONG_SEGMENTS"]
 
@@ -45,6 +45,8 @@ class ReadBatch:
     decoded: list[Decoded] = field(default_factory=list)
     failures: list[FailureIn] = field(default_factory=list)
     skipped: int = 0  # already in the database (or already known to fail)
+    # labels given for skipped inputs that are stored recordings with no or another label
+    labels: list[LabelIn] = field(default_factory=list)
     n_inputs: int = 0
     decode_s: float = 0.0
     embed_s: float = 0.0  # embedding the segments of long inputs while they were read
@@ -146,6 +148,9 @@ class Reader:
     Files are hashed and decoded on ``workers`` threads (the decoders release the GIL).
     ``embed(list of samples) -> (n, raw_dim)``, when given, embeds the segments of inputs with
     more than ``LONG_SEGMENTS`` of them while they are read (one call at a time).
+    ``labels(shas) -> {sha: stored label or None}``, when given, looks up the stored
+    recordings among the skipped inputs that come with a speaker: where the stored label
+    differs, the batch lists the given one (``ReadBatch.labels``).
     """
 
     def __init__(
@@ -156,16 +161,25 @@ class Reader:
         files_per_batch: int = 32,
         workers: int = 2,
         embed: Callable[[list[np.ndarray]], np.ndarray] | None = None,
+        labels: Callable[[list[str]], dict[str, str | None]] | None = None,
     ):
         self.items, self.known, self.policy = items, known, policy
         self.files_per_batch, self.workers = files_per_batch, max(1, workers)
         self.embed, self.lock = embed, threading.Lock()
+        self.labels = labels
 
     def __len__(self) -> int:
         return len(self.items)
 
     def _decode(self, todo: tuple):
         return _decode_one(*todo, self.policy, self.embed, self.lock)
+
+    def _given(self, given: list[tuple[SourceItem, str]]) -> list[LabelIn]:
+        if not given or self.labels is None:
+            return []
+        stored = self.labels([sha for _, sha in given])
+        return [LabelIn(sha, stored[sha], item.speaker, display_name(item.path))
+                for item, sha in given if sha in stored and stored[sha] != item.speaker]
 
     def __iter__(self) -> Iterator[ReadBatch]:
         seen: set[str] = set()
@@ -176,16 +190,20 @@ class Reader:
                 hashed = list(pool.map(_hash_one, chunk))
                 batch = ReadBatch(n_inputs=len(chunk))
                 known = self.known([sha for sha, _ in hashed if sha])
-                todo = []
+                todo, given = [], []
                 for item, (sha, data) in zip(chunk, hashed):
                     if isinstance(data, FailureIn):
                         batch.failures.append(data)
                     elif sha in known or sha in seen:
                         batch.skipped += 1
+                        if sha not in seen and item.speaker is not None:
+                            given.append((item, sha))
+                        seen.add(sha)
                     else:
                         seen.add(sha)
                         todo.append((item, sha, data))
                 del hashed
+                batch.labels = self._given(given)
                 for out, embed_s in pool.map(self._decode, todo):
                     batch.embed_s += embed_s
                     if isinstance(out, FailureIn):

@@ -11,7 +11,7 @@ import numpy as np
 
 from speakerdb.ingest.reader import Decoded, ReadBatch
 from speakerdb.model.base import Embedder
-from speakerdb.store.records import FailureIn, RecordingIn
+from speakerdb.store.records import FailureIn, LabelIn, RecordingIn
 
 __all__ = ["IngestStats", "Written", "Writer", "Runner", "embed_segments"]
 
@@ -23,10 +23,14 @@ class IngestStats:
     segments: int = 0  # segments inserted by this run
     skipped: int = 0  # already in the database (also: stored by another process meanwhile)
     failed: int = 0
+    labelled: int = 0  # stored unlabelled recordings given the label this run names
+    relabelled: int = 0  # stored recordings whose other label this run replaced (relabel)
     decode_s: float = 0.0
     embed_s: float = 0.0
     write_s: float = 0.0
     failures: list[dict] = field(default_factory=list)
+    # stored recordings this run names with another label: {input, stored, given, applied}
+    label_conflicts: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -40,12 +44,15 @@ class Written:
 
     segments: int
     recordings: int
+    labels: frozenset = frozenset()  # sha256s of stored recordings given their new label
 
 
 class Writer(Protocol):
-    def write(self, recordings: list[RecordingIn], failures: list[FailureIn]) -> Written | int:
-        """Store one batch in one transaction; returns what was inserted (a plain int: the
-        segments, every recording given counted as inserted)."""
+    def write(self, recordings: list[RecordingIn], failures: list[FailureIn],
+              labels: list[LabelIn] = ()) -> Written | int:
+        """Store one batch in one transaction, with the ``labels`` of stored recordings;
+        returns what was inserted (a plain int: the segments, every recording given counted
+        as inserted)."""
         ...
 
 
@@ -60,7 +67,11 @@ def embed_segments(embedder: Embedder, segments: list[np.ndarray], batch: int) -
 
 
 class Runner:
-    """Loops over the reader's batches; one writer call (one transaction) per batch."""
+    """Loops over the reader's batches; one writer call (one transaction) per batch.
+
+    Labels a batch gives for stored recordings are written in its transaction: always for an
+    unlabelled recording, for one with another label only with ``relabel`` (else reported).
+    """
 
     def __init__(
         self,
@@ -69,9 +80,10 @@ class Runner:
         writer: Writer,
         embed_batch: int = 16,
         progress: Callable[[int], None] | None = None,
+        relabel: bool = False,
     ):
         self.reader, self.embedder, self.writer = reader, embedder, writer
-        self.embed_batch, self.progress = embed_batch, progress
+        self.embed_batch, self.progress, self.relabel = embed_batch, progress, relabel
 
     def run(self) -> IngestStats:
         stats = IngestStats()
@@ -87,10 +99,15 @@ class Runner:
             stats.embed_s += time.perf_counter() - t0
 
             t0 = time.perf_counter()
-            written = self.writer.write(recordings, failures)
+            labels = [x for x in batch.labels if x.stored is None or self.relabel]
+            if labels:
+                written = self.writer.write(recordings, failures, labels)
+            else:
+                written = self.writer.write(recordings, failures)
             stats.write_s += time.perf_counter() - t0
             if isinstance(written, int):
                 written = Written(written, len(recordings))
+            _count_labels(stats, batch.labels, written.labels)
             stats.segments += written.segments
             stats.added += written.recordings
             stats.skipped += len(recordings) - written.recordings
@@ -134,3 +151,13 @@ class Runner:
                 )
             )
         return recordings, failures
+
+
+def _count_labels(stats: IngestStats, given: list[LabelIn], applied: frozenset) -> None:
+    for x in given:
+        if x.stored is None:
+            stats.labelled += x.sha256 in applied
+        else:
+            stats.relabelled += x.sha256 in applied
+            stats.label_conflicts.append({"input": x.input, "stored": x.stored,
+                                          "given": x.given, "applied": x.sha256 in applied})

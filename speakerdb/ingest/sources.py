@@ -11,6 +11,7 @@ from pathlib import Path
 
 from speakerdb.errors import ManifestError, UsageError
 from speakerdb.names import display_name
+from speakerdb.store.speakers import label_problem
 
 __all__ = ["LAYOUTS", "SourceItem", "discover", "detect_layout"]
 
@@ -119,6 +120,8 @@ def _from_tree(root: Path, layout: str, extensions) -> list[SourceItem]:
         speaker = parts[0] if len(parts) > 1 else None
         if error is not None:
             items.append(SourceItem(p, speaker, layout, error))
+        elif speaker is not None and label_problem(speaker):
+            items.append(_bad_label(p, speaker, layout))
         elif layout == "voxceleb":
             if len(parts) < 3:
                 raise UsageError(
@@ -128,6 +131,11 @@ def _from_tree(root: Path, layout: str, extensions) -> list[SourceItem]:
         else:
             items.append(SourceItem(p, speaker, "folders"))
     return items
+
+
+def _bad_label(path: Path, speaker: str, source: str) -> SourceItem:
+    """An input whose speaker label breaks the rule of every label: a failure (``bad_label``)."""
+    return SourceItem(path, speaker, source, label_problem(speaker), "bad_label")
 
 
 def _from_manifest(path: Path) -> list[SourceItem]:
@@ -145,7 +153,10 @@ def _from_manifest(path: Path) -> list[SourceItem]:
                 if not rel:
                     raise ManifestError(f"{path}: line {line}: empty path")
                 speaker = (row.get("speaker") or "").strip() or None
-                items.append(SourceItem(base / rel, speaker, "manifest"))
+                if speaker is not None and label_problem(speaker):
+                    items.append(_bad_label(base / rel, speaker, "manifest"))
+                else:
+                    items.append(SourceItem(base / rel, speaker, "manifest"))
             return _each_path_once(items)
     except UnicodeDecodeError as e:
         raise ManifestError(f"{path}: not a UTF-8 CSV file ({e.reason})") from None

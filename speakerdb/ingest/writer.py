@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from speakerdb.ingest.runner import Written
-from speakerdb.store.records import FailureIn, RecordingIn
+from speakerdb.store.records import FailureIn, LabelIn, RecordingIn
 
 __all__ = ["StoreWriter"]
 
@@ -12,8 +12,11 @@ class StoreWriter:
     def __init__(self, store, indexes, run_id: int | None = None):
         self.store, self.indexes, self.run_id = store, indexes, run_id
 
-    def write(self, recordings: list[RecordingIn], failures: list[FailureIn]) -> Written:
+    def write(self, recordings: list[RecordingIn], failures: list[FailureIn],
+              labels: list[LabelIn] = ()) -> Written:
         counts: dict = {}
-        ids, raw = self.store.write_batch(self.run_id, recordings, failures, counts=counts)
+        ids, raw = self.store.write_batch(self.run_id, recordings, failures, counts=counts,
+                                          labels=labels)
         self.indexes.add(ids, raw, counts.get("generation"))
-        return Written(len(ids), counts.get("recordings", len(recordings)))
+        return Written(len(ids), counts.get("recordings", len(recordings)),
+                       frozenset(counts.get("labels", ())))

@@ -117,10 +117,15 @@ class DeletedOut(BaseModel):
     segments: int
 
 
+LABEL_RULE = ("1 to 200 characters, no white space at either end, none of / < > ? # % nor "
+              "control characters, not . or ..; any other label is a 400 UsageError, as on "
+              "the command line")
+
+
 class RenameIn(BaseModel):
-    label: str = Field(min_length=1, max_length=200, description="The speaker's new label")
+    label: str = Field(description=f"The speaker's new label: {LABEL_RULE}")
 
 
 class MergeIn(BaseModel):
-    into: str = Field(min_length=1, max_length=200,
-                      description="The speaker that receives every recording")
+    into: str = Field(description="The speaker that receives every recording (it must exist "
+                                  f"and its label follow the rule: {LABEL_RULE})")

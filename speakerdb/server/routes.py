@@ -63,7 +63,9 @@ def _errors(*codes: int) -> dict:
 
 READ_ERRORS = _errors(400, 401, 409, 413, 415, 422)
 WRITE_ERRORS = _errors(400, 401, 403, 404, 409, 413, 415, 422)
-Label = Path(min_length=1, max_length=200, description="A speaker label")
+# a label is checked by the library (``store.speakers.check_label``), as on every other entry
+Label = Path(description="A speaker label, percent-encoded (a new one: 1 to 200 characters, "
+                         "none of / < > ? # % nor control characters)")
 
 
 def _db(request: Request):

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["RecordingIn", "FailureIn", "SegmentRef", "BoundModel"]
+__all__ = ["RecordingIn", "FailureIn", "LabelIn", "SegmentRef", "BoundModel"]
 
 
 @dataclass
@@ -31,6 +31,17 @@ class FailureIn:
     sha256: str
     reason: str
     message: str
+
+
+@dataclass(frozen=True)
+class LabelIn:
+    """A label given (by a re-ingest) for a stored recording: applied only while the recording
+    still has the ``stored`` label (None: unlabelled)."""
+
+    sha256: str
+    stored: str | None
+    given: str
+    input: str = ""  # the input's name, for reports
 
 
 @dataclass(frozen=True)

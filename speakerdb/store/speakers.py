@@ -8,6 +8,7 @@ speakers with recordings.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 
 from sqlalchemy import delete, func, select, update
@@ -16,17 +17,47 @@ from sqlalchemy.orm import Session
 from speakerdb.errors import NotFound, UsageError
 from speakerdb.results import SpeakerInfo
 from speakerdb.store.models import Recording, Segment, Speaker
+from speakerdb.store.records import LabelIn
 
-__all__ = ["SpeakerQueries", "check_label"]
+__all__ = ["MAX_LABEL", "SpeakerQueries", "check_label", "label_problem"]
+
+
+MAX_LABEL = 200  # characters
+# what a label may not hold, so that any label is one URL path segment once percent-encoded
+# (a server splits at ``/``; ``?``, ``#`` and ``%`` break a path wherever a client forgets to
+# encode them) and is safe as text in a page. A backslash is allowed: the label of a folder
+# whose name is not UTF-8 holds ``\\xNN`` (``speakerdb.names``).
+FORBIDDEN = "/<>?#%"
+
+
+def label_problem(label) -> str | None:
+    """Why ``label`` is not a usable speaker label, or None. The one rule of every entry:
+    manifests, folder names, enroll, rename and merge, on the command line, API and HTTP."""
+    if not isinstance(label, str) or not label.strip():
+        return f"speaker label must be a non-empty string, got {label!r}"
+    if label != label.strip():
+        return f"speaker label {label!r} has leading/trailing white space"
+    if len(label) > MAX_LABEL:
+        return (f"speaker label {label[:40]!r}... is {len(label)} characters long; "
+                f"at most {MAX_LABEL}")
+    bad = sorted({c for c in label if c in FORBIDDEN or unicodedata.category(c) in _CONTROL})
+    if bad:
+        return (f"speaker label {label!r} holds {', '.join(repr(c) for c in bad)}: a label may "
+                "not hold / < > ? # % nor control characters or line breaks")
+    if label in (".", ".."):
+        return f"speaker label {label!r} cannot be named in a URL"
+    return None
 
 
 def check_label(label) -> str:
-    """``label`` stripped, or UsageError when it is not a usable speaker label."""
-    if not isinstance(label, str) or not label.strip():
-        raise UsageError(f"speaker label must be a non-empty string, got {label!r}")
-    if label != label.strip() or "\n" in label:
-        raise UsageError(f"speaker label {label!r} has leading/trailing white space or a newline")
+    """``label`` itself, or UsageError when it is not a usable speaker label."""
+    problem = label_problem(label)
+    if problem is not None:
+        raise UsageError(problem)
     return label
+
+
+_CONTROL = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
 
 class SpeakerQueries:
@@ -66,6 +97,7 @@ class SpeakerQueries:
         """Move every recording of ``source`` to ``target`` and delete ``source``."""
         if source == target:
             raise UsageError(f"cannot merge speaker {source!r} into itself")
+        check_label(target)
         with self.session() as s:
             src, dst = _speaker(s, source), _speaker(s, target)
             s.execute(update(Recording).where(Recording.speaker_id == src.id)
@@ -73,6 +105,27 @@ class SpeakerQueries:
             s.execute(delete(Speaker).where(Speaker.id == src.id))
             s.expunge(src)
             return _info(s, target)
+
+    def apply_labels(self, s: Session, labels: list[LabelIn]) -> set[str]:
+        """Give stored recordings the labels ``labels`` name (inside session ``s``), each only
+        while it still has the label it had when it was looked up; a speaker left without
+        recordings goes. Only labels and speakers change, never a vector. Returns the sha256s
+        of the recordings relabelled."""
+        if not labels:
+            return set()
+        rows = s.execute(select(Recording.sha256, Recording.id, Recording.speaker_id,
+                                Speaker.label)
+                         .outerjoin(Speaker, Recording.speaker_id == Speaker.id)
+                         .where(Recording.sha256.in_([x.sha256 for x in labels])))
+        now = {sha: (rid, sid, label) for sha, rid, sid, label in rows}
+        todo = {x.sha256: x for x in labels
+                if x.sha256 in now and now[x.sha256][2] == x.stored and x.given != x.stored}
+        ids = self._speaker_ids(s, {x.given for x in todo.values()})
+        for sha, x in todo.items():
+            s.execute(update(Recording).where(Recording.id == now[sha][0])
+                      .values(speaker_id=ids[x.given]))
+        self.drop_empty_speakers(s, [now[sha][1] for sha in todo])
+        return set(todo)
 
     @staticmethod
     def drop_empty_speakers(s: Session, speaker_ids: Iterable[int | None]) -> None:

@@ -23,7 +23,7 @@ from speakerdb.store.models import (
     utcnow,
 )
 from speakerdb.store.generation import CHANGE, read_generation, track_writes
-from speakerdb.store.records import BoundModel, FailureIn, RecordingIn, SegmentRef
+from speakerdb.store.records import BoundModel, FailureIn, LabelIn, RecordingIn, SegmentRef
 from speakerdb.store.speakers import SpeakerQueries
 
 __all__ = ["Store"]
@@ -121,7 +121,7 @@ class Store(SpeakerQueries):
 
     def write_batch(
         self, run_id: int | None, recordings: list[RecordingIn], failures: list[FailureIn],
-        counts: dict | None = None,
+        counts: dict | None = None, labels: list[LabelIn] = (),
     ) -> tuple[np.ndarray, np.ndarray]:
         """Write one batch in one transaction. Content already present is skipped, also
         content another process stored while this one was writing the batch (the unique-key
@@ -129,17 +129,19 @@ class Store(SpeakerQueries):
 
         Returns the new segments' ids (n,) int64 and raw vectors (n, raw_dim) float32;
         ``counts``, when given, gets ``recordings``: how many recordings were inserted, and
-        ``generation``: the store generation before and after this transaction (or None).
+        ``generation``: the store generation before and after this transaction (or None),
+        ``labels``: the sha256s of the stored recordings given their label from ``labels``
+        (``apply_labels``, in the same transaction).
         """
         for attempt in range(5):
             try:
-                return self._write_batch(run_id, recordings, failures, counts)
+                return self._write_batch(run_id, recordings, failures, counts, labels)
             except StoreError as e:
                 if not isinstance(e.__cause__, IntegrityError) or attempt == 4:
                     raise
         raise AssertionError("unreachable")
 
-    def _write_batch(self, run_id, recordings, failures, counts):
+    def _write_batch(self, run_id, recordings, failures, counts, labels):
         new_ids: list[int] = []
         new_raw: list[np.ndarray] = []
         with self.session() as s:
@@ -188,12 +190,14 @@ class Store(SpeakerQueries):
                     failed.discard((f.path, f.sha256))
                     s.add(Failure(path=f.path, sha256=f.sha256, reason=f.reason,
                                   message=f.message, run_id=run_id))
+            relabelled = self.apply_labels(s, list(labels))
             s.flush()
             for rec, raw in added:
                 new_ids.extend(seg.id for seg in rec.segments)
                 new_raw.append(raw)
         if counts is not None:
             counts["recordings"] = len(added)
+            counts["labels"] = relabelled
             counts["generation"] = s.info.get(CHANGE)  # (before, after), None: no change
         raw_dim = recordings[0].raw.shape[1] if recordings and recordings[0].raw is not None else 0
         raw_all = np.concatenate(new_raw) if new_raw else np.zeros((0, raw_dim), np.float32)

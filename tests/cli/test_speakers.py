@@ -153,3 +153,79 @@ def test_errors_are_one_line_exit_2(cli, home_copy, args, message, json_):
 def test_no_database_is_one_line(cli, no_home):
     run = cli("speakers", "list", "--home", no_home, expect=2)
     assert "no speakerdb database" in run.error_line()
+
+
+def test_every_command_refuses_the_same_labels(cli, home_copy, built, tmp_path):
+    import csv
+
+    from tests.labels import BAD_LABELS, message
+
+    wav = built.files["spk00"][0]
+    for label in BAD_LABELS:
+        for args in (("speakers", "rename", "spk00", label), ("speakers", "merge", "spk00", label),
+                     ("enroll", label, wav)):
+            run = cli(*args, "--home", home_copy, expect=2)
+            assert run.error_line() == f"speakerdb: error: {message(label)}", args
+    rows = [(f"b{k}.wav", label) for k, label in enumerate(BAD_LABELS)]
+    for k in range(len(rows)):
+        sf.write(tmp_path / f"b{k}.wav", voice(7, k), RATE, subtype="PCM_16")
+    with open(tmp_path / "m.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([("path", "speaker"), *rows])
+    doc = cli("ingest", tmp_path / "m.csv", "--home", home_copy, "--json", "-q").json()
+    assert (doc["added"], doc["failed"]) == (0, len(BAD_LABELS))
+    assert [(f["reason"], f["error"].split(": ", 1)[1]) for f in doc["failures"]] == [
+        ("bad_label", message(label)) for label in BAD_LABELS]
+    assert labels(cli, home_copy) == ["spk00", "spk01", "spk02", "spk03"]
+    check_ok(cli, home_copy)
+
+
+def test_reingest_with_labels_labels_reports_and_relabels(cli, tmp_path):
+    import csv
+
+    from speakerdb.api import SpeakerDB
+
+    home, flat = tmp_path / "home", tmp_path / "flat"
+    flat.mkdir()
+    names = {}
+    for k, speaker in enumerate(["ann", "bob"]):
+        for j in range(2):
+            sf.write(flat / f"{speaker[0]}{j}.wav", voice(k, j), RATE, subtype="PCM_16")
+            names[f"{speaker[0]}{j}.wav"] = speaker
+
+    def manifest(name, rows):
+        with open(flat / name, "w", newline="") as fh:
+            csv.writer(fh).writerows([("path", "speaker"), *rows])
+        return flat / name
+
+    def stored():
+        with SpeakerDB.open(home) as db:
+            ids, raw = db.store.all_vectors()
+        return ids.tolist(), raw.tobytes()
+
+    cli("init", "--home", home)
+    assert cli("ingest", flat, "--home", home, "--json", "-q").json()["added"] == 4
+    assert labels(cli, home) == []
+    before = stored()
+    m = manifest("m.csv", list(names.items())[:1])
+    out = cli("ingest", m, "--home", home, "-q").stdout.splitlines()
+    assert out[0].startswith("1 inputs: 0 added (0 segments), 1 already in, 0 failed")
+    assert out[1:] == ["1 stored unlabelled recordings labelled (no re-embedding)"]
+    doc = cli("ingest", manifest("m.csv", names.items()), "--home", home, "--json", "-q").json()
+    assert (doc["added"], doc["skipped"], doc["labelled"], doc["relabelled"]) == (0, 4, 3, 0)
+    assert doc["label_conflicts"] == []
+    assert labels(cli, home) == ["ann", "bob"]
+    m2 = manifest("m2.csv", [("a0.wav", "carol"), ("b0.wav", "bob")])
+    out = cli("ingest", m2, "--home", home, "-q").stdout.splitlines()
+    assert out[1:] == ["1 stored recordings have another label: 0 relabelled, the others kept "
+                       "(--relabel replaces them)",
+                       f"  label kept: {flat / 'a0.wav'}: stored ann, given carol"]
+    doc = cli("ingest", m2, "--home", home, "--json", "-q").json()
+    assert doc["label_conflicts"] == [{"input": str(flat / "a0.wav"), "stored": "ann",
+                                       "given": "carol", "applied": False}]
+    assert labels(cli, home) == ["ann", "bob"]
+    doc = cli("ingest", m2, "--relabel", "--home", home, "--json", "-q").json()
+    assert (doc["labelled"], doc["relabelled"]) == (0, 1)
+    assert doc["label_conflicts"][0]["applied"] is True
+    assert labels(cli, home) == ["ann", "bob", "carol"]
+    assert stored() == before
+    check_ok(cli, home)

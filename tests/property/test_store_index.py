@@ -2,7 +2,8 @@
 machine over ``SpeakerDB`` with the spectral embedder).
 
 Rules: ingest a random choice of prepared sources (speaker folders, single files, a manifest;
-random batch size and index flush interval), re-ingest (a no-op), delete a speaker or a
+random batch size and index flush interval), re-ingest (no new vectors; a label it gives
+an unlabelled stored recording is applied, another label kept), delete a speaker or a
 recording, rename and merge speakers, enroll a random choice of corpus files under a label,
 reopen, rebuild, and simulated crashes: an ingest that dies before a batch's store
 commit, right after it (before its vectors reach the indexes), or in the middle of saving the
@@ -153,21 +154,31 @@ class Model:
         self.recordings: dict[str, tuple[str, str | None, str, Path]] = {}  # sha -> ...
         self.speakers: set[str] = set()
         self.failures: set[tuple[str, str]] = set()  # (path, sha)
+        self.labelled = 0  # stored unlabelled recordings the last ingest gave a label
 
     def known(self, sha: str) -> bool:
         return sha in self.recordings or any(sha == f[1] for f in self.failures)
 
     def ingest(self, items, batch: int, committed: int | None = None) -> tuple[int, int]:
-        """Apply the first ``committed`` batches (all when None); returns (added, failed)."""
+        """Apply the first ``committed`` batches (all when None); returns (added, failed).
+        A speaker given for a stored unlabelled recording labels it (counted in
+        ``self.labelled``); one given for a recording with another label is not applied."""
         chunks = [items[i : i + batch] for i in range(0, len(items), batch)]
-        added = failed = 0
+        added = failed = self.labelled = 0
         seen: set[str] = set()
         for chunk in chunks[:committed]:
             known = {self.facts[p].sha256 for p, _, _ in chunk
                      if self.known(self.facts[p].sha256)}
             for path, speaker, kind in chunk:
                 f = self.facts[path]
+                if f.sha256 in known and f.sha256 not in seen and speaker:
+                    rec = self.recordings.get(f.sha256)
+                    if rec is not None and rec[1] is None:
+                        self.recordings[f.sha256] = (rec[0], speaker, *rec[2:])
+                        self.speakers.add(speaker)
+                        self.labelled += 1
                 if f.sha256 in known or f.sha256 in seen:
+                    seen.add(f.sha256)
                     continue
                 seen.add(f.sha256)
                 if f.good:
@@ -277,7 +288,7 @@ class StoreIndexMachine(RuleBasedStateMachine):
         expected = self.model.ingest(expand(srcs), batch)
         stats = self.db.ingest(srcs, config=IngestConfig(files_per_batch=batch,
                                                          index_flush_s=flush_s))
-        assert (stats.added, stats.failed) == expected
+        assert (stats.added, stats.failed, stats.labelled) == (*expected, self.model.labelled)
 
     def _fully_known(self) -> list[int]:
         return [i for i, s in enumerate(self.corpus.sources)
@@ -287,13 +298,19 @@ class StoreIndexMachine(RuleBasedStateMachine):
     @rule(data=st.data(), batch=st.integers(1, 4))
     def reingest_is_a_no_op(self, data, batch):
         i = data.draw(st.sampled_from(self._fully_known()), label="source")
-        before_ids, before = self.db.store.segment_ids(), self.db.store.counts()
+        before_ids, before = self.db.store.all_vectors(), self.db.store.counts()
         stats = self.db.ingest([self.corpus.sources[i]], config=IngestConfig(files_per_batch=batch))
+        assert self.model.ingest(expand([self.corpus.sources[i]]), batch) == (0, 0)
         assert stats.added == stats.segments == stats.failed == 0
         assert stats.skipped == len(expand([self.corpus.sources[i]]))
+        assert stats.labelled == self.model.labelled
+        event(f"re-ingest: {stats.labelled} labelled, {len(stats.label_conflicts)} conflicts")
         after = self.db.store.counts()
-        assert np.array_equal(self.db.store.segment_ids(), before_ids)
-        assert {**after, "ingest_runs": 0} == {**before, "ingest_runs": 0}
+        ids, raw = self.db.store.all_vectors()
+        assert np.array_equal(ids, before_ids[0]) and np.array_equal(raw, before_ids[1])
+        same = ("recordings", "segments", "failures", "duration_s")
+        assert {k: after[k] for k in same} == {k: before[k] for k in same}
+        assert after["unlabelled_recordings"] == before["unlabelled_recordings"] - stats.labelled
 
     @precondition(lambda self: self.is_open() and self.model.speakers)
     @rule(data=st.data())

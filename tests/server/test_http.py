@@ -251,7 +251,7 @@ def test_recording_key_is_not_a_pattern_and_ambiguous_is_409(open_server):
 
 def test_bad_write_bodies(open_server):
     with open_server.client() as c:
-        assert_error(c.patch("/speakers/spk00", json={"label": ""}), 422)
+        assert_error(c.patch("/speakers/spk00", json={"label": ""}), 400, "UsageError")
         assert_error(c.patch("/speakers/spk00", json={"name": "x"}), 422)
         assert_error(c.patch("/speakers/spk00", content=b"{not json",
                              headers={"content-type": "application/json"}), 422)
@@ -260,6 +260,39 @@ def test_bad_write_bodies(open_server):
         assert_error(c.post("/speakers/spk00/enroll"), 422)
         r = c.post("/speakers/spk00/enroll", files={"audio": ("a.txt", b"hi", "text/plain")})
         assert_error(r, 415)
+
+
+def test_every_write_refuses_the_same_labels(open_server):
+    from urllib.parse import quote
+
+    from tests.labels import BAD_LABELS, message
+
+    with open_server.client() as c:
+        for label in BAD_LABELS:
+            want = message(label)
+            assert assert_error(c.patch("/speakers/spk00", json={"label": label}),
+                                400, "UsageError") == want
+            assert assert_error(c.post("/speakers/spk00/merge", json={"into": label}),
+                                400, "UsageError") == want
+            r = c.post(f"/speakers/{quote(label, safe='')}/enroll",
+                       files={"audio": audio(0, 7, "extra.wav")})
+            if "/" in label or label == "..":  # the path is split at "/", ".." leaves the
+                # speaker's segment: no route takes either (why they are refused everywhere)
+                assert r.status_code == 404
+            else:
+                assert assert_error(r, 400, "UsageError") == want
+        labels = [s["label"] for s in c.get("/speakers").json()["speakers"]]
+        assert labels == [f"spk{k:02d}" for k in range(SPEAKERS)]
+        # any label the rule allows is addressable, percent-encoded (a backslash too: the
+        # label of a folder whose name is not UTF-8)
+        for old, new in [("spk00", "O'Brien, Ann"), ("spk01", "sp\\xffk"), ("spk02", "Zoë 李")]:
+            r = c.patch(f"/speakers/{quote(old, safe='')}", json={"label": new})
+            assert r.status_code == 200
+            r = c.post(f"/speakers/{quote(new, safe='')}/enroll",
+                       files={"audio": audio(int(old[-1]), 8, "more.wav")})
+            assert r.status_code == 200 and r.json()["speaker"] == new
+            assert c.delete(f"/speakers/{quote(new, safe='')}").json()["deleted"] == new
+    assert open_server.db.check().ok
 
 
 # the web page --------------------------------------------------------------------------------

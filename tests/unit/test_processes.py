@@ -278,9 +278,9 @@ def test_a_unique_key_race_is_a_skip(db, tmp_path):
     store, seen, raced = db.store, {}, []
     original_write, original_ids = store._write_batch, store._speaker_ids
 
-    def write(run_id, recordings, failures, counts):
+    def write(run_id, recordings, failures, *rest):
         seen["batch"] = recordings
-        return original_write(run_id, recordings, failures, counts)
+        return original_write(run_id, recordings, failures, *rest)
 
     def speaker_ids(s, labels):
         if not raced and seen.get("batch"):

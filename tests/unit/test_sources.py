@@ -137,3 +137,26 @@ def test_manifest_path_with_two_speakers_is_a_failure(tmp_path):
         item = next(g for g in got if g[0] == name)
         assert item[1] is None and item[3] == "conflicting_labels"
         assert item[2] == f"listed with different speakers ({labels}); give it once"
+
+
+def test_bad_labels_are_failures_of_their_inputs_in_manifests_and_folders(tmp_path):
+    import csv
+
+    from tests.labels import BAD_LABELS, FOLDER_LABELS, message
+
+    rows = [("ok.wav", "ann")] + [(f"f{k}.wav", lab) for k, lab in enumerate(BAD_LABELS)]
+    with open(tmp_path / "m.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([("path", "speaker"), *rows])
+    items = {i.path.name: i for i in discover([tmp_path / "m.csv"])}
+    assert items["ok.wav"].error is None and items["ok.wav"].speaker == "ann"
+    for k, label in enumerate(BAD_LABELS):
+        it = items[f"f{k}.wav"]
+        assert (it.reason, it.error) == ("bad_label", message(label))
+    tree = tmp_path / "tree"
+    touch(tree / "ann" / "a.wav")
+    for label in FOLDER_LABELS:
+        touch(tree / label / "a.wav")
+    items = {i.speaker: i for i in discover([tree])}
+    assert items["ann"].error is None
+    for label in FOLDER_LABELS:
+        assert (items[label].reason, items[label].error) == ("bad_label", message(label))
