@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from speakerdb.index.infos import IndexInfo, file_sha256, ids_digest
+from speakerdb.errors import IndexOutOfDateError
+from speakerdb.index.infos import IndexInfo, file_sha256, ids_digest, read_info
 from speakerdb.index.vector_index import VectorIndex
 from speakerdb.model.prefixes import prefix
 
@@ -89,16 +90,31 @@ def vector_problems(by_dim: Mapping[int, VectorIndex], dims: tuple[int, ...],
     return out
 
 
+def _saved_again(json_path: Path, info: IndexInfo) -> bool:
+    """Whether the JSON on disk now describes a later save than ``info`` (read at load)."""
+    try:
+        now = read_info(json_path)
+    except IndexOutOfDateError:
+        return False
+    return now.sha256 != info.sha256 or now.created_at != info.created_at
+
+
 def checksum_problems(infos: Mapping[int, IndexInfo], directory: Path,
                       dims: tuple[int, ...]) -> list[str]:
-    """Each ``index-<dim>.faiss`` whose bytes do not hash to the sha256 in its JSON (files
-    without a recorded checksum, or missing, are left to other checks)."""
+    """Each ``index-<dim>.faiss`` whose bytes do not hash to the sha256 its JSON held when
+    ``infos`` were read (files without a recorded checksum, or missing, are left to other
+    checks); a file another process saved again since is reported as such."""
     out = []
     for d in dims:
         info, path = infos.get(d), directory / f"index-{d}.faiss"
         if info is None or not info.sha256 or not path.is_file():
             continue
-        if file_sha256(path) != info.sha256:
+        if file_sha256(path) == info.sha256:
+            continue
+        if _saved_again(directory / f"index-{d}.json", info):
+            out.append(f"index-{d}: saved again during the check (another process is "
+                       "writing); run check again")
+        else:
             out.append(f"index-{d}: index-{d}.faiss does not match the checksum in "
                        f"index-{d}.json (sha256 {short_sha(info.sha256)})")
     return out

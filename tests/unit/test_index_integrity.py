@@ -125,3 +125,13 @@ def test_the_ivf_screen_is_compared_at_its_own_precision(tmp_path, monkeypatch):
     s.save(SHA, REV, 4000)  # a consistent file, JSON and checksum holding a wrong vector
     assert _check(tmp_path, (ids, raw), quick=False, chunk=1000) == [
         "index-64: vector of segment 2501 differs from the store"]
+
+
+def test_a_save_by_another_process_during_the_check_is_named(home, store):
+    ids, raw = store
+    loaded = IndexSet.load(home)
+    later = IndexSet.build(home, ids[:-1], raw[:-1], SHA, REV)
+    later.save(SHA, REV, int(ids[-1]))  # the files change under the loaded set
+    got = loaded.problems(ids, int(ids[-1]), SHA, REV, checksums=True)
+    assert got == [f"index-{d}: saved again during the check (another process is writing); "
+                   "run check again" for d in DIMS]
