@@ -423,26 +423,32 @@ class SpeakerDB:
             return calibrate_db(self, target_far, eer, score_norm, rule, dim, agg_k,
                                 cohort_top, fpir)
 
-    def check(self, repair: bool = False) -> CheckReport:
-        """Compare the saved indexes with the store; ``repair`` rebuilds them if they differ.
-        A damaged store is a failed check (it cannot be repaired from itself)."""
+    def check(self, repair: bool = False, quick: bool = False) -> CheckReport:
+        """Compare the saved indexes with the store: every vector and each file's checksum,
+        or with ``quick`` a sample of vectors; ``repair`` rebuilds them if they differ (or
+        record no checksum). A damaged store is a failed check (it cannot be repaired from
+        itself)."""
+        t0, mode = time.perf_counter(), "quick" if quick else "full"
         try:
-            problems = self.indexes.problems()
+            problems = self.indexes.problems(quick=quick)
+            unknown = self.indexes.unchecksummed()
         except DamagedStoreError as e:
             try:
                 counts = self.store.counts()
             except StoreError:
                 counts = {}
-            return CheckReport(False, [str(e)], counts, False)
-        repaired = False
-        if problems and repair:
+            return CheckReport(False, [str(e)], counts, False, mode, time.perf_counter() - t0)
+        notes = [f"index-{d}: no checksum recorded (saved by an older version); "
+                 "`check --repair` records one" for d in unknown]
+        if (problems or unknown) and repair:
             self.require_writable("check --repair")
             with self._writing():
                 self.indexes.rebuild()
-            repaired = True
-            problems_after = self.indexes.problems()
-            return CheckReport(not problems_after, problems, self.store.counts(), repaired)
-        return CheckReport(not problems, problems, self.store.counts(), repaired)
+            after = self.indexes.problems(quick=quick)
+            return CheckReport(not after, problems, self.store.counts(), True, mode,
+                               time.perf_counter() - t0, notes)
+        return CheckReport(not problems, problems, self.store.counts(), False, mode,
+                           time.perf_counter() - t0, notes)
 
     def rebuild_indexes(self) -> None:
         with self._writing():

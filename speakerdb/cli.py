@@ -388,30 +388,33 @@ def embed(
 def check(
     home: Home = None,
     repair: Annotated[bool, typer.Option(help="Rebuild the indexes from the store if they disagree.")] = False,
+    quick: Annotated[bool, typer.Option(help="Compare a sample of 64 vectors instead of every one, and hash no file.")] = False,
     no_wait: NoWait = False,
     json_: Json = False,
 ):
-    """Prove the indexes agree with the store (counts, ids, vectors, model); exit 1 if not
-    (a damaged store too)."""
+    """Prove the indexes agree with the store (counts, ids, every vector, file checksums,
+    model); exit 1 if not (a damaged store too)."""
     from speakerdb.errors import DamagedStoreError
     from speakerdb.results import CheckReport
 
     try:
         with _open(home, no_wait, catch_up=False) as db:
-            report = db.check(repair=repair)
+            report = db.check(repair=repair, quick=quick)
     except DamagedStoreError as e:  # the store cannot even be opened: the check failed
-        report = CheckReport(False, [str(e)], {}, False)
+        report = CheckReport(False, [str(e)], {}, False, "quick" if quick else "full")
     if json_:
         _print_json(report.as_dict())
     else:
         for p in report.problems:
             print(f"problem: {p}")
+        for n in report.notes:
+            print(f"note: {n}")
         c = report.counts
         state = "ok" if report.ok else "FAILED"
         fixed = " (repaired)" if report.repaired else ""
         counts = (f": {c['segments']} segments, {c['recordings']} recordings, "
                   f"{c['speakers']} speakers") if c else " (the store cannot be read)"
-        print(f"check {state}{fixed}{counts}")
+        print(f"check {state}{fixed}{counts} ({report.mode} check, {report.seconds:.2f} s)")
     if not report.ok:
         raise typer.Exit(1)
 

@@ -29,7 +29,7 @@ __all__ = ["Indexes"]
 
 log = logging.getLogger("speakerdb.indexes")
 
-_SAMPLE = 64  # stored vectors compared with their index copies by check
+_SAMPLE = 64  # stored vectors compared with their index copies by check --quick
 
 
 class Indexes:
@@ -212,19 +212,25 @@ class Indexes:
         return max((i.store_generation for i in infos.values()), default=0)
 
     # checking ------------------------------------------------------------------------------
-    def problems(self) -> list[str]:
-        """Every disagreement between the saved indexes and the store (empty when they agree)."""
+    def problems(self, quick: bool = False) -> list[str]:
+        """Every disagreement between the saved indexes and the store (empty when they agree).
+
+        Full (the default): every stored vector is compared with its copy in every index,
+        a chunk at a time, and each file is hashed against the checksum in its JSON. ``quick``:
+        ``_SAMPLE`` vectors spread over the ids are compared, and no file is hashed."""
         try:
             saved = IndexSet.load(self.directory, self.space.dims)
         except IndexOutOfDateError as e:
             return [str(e)]
         store_ids = self.store.segment_ids()
-        sample = None
-        if store_ids.size:
+        sample = vectors = None
+        if quick and store_ids.size:
             pick = np.unique(np.linspace(0, store_ids.size - 1, _SAMPLE).astype(int))
             parts = list(self.store.vectors(store_ids[pick]))
             sample = (np.concatenate([p[0] for p in parts]),
                       self.space.transform(np.concatenate([p[1] for p in parts])))
+        elif not quick:
+            vectors = ((ids, self.space.transform(raw)) for ids, raw in self.store.vectors())
         return saved.problems(
             store_ids,
             int(store_ids[-1]) if store_ids.size else 0,
@@ -233,4 +239,14 @@ class Indexes:
             raw_sample=sample,
             dims=self.space.dims,
             space=self.space.name,
+            vectors=vectors,
+            checksums=not quick,
         )
+
+    def unchecksummed(self) -> list[int]:
+        """The dimensions whose saved JSON records no checksum (saved by an older version)."""
+        try:
+            infos = IndexSet.state(self.directory, self.space.dims) or {}
+        except IndexOutOfDateError:
+            return []
+        return sorted(d for d, info in infos.items() if not info.sha256)

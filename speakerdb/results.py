@@ -89,14 +89,22 @@ class VerifyResult:
 
 @dataclass(frozen=True)
 class CheckReport:
+    """What ``check`` found. mode: ``full`` (every vector and each file's checksum) or
+    ``quick`` (a sample of vectors); seconds: how long the check (and any repair) took;
+    notes: what could not be verified but is not a disagreement (a missing checksum)."""
+
     ok: bool
     problems: list[str] = field(default_factory=list)
     counts: dict = field(default_factory=dict)
     repaired: bool = False
+    mode: str = "full"
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"ok": self.ok, "problems": self.problems, "counts": self.counts,
-                "repaired": self.repaired}
+                "repaired": self.repaired, "mode": self.mode,
+                "seconds": round(float(self.seconds), 3), "notes": self.notes}
 
 
 @dataclass(frozen=True)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 
-from speakerdb.index.infos import IndexInfo, ids_digest
+from speakerdb.errors import IndexOutOfDateError
+from speakerdb.index.infos import IndexInfo, file_sha256, ids_digest, read_info
 from speakerdb.index.vector_index import VectorIndex
 from speakerdb.model.prefixes import prefix
 
-__all__ = ["index_problems", "short_sha"]
+__all__ = ["checksum_problems", "index_problems", "short_sha", "vector_problems"]
+
+NAMED = 10  # differing vectors named one by one per index; the rest are counted
 
 
 def short_sha(sha: str) -> str:
@@ -44,17 +47,77 @@ def _info_problems(name: str, info: IndexInfo, index: VectorIndex, digest: str) 
     return out
 
 
-def _sample_problems(name: str, index: VectorIndex,
-                     raw_sample: tuple[np.ndarray, np.ndarray]) -> list[str]:
-    ids = np.asarray(raw_sample[0], dtype=np.int64)
-    raw = np.asarray(raw_sample[1], dtype=np.float32).reshape(ids.size, -1)
-    present = index.contains(ids)  # absent ids are reported as missing already
+def _differing(index: VectorIndex, ids: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """The ids whose index copy differs from the normalised prefix of their stored ``raw``
+    vector by more than the index's precision allows (ids the index lacks are skipped: they
+    are reported as missing already)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    raw = np.asarray(raw, dtype=np.float32).reshape(ids.size, -1)
+    present = index.contains(ids)
     if not present.any():
-        return []
+        return ids[:0]
     ids, raw = ids[present], raw[present]
     stored = index.reconstruct(ids)
-    bad = np.abs(stored - prefix(raw, index.dim)).max(axis=1) > index.tolerance
-    return [f"{name}: vector of segment {int(i)} differs from the store" for i in ids[bad]]
+    bad = ~(np.abs(stored - prefix(raw, index.dim)).max(axis=1) <= index.tolerance)  # NaN: bad
+    return ids[bad]
+
+
+def _sample_problems(name: str, index: VectorIndex,
+                     raw_sample: tuple[np.ndarray, np.ndarray]) -> list[str]:
+    return [f"{name}: vector of segment {int(i)} differs from the store"
+            for i in _differing(index, raw_sample[0], raw_sample[1])]
+
+
+def vector_problems(by_dim: Mapping[int, VectorIndex], dims: tuple[int, ...],
+                    chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> list[str]:
+    """Every stored vector compared with its copy in each index of ``dims``, one chunk of
+    ``(ids, raw)`` (raw in the database's space) at a time, so memory is bounded by a chunk.
+    The first ``NAMED`` differing segments of each index are named, the rest counted."""
+    present = [d for d in dims if d in by_dim]
+    named: dict[int, list[int]] = {d: [] for d in present}
+    counts = dict.fromkeys(present, 0)
+    for ids, raw in chunks:
+        for d in present:
+            bad = _differing(by_dim[d], ids, raw)
+            counts[d] += bad.size
+            named[d] += [int(i) for i in bad[: NAMED - len(named[d])]]
+    out = []
+    for d in present:
+        out += [f"index-{d}: vector of segment {i} differs from the store" for i in named[d]]
+        if counts[d] > len(named[d]):
+            out.append(f"index-{d}: {counts[d] - len(named[d])} more vectors differ from the "
+                       "store")
+    return out
+
+
+def _saved_again(json_path: Path, info: IndexInfo) -> bool:
+    """Whether the JSON on disk now describes a later save than ``info`` (read at load)."""
+    try:
+        now = read_info(json_path)
+    except IndexOutOfDateError:
+        return False
+    return now.sha256 != info.sha256 or now.created_at != info.created_at
+
+
+def checksum_problems(infos: Mapping[int, IndexInfo], directory: Path,
+                      dims: tuple[int, ...]) -> list[str]:
+    """Each ``index-<dim>.faiss`` whose bytes do not hash to the sha256 its JSON held when
+    ``infos`` were read (files without a recorded checksum, or missing, are left to other
+    checks); a file another process saved again since is reported as such."""
+    out = []
+    for d in dims:
+        info, path = infos.get(d), directory / f"index-{d}.faiss"
+        if info is None or not info.sha256 or not path.is_file():
+            continue
+        if file_sha256(path) == info.sha256:
+            continue
+        if _saved_again(directory / f"index-{d}.json", info):
+            out.append(f"index-{d}: saved again during the check (another process is "
+                       "writing); run check again")
+        else:
+            out.append(f"index-{d}: index-{d}.faiss does not match the checksum in "
+                       f"index-{d}.json (sha256 {short_sha(info.sha256)})")
+    return out
 
 
 def index_problems(

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from speakerdb.errors import IndexOutOfDateError
-from speakerdb.index.checks import index_problems
+from speakerdb.index.checks import checksum_problems, index_problems, vector_problems
 from speakerdb.index.choose import SCREEN_DIM, choose_index, parse_choice
-from speakerdb.index.infos import IndexInfo, ids_digest, read_info, write_info
+from speakerdb.index.infos import IndexInfo, file_sha256, ids_digest, read_info, write_info
 from speakerdb.index.vector_index import VectorIndex, _ids_array
 from speakerdb.model.prefixes import DIMS, FULL_DIM, nested
 
@@ -87,7 +87,9 @@ class IndexSet:
     @classmethod
     def load(cls, directory: str | os.PathLike, dims: tuple[int, ...] = DIMS) -> IndexSet:
         """Read the index of every one of ``dims`` and its JSON; ``IndexOutOfDateError`` if
-        any is missing, unreadable or does not match its description."""
+        any is missing, unreadable or does not match its description (file size, vector
+        count, ids). The checksum is not read here (it costs a pass over every byte): ``check``
+        verifies it."""
         by_dim, infos = {}, {}
         for d in dims:
             faiss_path, json_path = index_paths(directory, d)
@@ -105,6 +107,10 @@ class IndexSet:
             if info.ntotal != index.ntotal:
                 raise IndexOutOfDateError(
                     f"{faiss_path}: {index.ntotal} vectors but {json_path.name} says {info.ntotal}")
+            size = faiss_path.stat().st_size
+            if size != info.size_bytes:
+                raise IndexOutOfDateError(
+                    f"{faiss_path}: {size} bytes but {json_path.name} says {info.size_bytes}")
             if info.ids_digest != ids_digest(index.ids()):
                 raise IndexOutOfDateError(
                     f"{faiss_path}: ids do not match the digest in {json_path.name}")
@@ -181,6 +187,7 @@ class IndexSet:
                 store_max_id=int(store_max_id),
                 ids_digest=ids_digest(index.ids()),
                 size_bytes=faiss_path.stat().st_size,
+                sha256=file_sha256(faiss_path),
                 created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 space=self.space,
                 store_generation=int(store_generation),
@@ -205,18 +212,26 @@ class IndexSet:
     # checking ----------------------------------------------------------------------------
     def problems(self, store_ids, store_max_id: int, model_sha256: str, schema_revision: str,
                  raw_sample: tuple[np.ndarray, np.ndarray] | None = None,
-                 dims: tuple[int, ...] = DIMS, space: str = "identity") -> list[str]:
+                 dims: tuple[int, ...] = DIMS, space: str = "identity",
+                 vectors=None, checksums: bool = False) -> list[str]:
         """Every disagreement between this set (FAISS indexes and, once saved or loaded, its
         files and JSONs) and the store, one line each; empty when they agree.
 
         store_ids: the store's ids, sorted; raw_sample: (ids, raw (m, 256)) of a few stored
-        vectors (in the database's space), compared with the index copies to within 1e-5;
-        dims/space: what the database expects the set to hold.
+        vectors (in the database's space), compared with the index copies at each index's
+        precision (``VectorIndex.tolerance``); vectors: an iterable of such chunks covering
+        the store, compared in the same way (a full check); checksums: also hash each saved
+        file and compare with its JSON; dims/space: what the database expects the set to hold.
         """
+        directory = self.directory if self.infos is not None else None
         out = index_problems(
-            self.by_dim, self.infos, self.directory if self.infos is not None else None, dims,
+            self.by_dim, self.infos, directory, dims,
             store_ids, store_max_id, model_sha256, schema_revision,
             self.model_sha256, self.schema_revision, raw_sample)
+        if checksums and directory is not None:
+            out += checksum_problems(self.infos, directory, dims)
+        if vectors is not None:
+            out += vector_problems(self.by_dim, dims, vectors)
         extra = sorted(set(self.by_dim) - set(dims))
         if extra:
             out.append(f"indexes for {'/'.join(map(str, extra))}-D exist, the database "

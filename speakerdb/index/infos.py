@@ -14,7 +14,7 @@ import numpy as np
 from speakerdb.errors import IndexOutOfDateError
 from speakerdb.index._atomic import atomic_write
 
-__all__ = ["IndexInfo", "ids_digest", "write_info", "read_info"]
+__all__ = ["IndexInfo", "file_sha256", "ids_digest", "write_info", "read_info"]
 
 
 @dataclass
@@ -32,6 +32,8 @@ class IndexInfo:
     space: str = "identity"  # how raw vectors were mapped before slicing: "identity" or
     # "rotation:<sha256>" (a database's learned rotation, see speakerdb.space)
     store_generation: int = 0  # the store generation the index reflects (0: not recorded)
+    sha256: str = ""  # sha256 hex of the .faiss file's bytes ("": unknown, saved before
+    # checksums were recorded)
 
 
 _TYPES = {f.name: f.type for f in dataclasses.fields(IndexInfo)}
@@ -43,6 +45,15 @@ def ids_digest(ids: np.ndarray) -> str:
     """sha256 hex of the sorted ids as little-endian int64 bytes (order-independent)."""
     arr = np.sort(np.asarray(ids, dtype=np.int64).ravel())
     return hashlib.sha256(arr.astype("<i8", copy=False).tobytes()).hexdigest()
+
+
+def file_sha256(path: str | os.PathLike, block: int = 1 << 22) -> str:
+    """sha256 hex of a file's bytes, read in blocks of ``block`` bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def write_info(path: str | os.PathLike, info: IndexInfo) -> None:

@@ -471,11 +471,15 @@ def test_check_json_ok(cli, built):
     assert doc["counts"]["segments"] == 12
     assert doc["counts"]["recordings"] == 12
     assert doc["counts"]["speakers"] == 4
+    assert doc["mode"] == "full" and isinstance(doc["seconds"], float) and doc["seconds"] >= 0
+    assert doc["notes"] == []
 
 
 def test_check_text_ok(cli, built):
     run = cli("check", "--home", built.home)
-    assert run.stdout.strip() == "check ok: 12 segments, 12 recordings, 4 speakers"
+    line = run.stdout.strip()
+    assert line.startswith("check ok: 12 segments, 12 recordings, 4 speakers (full check, ")
+    assert line.endswith(" s)")
 
 
 def test_stats_json(cli, built):

@@ -1,3 +1,4 @@
+import hashlib
 import json
 from datetime import datetime
 
@@ -60,7 +61,7 @@ def test_save_load_round_trip_and_json_fields(tmp_path, store):
         data = json.loads((tmp_path / f"index-{d}.json").read_text())
         assert set(data) == {"index_key", "index_param", "dim", "ntotal", "model_sha256",
                              "schema_revision", "store_max_id", "ids_digest", "size_bytes",
-                             "created_at", "space", "store_generation"}
+                             "created_at", "space", "store_generation", "sha256"}
         assert data["space"] == "identity" and data["store_generation"] == 7
         assert data["index_key"] == "Flat"
         assert data["index_param"] == ""
@@ -71,6 +72,8 @@ def test_save_load_round_trip_and_json_fields(tmp_path, store):
         assert data["store_max_id"] == 2000
         assert data["ids_digest"] == ids_digest(ids)
         assert data["size_bytes"] == (tmp_path / f"index-{d}.faiss").stat().st_size > 0
+        digest = hashlib.sha256((tmp_path / f"index-{d}.faiss").read_bytes()).hexdigest()
+        assert data["sha256"] == digest
         assert datetime.fromisoformat(data["created_at"]).tzinfo is not None
     back = IndexSet.load(tmp_path)
     assert back.ntotal == 60 and back.model_sha256 == SHA and back.schema_revision == REV
