@@ -137,3 +137,29 @@ def pair_cosines(raw: np.ndarray, speaker: np.ndarray, dim: int, pairs: int = 20
         i = i[speaker[order[i]] == speaker[order[i + 1]]]
         t = np.einsum("ij,ij->i", x[order[i]], x[order[i + 1]])
     return float(t.mean()), float(t.std()), float(nt.mean()), float(nt.std())
+
+
+def write_store(engine, raw: np.ndarray, speaker: np.ndarray) -> None:
+    """Speakers, one recording per speaker and its segments (3 s each, ``raw`` vectors),
+    written straight into the store behind ``engine`` in transactions of 100,000 rows."""
+    from sqlalchemy import insert
+
+    from speakerdb.store.models import Recording, Segment, Speaker
+
+    labels = np.unique(speaker)
+    with engine.begin() as c:
+        c.execute(insert(Speaker.__table__), [{"id": int(s) + 1, "label": f"spk{s:06d}"}
+                                              for s in labels])
+        c.execute(insert(Recording.__table__), [
+            {"id": int(s) + 1, "sha256": f"{int(s):064x}", "path": f"synthetic/{s}.wav",
+             "speaker_id": int(s) + 1, "duration_s": 300.0, "sample_rate": 16000,
+             "channels": 1, "source": "synthetic"} for s in labels])
+    start = 3.0 * (np.arange(speaker.size) - np.searchsorted(speaker, speaker))
+    for a in range(0, raw.shape[0], 100_000):
+        part = raw[a : a + 100_000].astype("<f4")
+        with engine.begin() as c:
+            c.execute(insert(Segment.__table__), [
+                {"id": a + i + 1, "recording_id": int(speaker[a + i]) + 1,
+                 "start_s": float(start[a + i]), "end_s": float(start[a + i]) + 3.0,
+                 "vector": part[i].tobytes()}
+                for i in range(part.shape[0])])

@@ -30,30 +30,8 @@ from speakerdb.api import SpeakerDB  # noqa: E402
 
 
 def write_store(home: Path, raw: np.ndarray, speaker: np.ndarray) -> None:
-    """Speakers, one recording per speaker and its segments, written straight to SQLite."""
-    from sqlalchemy import insert
-
-    from speakerdb.store.models import Recording, Segment, Speaker
-
     with SpeakerDB.open(home, catch_up=False) as db:
-        engine = db.store.engine
-        labels = np.unique(speaker)
-        with engine.begin() as c:
-            c.execute(insert(Speaker.__table__), [{"id": int(s) + 1, "label": f"spk{s:06d}"}
-                                                  for s in labels])
-            c.execute(insert(Recording.__table__), [
-                {"id": int(s) + 1, "sha256": f"{int(s):064x}", "path": f"synthetic/{s}.wav",
-                 "speaker_id": int(s) + 1, "duration_s": 300.0, "sample_rate": 16000,
-                 "channels": 1, "source": "synthetic"} for s in labels])
-        start = 3.0 * (np.arange(speaker.size) - np.searchsorted(speaker, speaker))
-        for a in range(0, raw.shape[0], 100_000):
-            part = raw[a : a + 100_000].astype("<f4")
-            with engine.begin() as c:
-                c.execute(insert(Segment.__table__), [
-                    {"id": a + i + 1, "recording_id": int(speaker[a + i]) + 1,
-                     "start_s": float(start[a + i]), "end_s": float(start[a + i]) + 3.0,
-                     "vector": part[i].tobytes()}
-                    for i in range(part.shape[0])])
+        vec.write_store(db.store.engine, raw, speaker)
 
 
 def timed_check(home: Path, quick: bool) -> dict:

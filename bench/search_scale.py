@@ -218,11 +218,8 @@ def bench_size(n: int, spec, args, report: dict) -> None:
 def open_database(raw: np.ndarray, speaker: np.ndarray, args) -> dict:
     """A real database of these vectors: bulk-written store, first open (builds the indexes),
     then the timed second open and first identify of a real speech file."""
-    from sqlalchemy import insert
-
     from speakerdb.api import SpeakerDB
     from speakerdb.model.registry import load_embedder
-    from speakerdb.store.models import Recording, Segment, Speaker
 
     emb = load_embedder("campplus", "cpu")
     probe = next(iter(sorted(vec.SPEECH.rglob("*.wav"))), None)
@@ -231,24 +228,7 @@ def open_database(raw: np.ndarray, speaker: np.ndarray, args) -> dict:
         SpeakerDB.create(home, model="campplus", embedder=emb).close()
         t0 = time.perf_counter()
         db = SpeakerDB.open(home, catch_up=False)
-        engine = db.store.engine
-        labels = np.unique(speaker)
-        with engine.begin() as c:
-            c.execute(insert(Speaker.__table__), [{"id": int(s) + 1, "label": f"spk{s:06d}"}
-                                                  for s in labels])
-            c.execute(insert(Recording.__table__), [
-                {"id": int(s) + 1, "sha256": f"{int(s):064x}", "path": f"synthetic/{s}.wav",
-                 "speaker_id": int(s) + 1, "duration_s": 300.0, "sample_rate": 16000,
-                 "channels": 1, "source": "synthetic"} for s in labels])
-        start = 3.0 * (np.arange(speaker.size) - np.searchsorted(speaker, speaker))
-        for a in range(0, raw.shape[0], 100_000):
-            part = raw[a : a + 100_000].astype("<f4")
-            with engine.begin() as c:
-                c.execute(insert(Segment.__table__), [
-                    {"id": a + i + 1, "recording_id": int(speaker[a + i]) + 1,
-                     "start_s": float(start[a + i]), "end_s": float(start[a + i]) + 3.0,
-                     "vector": part[i].tobytes()}
-                    for i in range(part.shape[0])])
+        vec.write_store(db.store.engine, raw, speaker)
         db.close()
         write_s = time.perf_counter() - t0
         t0 = time.perf_counter()

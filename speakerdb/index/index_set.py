@@ -15,7 +15,8 @@ import numpy as np
 from speakerdb.errors import IndexOutOfDateError
 from speakerdb.index.checks import checksum_problems, index_problems, vector_problems
 from speakerdb.index.choose import SCREEN_DIM, choose_index, parse_choice
-from speakerdb.index.infos import IndexInfo, file_sha256, ids_digest, read_info, write_info
+from speakerdb.hashing import sha256_file as file_sha256
+from speakerdb.index.infos import IndexInfo, ids_digest, read_info, write_info
 from speakerdb.index.vector_index import VectorIndex, _ids_array
 from speakerdb.model.prefixes import DIMS, FULL_DIM, nested
 

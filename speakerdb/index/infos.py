@@ -14,7 +14,7 @@ import numpy as np
 from speakerdb.errors import IndexOutOfDateError
 from speakerdb.index._atomic import atomic_write
 
-__all__ = ["IndexInfo", "file_sha256", "ids_digest", "write_info", "read_info"]
+__all__ = ["IndexInfo", "ids_digest", "write_info", "read_info"]
 
 
 @dataclass
@@ -45,15 +45,6 @@ def ids_digest(ids: np.ndarray) -> str:
     """sha256 hex of the sorted ids as little-endian int64 bytes (order-independent)."""
     arr = np.sort(np.asarray(ids, dtype=np.int64).ravel())
     return hashlib.sha256(arr.astype("<i8", copy=False).tobytes()).hexdigest()
-
-
-def file_sha256(path: str | os.PathLike, block: int = 1 << 22) -> str:
-    """sha256 hex of a file's bytes, read in blocks of ``block`` bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_info(path: str | os.PathLike, info: IndexInfo) -> None:
