@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -17,28 +16,20 @@ from speakerdb import speakers as manage
 from speakerdb.audio import AudioInput, AudioPolicy
 from speakerdb.config import (
     ASNORM_DEFAULT_THRESHOLD,
-    SQLITE_FILE,
     CascadeConfig,
     DurationGates,
     IngestConfig,
     check_finite,
     check_score_norm,
-    default_model,
-    read_home_file,
-    resolve_home,
-    write_home_file,
 )
 from speakerdb.errors import (
     DamagedStoreError,
-    DatabaseExistsError,
     IndexOutOfDateError,
     ModelMismatchError,
     ReadOnlyError,
     StoreError,
-    UsageError,
 )
-from speakerdb.home import (not_found, read_only_store, rebuild_home_file, remove_stray_temps,
-                            store_left)
+from speakerdb.opening import stored_space
 from speakerdb.results import (CheckReport, EnrollResult, IdentifyResult, SpeakerInfo,
                                Threshold, VerifyResult, choose_threshold)
 from speakerdb.scoring import (Scorer, embed_gated, gate_batches, gate_seconds, gated_policy,
@@ -82,106 +73,18 @@ class SpeakerDB:
         home.json is rebuilt from what the store records. ``embedder`` replaces loading
         ``model`` (tests pass their own).
         """
-        from speakerdb.model.registry import load_embedder
+        from speakerdb.opening import create
 
-        from speakerdb.model.prefixes import DIMS
-
-        home = resolve_home(home)
-        if read_home_file(home) is None and store_left(home, db_url):
-            rebuild_home_file(home, db_url, model, embedder, device)
-        if model is None and embedder is None and read_home_file(home) is not None:
-            return cls.open(home, device=device)  # an existing database, whatever its model
-        model = model or default_model()
-        embedder = embedder or load_embedder(model, device)
-        if tuple(embedder.dims) != DIMS and tuple(embedder.dims) != (embedder.raw_dim,):
-            raise UsageError(f"{model}: {embedder.name} has nested dimensions "
-                             f"{embedder.dims}; a database needs {DIMS} or none")
-        if read_home_file(home) is not None:
-            db = cls.open(home, embedder=embedder, device=device)
-            if db.model.sha256 != embedder.sha256:
-                db.close()
-                raise ModelMismatchError(
-                    f"{home}: a database bound to {db.model.name} ({db.model.sha256[:12]}) "
-                    f"already exists; {embedder.name} ({embedder.sha256[:12]}) differs"
-                )
-            return db
-        if home.exists() and not home.is_dir():
-            raise UsageError(f"{home}: exists and is not a directory")
-        if home.exists() and any(p.suffix in (".faiss", ".sqlite") for p in home.iterdir()):
-            raise DatabaseExistsError(
-                f"{home}: holds index files but no usable home.json nor a SQLite store; its "
-                f"store was elsewhere: `speakerdb init --home {home} --db-url URL` rebuilds "
-                "home.json from it")
-        home.mkdir(parents=True, exist_ok=True)
-        from speakerdb.store.engine import make_engine, sqlite_url
-        from speakerdb.store.migrate import upgrade
-        from speakerdb.store.store import Store
-
-        url = db_url or sqlite_url(home / SQLITE_FILE)
-        engine = make_engine(url)
-        try:
-            upgrade(engine)
-            store = Store(engine)
-            store.bind_model(embedder.name, embedder.sha256, embedder.dims, embedder.raw_dim)
-            store.set_setting("model_spec", model)
-        except Exception:
-            engine.dispose()
-            raise
-        write_home_file(home, {"db_url": db_url, "model_spec": model})
-        engine.dispose()
-        return cls.open(home, embedder=embedder, device=device)
+        return create(cls, home, model, db_url, embedder, device)
 
     @classmethod
     def open(cls, home=None, *, catch_up: bool = True, model: str | None = None,
              embedder=None, device: str = "auto") -> SpeakerDB:
         """Open an existing database; indexes behind the store catch up unless ``catch_up``
         is false. ``model`` overrides where the bound model is loaded from (same sha256)."""
-        from sqlalchemy.exc import SQLAlchemyError
+        from speakerdb.opening import open_parts
 
-        from speakerdb.indexes import Indexes
-        from speakerdb.store.engine import make_engine, redact, sqlite_url, store_error
-        from speakerdb.store.migrate import current_revision, head_revision, upgrade
-        from speakerdb.store.store import Store
-
-        home = resolve_home(home)
-        info = read_home_file(home)
-        if info is None:
-            raise not_found(home)
-        remove_stray_temps(home)
-        url = info.get("db_url") or sqlite_url(home / SQLITE_FILE)
-        read_only = read_only_store(url)
-        engine = make_engine(url, read_only=read_only)
-        try:
-            rev = current_revision(engine)
-            if rev is None:
-                raise StoreError(f"{home}: the metadata store has no schema (was init interrupted?)")
-            if rev != head_revision():
-                if read_only:
-                    raise ReadOnlyError(f"{home}: the store needs a schema upgrade, which this "
-                                        "read-only home does not allow; open it once where "
-                                        "it can be written")
-                upgrade(engine)
-            store = Store(engine, str(home) if not info.get("db_url") else redact(url))
-            bound = store.bound_model()
-            if bound is None:
-                raise StoreError(f"{home}: the metadata store is not bound to a model")
-            spec = model or store.get_setting("model_spec") or info.get("model_spec")
-            if embedder is not None and embedder.sha256 != bound.sha256:
-                raise ModelMismatchError(
-                    f"{home}: database model {bound.name} ({bound.sha256[:12]}) is not "
-                    f"{embedder.name} ({embedder.sha256[:12]})"
-                )
-            space = _space(store, bound)
-            indexes = Indexes(home, store, bound.sha256, head_revision(), space,
-                              read_only=read_only or not os.access(home, os.W_OK))
-            indexes.open(catch_up=catch_up) if catch_up else None
-        except SQLAlchemyError as e:
-            engine.dispose()
-            raise store_error(str(home), e) from None
-        except Exception:
-            engine.dispose()
-            raise
-        return cls(home, store, bound, indexes, spec, embedder, device)
+        return cls(*open_parts(home, catch_up, model, embedder), embedder, device)
 
     def close(self) -> None:
         if self.indexes.set is not None and self.indexes._dirty:
@@ -480,7 +383,7 @@ class SpeakerDB:
             return False
         _, raw = self.store.all_vectors()
         self.store.set_setting(ROTATION_KEY, encode_rotation(fit_rotation(raw), len(raw)))
-        self.indexes.space = _space(self.store, self.model)
+        self.indexes.space = stored_space(self.store, self.model)
         self.indexes.rebuild()
         self.scorer.invalidate()
         return True
@@ -531,13 +434,3 @@ class SpeakerDB:
             "identify_calibrations": calibration_states(self.store),
             "space": {"name": self.space.name, "dims": list(self.space.dims)},
         }
-
-
-def _space(store, bound):
-    from speakerdb.space import ROTATION_KEY, space_for
-
-    stored = store.get_setting(ROTATION_KEY)
-    try:
-        return space_for(bound.dims, bound.raw_dim, stored)
-    except (ValueError, KeyError, TypeError) as e:
-        raise StoreError(f"the database's stored rotation is unusable ({e})") from None

@@ -12,8 +12,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from speakerdb.shell import (Device, Home, Json, MaxDuration, NoWait, _err, _policy,
-                             _print_ingest, _print_json, open_db, shell)
+from speakerdb.shell import (AggK, Aggregation, CohortTop, Device, Home, Json, MaxDuration,
+                             NoWait, ScoreNorm, _err, _policy, _print_ingest, _print_json,
+                             open_db, shell)
 
 __all__ = ["app", "main"]
 
@@ -26,18 +27,11 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-ScoreNorm = Annotated[str, typer.Option(
-    "--score-norm", help="Score normalisation: none | asnorm (AS-norm against a cohort).")]
 CohortFile = Annotated[Optional[Path], typer.Option(
     "--cohort", help="AS-norm cohort file (.npz written by Cohort.save; default: the "
                      "database's speaker means).")]
-CohortTop = Annotated[Optional[int], typer.Option(
-    "--cohort-top", help="AS-norm top-N cohort scores (default 300, at most the cohort size).")]
 MinDuration = Annotated[Optional[float], typer.Option(
     "--min-duration", help="Seconds of signal an input needs (default 0.5).")]
-Aggregation = Annotated[str, typer.Option(
-    help="Speaker score: max | mean | top2 | topk | centroid.")]
-AggK = Annotated[int, typer.Option("--agg-k", help="Segments averaged by --aggregation topk.")]
 
 
 def _open(home, no_wait: bool = False, max_duration: float | None = None, **kw):
@@ -276,76 +270,6 @@ def verify(
 
 @app.command()
 @shell
-def calibrate(
-    home: Home = None,
-    fpir: Annotated[Optional[float], typer.Option(
-        "--fpir", help="Identification: target fraction of unknown voices matched to anyone "
-                       "(default 0.01); the threshold then follows the gallery's size.")] = None,
-    far: Annotated[Optional[float], typer.Option(
-        "--far", help="Verification: target false-accept rate per comparison.")] = None,
-    eer: Annotated[bool, typer.Option(
-        "--eer", help="Verification: the equal-error-rate point.")] = False,
-    score_norm: ScoreNorm = "none",
-    aggregation: Aggregation = "max",
-    agg_k: AggK = 3,
-    cohort_top: CohortTop = None,
-    no_wait: NoWait = False,
-    json_: Json = False,
-):
-    """Choose a decision threshold from the database's labelled recordings and store it:
-    for identify (target FPIR, the default) or for verify (--far / --eer)."""
-    from speakerdb.errors import UsageError
-
-    if far is not None and eer:
-        raise UsageError("give --far or --eer, not both")
-    if fpir is not None and (far is not None or eer):
-        raise UsageError("give --fpir (identify) or --far/--eer (verify), not both")
-    for name, value in (("--far", far), ("--fpir", fpir)):
-        if value is not None and not 0.0 < value < 1.0:
-            raise UsageError(f"{name} must be strictly between 0 and 1, got {value:g}")
-    with _open(home, no_wait, catch_up=False) as db:
-        cal = db.calibrate(far, eer, score_norm, aggregation, agg_k=agg_k,
-                           cohort_top=cohort_top, fpir=fpir)
-    if far is None and not eer:
-        _print_identify_calibration(db.home, cal, json_)
-        return
-    from speakerdb.search.decision import rule_label
-
-    doc = {"home": str(db.home), "purpose": "verify", **cal.to_dict(),
-           "aggregation": rule_label(aggregation, agg_k)}
-    if json_:
-        _print_json(doc)
-        return
-    print(f"calibrated verification threshold {doc['threshold']:.6f} ({doc['method']}, "
-          f"score-norm {doc['score_norm']}, aggregation {doc['aggregation']}, {doc['dim']}-D)")
-    print(f"  achieved FAR {doc['far']:.4f}, FRR {doc['frr']:.4f} on {doc['targets']} targets "
-          f"and {doc['nontargets']} nontargets; stored in {doc['home']}")
-
-
-def _print_identify_calibration(home, cal, json_: bool) -> None:
-    from speakerdb.search.openset import SPEAKS_FOR
-
-    doc = {"home": str(home), "purpose": "identify", **cal.to_dict()}
-    doc.pop("model")
-    doc["speaks_for_speakers"] = int(cal.model.speakers * SPEAKS_FOR)
-    doc["thresholds_by_gallery_size"] = {
-        str(n): round(cal.threshold_at(n), 6) for n in (10, 100, 1000, 10000)}
-    if json_:
-        _print_json(doc)
-        return
-    fmt = (lambda x: "n/a" if x is None else f"{x:.4f}")
-    print(f"calibrated identification for FPIR {cal.target_fpir:g} (score-norm "
-          f"{cal.score_norm}, aggregation {cal.aggregation}, {cal.dim}-D): threshold "
-          f"{cal.threshold:.6f} at {cal.speakers} speakers")
-    print(f"  achieved FPIR {fmt(cal.fpir)} on {cal.unknown_probes} unknown probes (each "
-          f"speaker left out), DIR {fmt(cal.dir)} on {cal.known_probes} known probes")
-    sizes = ", ".join(f"{n}: {t:.3f}" for n, t in doc["thresholds_by_gallery_size"].items())
-    print(f"  threshold by gallery size ({sizes}); speaks for up to "
-          f"{doc['speaks_for_speakers']} speakers; stored in {home}")
-
-
-@app.command()
-@shell
 def embed(
     audio: Annotated[list[Path], typer.Argument(help="Audio files to embed.")],
     home: Home = None,
@@ -462,10 +386,12 @@ def _add_groups() -> None:
 
     app.add_typer(models_app, name="models")
 
+    from speakerdb.cli_calibrate import register as _register_calibrate
     from speakerdb.cli_eval import register as _register_eval
     from speakerdb.cli_server import register as _register_server
     from speakerdb.cli_speakers import register as _register_speakers
 
+    _register_calibrate(app)
     _register_eval(app)
     _register_speakers(app)
     _register_server(app)

@@ -48,11 +48,11 @@ def refresh(db) -> bool:
 def _follow_space(db) -> bool:
     """Take over a rotation another process fitted (models without nested prefixes only);
     returns whether the space changed."""
-    from speakerdb.api import _space
+    from speakerdb.opening import stored_space
 
     if len(db.model.dims) > 1 or db.space.rotation is not None:
         return False
-    space = _space(db.store, db.model)
+    space = stored_space(db.store, db.model)
     if space.name == db.space.name:
         return False
     db.indexes.space = space

@@ -16,8 +16,8 @@ from typing import Annotated, Optional
 
 import typer
 
-__all__ = ["Home", "Json", "Device", "MaxDuration", "NoWait", "shell", "_err", "_policy",
-           "_print_json", "open_db"]
+__all__ = ["AggK", "Aggregation", "CohortTop", "Home", "Json", "Device", "MaxDuration",
+           "NoWait", "ScoreNorm", "shell", "_err", "_policy", "_print_json", "open_db"]
 
 Home = Annotated[
     Optional[Path],
@@ -25,6 +25,13 @@ Home = Annotated[
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 Device = Annotated[str, typer.Option(help="Where the model runs: auto | cpu | cuda.")]
+ScoreNorm = Annotated[str, typer.Option(
+    "--score-norm", help="Score normalisation: none | asnorm (AS-norm against a cohort).")]
+CohortTop = Annotated[Optional[int], typer.Option(
+    "--cohort-top", help="AS-norm top-N cohort scores (default 300, at most the cohort size).")]
+Aggregation = Annotated[str, typer.Option(
+    help="Speaker score: max | mean | top2 | topk | centroid.")]
+AggK = Annotated[int, typer.Option("--agg-k", help="Segments averaged by --aggregation topk.")]
 NoWait = Annotated[bool, typer.Option(
     "--no-wait", help="Fail at once (exit 3) when another process is writing to the database, "
                       "instead of waiting for it.")]

@@ -1,0 +1,129 @@
+"""Creating and opening a database: its home, metadata store, bound model, vector space and
+indexes (the life cycle behind ``SpeakerDB.create`` and ``SpeakerDB.open``)."""
+
+from __future__ import annotations
+
+import os
+
+from speakerdb.config import (SQLITE_FILE, default_model, read_home_file, resolve_home,
+                              write_home_file)
+from speakerdb.errors import (DatabaseExistsError, ModelMismatchError, ReadOnlyError,
+                              StoreError, UsageError)
+from speakerdb.home import (not_found, read_only_store, rebuild_home_file, remove_stray_temps,
+                            store_left)
+
+__all__ = ["create", "open_parts", "stored_space"]
+
+
+def create(cls, home, model, db_url, embedder, device):
+    """``SpeakerDB.create`` (see there); ``cls`` is the class whose ``open`` ends it."""
+    from speakerdb.model.registry import load_embedder
+
+    from speakerdb.model.prefixes import DIMS
+
+    home = resolve_home(home)
+    if read_home_file(home) is None and store_left(home, db_url):
+        rebuild_home_file(home, db_url, model, embedder, device)
+    if model is None and embedder is None and read_home_file(home) is not None:
+        return cls.open(home, device=device)  # an existing database, whatever its model
+    model = model or default_model()
+    embedder = embedder or load_embedder(model, device)
+    if tuple(embedder.dims) != DIMS and tuple(embedder.dims) != (embedder.raw_dim,):
+        raise UsageError(f"{model}: {embedder.name} has nested dimensions "
+                         f"{embedder.dims}; a database needs {DIMS} or none")
+    if read_home_file(home) is not None:
+        db = cls.open(home, embedder=embedder, device=device)
+        if db.model.sha256 != embedder.sha256:
+            db.close()
+            raise ModelMismatchError(
+                f"{home}: a database bound to {db.model.name} ({db.model.sha256[:12]}) "
+                f"already exists; {embedder.name} ({embedder.sha256[:12]}) differs"
+            )
+        return db
+    if home.exists() and not home.is_dir():
+        raise UsageError(f"{home}: exists and is not a directory")
+    if home.exists() and any(p.suffix in (".faiss", ".sqlite") for p in home.iterdir()):
+        raise DatabaseExistsError(
+            f"{home}: holds index files but no usable home.json nor a SQLite store; its "
+            f"store was elsewhere: `speakerdb init --home {home} --db-url URL` rebuilds "
+            "home.json from it")
+    home.mkdir(parents=True, exist_ok=True)
+    from speakerdb.store.engine import make_engine, sqlite_url
+    from speakerdb.store.migrate import upgrade
+    from speakerdb.store.store import Store
+
+    url = db_url or sqlite_url(home / SQLITE_FILE)
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        store = Store(engine)
+        store.bind_model(embedder.name, embedder.sha256, embedder.dims, embedder.raw_dim)
+        store.set_setting("model_spec", model)
+    except Exception:
+        engine.dispose()
+        raise
+    write_home_file(home, {"db_url": db_url, "model_spec": model})
+    engine.dispose()
+    return cls.open(home, embedder=embedder, device=device)
+
+
+def open_parts(home, catch_up, model, embedder):
+    """What ``SpeakerDB.open`` builds the database from: (home, store, bound model, indexes,
+    model spec)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from speakerdb.indexes import Indexes
+    from speakerdb.store.engine import make_engine, redact, sqlite_url, store_error
+    from speakerdb.store.migrate import current_revision, head_revision, upgrade
+    from speakerdb.store.store import Store
+
+    home = resolve_home(home)
+    info = read_home_file(home)
+    if info is None:
+        raise not_found(home)
+    remove_stray_temps(home)
+    url = info.get("db_url") or sqlite_url(home / SQLITE_FILE)
+    read_only = read_only_store(url)
+    engine = make_engine(url, read_only=read_only)
+    try:
+        rev = current_revision(engine)
+        if rev is None:
+            raise StoreError(f"{home}: the metadata store has no schema (was init interrupted?)")
+        if rev != head_revision():
+            if read_only:
+                raise ReadOnlyError(f"{home}: the store needs a schema upgrade, which this "
+                                    "read-only home does not allow; open it once where "
+                                    "it can be written")
+            upgrade(engine)
+        store = Store(engine, str(home) if not info.get("db_url") else redact(url))
+        bound = store.bound_model()
+        if bound is None:
+            raise StoreError(f"{home}: the metadata store is not bound to a model")
+        spec = model or store.get_setting("model_spec") or info.get("model_spec")
+        if embedder is not None and embedder.sha256 != bound.sha256:
+            raise ModelMismatchError(
+                f"{home}: database model {bound.name} ({bound.sha256[:12]}) is not "
+                f"{embedder.name} ({embedder.sha256[:12]})"
+            )
+        space = stored_space(store, bound)
+        indexes = Indexes(home, store, bound.sha256, head_revision(), space,
+                          read_only=read_only or not os.access(home, os.W_OK))
+        indexes.open(catch_up=catch_up) if catch_up else None
+    except SQLAlchemyError as e:
+        engine.dispose()
+        raise store_error(str(home), e) from None
+    except Exception:
+        engine.dispose()
+        raise
+    return home, store, bound, indexes, spec
+
+
+def stored_space(store, bound):
+    """The database's vector space: identity, or the rotation stored with it."""
+    from speakerdb.space import ROTATION_KEY, space_for
+
+    stored = store.get_setting(ROTATION_KEY)
+    try:
+        return space_for(bound.dims, bound.raw_dim, stored)
+    except (ValueError, KeyError, TypeError) as e:
+        raise StoreError(f"the database's stored rotation is unusable ({e})") from None
