@@ -110,7 +110,7 @@ class Scorer:
         self._cohorts: dict = {}
         self._estats: dict = {}
         self._speakers: int | None = None
-        self._learned: dict = {}
+        self._memo: dict = {}
 
     def speaker_count(self) -> int:
         """Labelled speakers in the store (the gallery size identify decides for)."""
@@ -118,11 +118,12 @@ class Scorer:
             self._speakers = int(self.store.counts()["speakers"])
         return self._speakers
 
-    def learned(self, key: str, learn):
-        """Impostor statistics learned for score space ``key`` (``learn()`` once, or None)."""
-        if key not in self._learned:
-            self._learned[key] = learn()
-        return self._learned[key]
+    def memo(self, key, make):
+        """``make()`` once per ``key`` until the database changes (thresholds, learned
+        impostor statistics)."""
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
 
     def gallery(self) -> Gallery:
         if self._gallery is None:

@@ -144,15 +144,22 @@ def identify_threshold(db, given, score_norm: str, rule: str, k: int, dim: int,
     ``given``; else an identification calibration of this score space (``calibrate --fpir``);
     else the model's impostor statistics (shipped with the model); else statistics learned from
     the database's labelled speakers; else the model's fixed default, marked as a guess.
-    ``speakers`` replaces the gallery size (evaluation of sub-galleries)."""
-    from speakerdb.eval.openset_calibration import DEFAULT_FPIR, IdentifyCalibration
-    from speakerdb.search.openset import MIN_SPEAKERS, ImpostorModel, space_key
+    ``speakers`` replaces the gallery size (evaluation of sub-galleries). Kept per score
+    space and size until the database changes (``Scorer.memo``)."""
+    from speakerdb.search.openset import space_key
 
     if given is not None:
         return Threshold(float(given), "given")
-    label = rule_label(rule, k)
-    key = space_key(score_norm, label, dim)
+    key = space_key(score_norm, rule_label(rule, k), dim)
     n = max(1, db.scorer.speaker_count() if speakers is None else int(speakers))
+    return db.scorer.memo(("threshold", key, n), lambda: _identify_threshold(
+        db, key, n, score_norm, rule, k, dim, cohort_top))
+
+
+def _identify_threshold(db, key, n, score_norm, rule, k, dim, cohort_top):
+    from speakerdb.eval.openset_calibration import DEFAULT_FPIR, IdentifyCalibration
+    from speakerdb.search.openset import MIN_SPEAKERS, ImpostorModel
+
     cal = (db.store.get_setting(IDENTIFY_KEY) or {}).get(key)
     if cal is not None:
         c = IdentifyCalibration.from_dict(cal)
@@ -166,8 +173,8 @@ def identify_threshold(db, given, score_norm: str, rule: str, k: int, dim: int,
         m = ImpostorModel.from_dict(shipped)
         return Threshold(m.threshold(DEFAULT_FPIR, n),
                          f"model default fpir={DEFAULT_FPIR!r} for {n} speakers")
-    learned = db.scorer.learned(key, lambda: _stored_or_learned(db, key, score_norm, rule, k,
-                                                                dim, cohort_top))
+    learned = db.scorer.memo(("learned", key), lambda: _stored_or_learned(
+        db, key, score_norm, rule, k, dim, cohort_top))
     if learned is not None:
         return Threshold(learned.threshold(DEFAULT_FPIR, n),
                          f"learned fpir={DEFAULT_FPIR!r} for {n} speakers ({learned.source})")
