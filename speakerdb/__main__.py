@@ -1,5 +1,5 @@
 """``python -m speakerdb`` runs the command line."""
 
-from speakerdb.cli import main
+from speakerdb.cli.main import main
 
 main()

@@ -12,28 +12,30 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from speakerdb import speakers as manage
+from speakerdb.database import management as manage
 from speakerdb.audio import AudioInput, AudioPolicy
 from speakerdb.config import (
-    ASNORM_DEFAULT_THRESHOLD,
-    CascadeConfig,
-    DurationGates,
-    IngestConfig,
-    check_finite,
-    check_score_norm,
-)
+                              ASNORM_DEFAULT_THRESHOLD,
+                              CascadeConfig,
+                              DurationGates,
+                              IngestConfig,
+                              check_finite,
+                              check_score_norm,
+                              )
 from speakerdb.errors import (
-    DamagedStoreError,
-    IndexOutOfDateError,
-    ModelMismatchError,
-    ReadOnlyError,
-    StoreError,
-)
-from speakerdb.opening import stored_space
-from speakerdb.results import (CheckReport, EnrollResult, IdentifyResult, SpeakerInfo,
-                               Threshold, VerifyResult, choose_threshold)
-from speakerdb.scoring import (Scorer, embed_gated, gate_batches, gate_seconds, gated_policy,
-                               verify_with)
+                              DamagedStoreError,
+                              IndexOutOfDateError,
+                              ModelMismatchError,
+                              ReadOnlyError,
+                              StoreError,
+                              )
+from speakerdb.database.opening import stored_space
+from speakerdb.audio.gates import gate_batches, gate_seconds, gated_policy
+from speakerdb.database.results import (CheckReport, EnrollResult, IdentifyResult, SpeakerInfo,
+                                        Threshold, VerifyResult, choose_threshold)
+from speakerdb.search.gallery import Scorer
+from speakerdb.search.query import embed_gated
+from speakerdb.search.verify import verify_with
 from speakerdb.search.decision import rule_label
 from speakerdb.search.thresholds import calibrate_db, calibration_states, identify_threshold
 
@@ -73,7 +75,7 @@ class SpeakerDB:
         home.json is rebuilt from what the store records. ``embedder`` replaces loading
         ``model`` (tests pass their own).
         """
-        from speakerdb.opening import create
+        from speakerdb.database.opening import create
 
         return create(cls, home, model, db_url, embedder, device)
 
@@ -82,7 +84,7 @@ class SpeakerDB:
              embedder=None, device: str = "auto") -> SpeakerDB:
         """Open an existing database; indexes behind the store catch up unless ``catch_up``
         is false. ``model`` overrides where the bound model is loaded from (same sha256)."""
-        from speakerdb.opening import open_parts
+        from speakerdb.database.opening import open_parts
 
         return cls(*open_parts(home, catch_up, model, embedder), embedder, device)
 
@@ -115,12 +117,12 @@ class SpeakerDB:
 
     def refresh(self) -> bool:
         """Catch up with what other processes wrote since (cheap when nothing changed)."""
-        from speakerdb.processes import refresh
+        from speakerdb.database.processes import refresh
 
         return refresh(self)
 
     def _writing(self):
-        from speakerdb.processes import writing
+        from speakerdb.database.processes import writing
 
         return writing(self)
 
@@ -359,14 +361,14 @@ class SpeakerDB:
 
     @property
     def space(self):
-        """The database's vector space (``speakerdb.space``)."""
+        """The database's vector space (``speakerdb.index.space``)."""
         return self.indexes.space
 
     def fit_rotation(self, force: bool = False) -> bool:
         """For a model without nested prefixes: learn the database's rotation from its stored
         vectors once there are ``MIN_ROTATION_VECTORS`` (or now, with ``force``), store it and
         rebuild the indexes in the rotated space. Returns whether a rotation was fitted."""
-        from speakerdb.space import MIN_ROTATION_VECTORS
+        from speakerdb.index.space import MIN_ROTATION_VECTORS
 
         if self.space.rotation is not None or len(self.space.dims) > 1:
             return False
@@ -377,7 +379,7 @@ class SpeakerDB:
             return self._fit_rotation()
 
     def _fit_rotation(self) -> bool:
-        from speakerdb.space import ROTATION_KEY, encode_rotation, fit_rotation
+        from speakerdb.index.space import ROTATION_KEY, encode_rotation, fit_rotation
 
         if self.space.rotation is not None:  # another process fitted it meanwhile
             return False

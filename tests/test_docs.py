@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import typer.main
 
-from speakerdb.cli import app
+from speakerdb.cli.main import app
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 COMMANDS = typer.main.get_command(app).commands

@@ -76,7 +76,7 @@ from speakerdb.eval.conditions import CLEAN, Condition
 from speakerdb.eval.embed import EmbeddingCache, Job
 from speakerdb.eval.metrics import dir_at_fpir, top_k_accuracy
 from speakerdb.eval.trials import LabelledFile
-from speakerdb.hashing import sha256_file
+from speakerdb.files.hashing import sha256_file
 from speakerdb.model.prefixes import prefix
 from speakerdb.search.cascade import cascade_search, exhaustive_search
 from speakerdb.search.decision import AGGREGATIONS, aggregate

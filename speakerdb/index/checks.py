@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from speakerdb.errors import IndexOutOfDateError
-from speakerdb.hashing import sha256_file as file_sha256
+from speakerdb.files.hashing import sha256_file as file_sha256
 from speakerdb.index.infos import IndexInfo, ids_digest, read_info
 from speakerdb.index.vector_index import VectorIndex
 from speakerdb.model.prefixes import prefix

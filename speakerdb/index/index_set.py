@@ -15,7 +15,7 @@ import numpy as np
 from speakerdb.errors import IndexOutOfDateError
 from speakerdb.index.checks import checksum_problems, index_problems, vector_problems
 from speakerdb.index.choose import SCREEN_DIM, choose_index, parse_choice
-from speakerdb.hashing import sha256_file as file_sha256
+from speakerdb.files.hashing import sha256_file as file_sha256
 from speakerdb.index.infos import IndexInfo, ids_digest, read_info, write_info
 from speakerdb.index.vector_index import VectorIndex, _ids_array
 from speakerdb.model.prefixes import DIMS, FULL_DIM, nested
@@ -50,7 +50,7 @@ class IndexSet:
     """``by_dim[dim]``: a ``VectorIndex`` of the normalised ``dim``-prefixes, one per nested
     dimension (DIMS for Matryoshka models; a database's own dimensions otherwise).
 
-    The raw vectors given are already in the database's space (``speakerdb.space``): identity
+    The raw vectors given are already in the database's space (``speakerdb.index.space``): identity
     for Matryoshka models, a learned rotation otherwise; ``space`` names it."""
 
     def __init__(self, directory: str | os.PathLike, by_dim: dict[int, VectorIndex],

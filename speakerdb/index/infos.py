@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from speakerdb.errors import IndexOutOfDateError
-from speakerdb.index._atomic import atomic_write
+from speakerdb.files.atomic import atomic_write
 
 __all__ = ["IndexInfo", "ids_digest", "write_info", "read_info"]
 
@@ -30,7 +30,7 @@ class IndexInfo:
     size_bytes: int  # size of the .faiss file
     created_at: str  # ISO 8601 time of saving
     space: str = "identity"  # how raw vectors were mapped before slicing: "identity" or
-    # "rotation:<sha256>" (a database's learned rotation, see speakerdb.space)
+    # "rotation:<sha256>" (a database's learned rotation, see speakerdb.index.space)
     store_generation: int = 0  # the store generation the index reflects (0: not recorded)
     sha256: str = ""  # sha256 hex of the .faiss file's bytes ("": unknown, saved before
     # checksums were recorded)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from speakerdb.errors import IndexOutOfDateError
-from speakerdb.index._atomic import atomic_write
+from speakerdb.files.atomic import atomic_write
 from speakerdb.index.choose import FLAT_KEY, IndexChoice
 from speakerdb.index.ivf_topk import RANGE_MIN_K, SampleRadius, range_top
 from speakerdb.index.rows import RowTable, score_rows

@@ -21,7 +21,7 @@ import numpy as np
 from speakerdb.audio import AudioPolicy, Prepared, Segment
 from speakerdb.errors import AudioError
 from speakerdb.ingest.sources import SourceItem
-from speakerdb.names import display_name
+from speakerdb.audio.names import display_name
 from speakerdb.store.records import FailureIn, LabelIn
 
 __all__ = ["Decoded", "ReadBatch", "Reader", "LONG_SEGMENTS"]
@@ -115,7 +115,7 @@ class _Embedding:
 
 def _decode_one(item: SourceItem, sha: str, data, policy: AudioPolicy, embed, lock):
     """(Decoded or FailureIn, seconds spent embedding)."""
-    from speakerdb.stream import Preparing
+    from speakerdb.audio.stream import Preparing
 
     name = display_name(item.path)
     emb = _Embedding(embed, lock)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from speakerdb.errors import ManifestError, UsageError
-from speakerdb.names import display_name
+from speakerdb.audio.names import display_name
 from speakerdb.store.speakers import label_problem
 
 __all__ = ["LAYOUTS", "SourceItem", "discover", "detect_layout"]

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from speakerdb.hashing import sha256_file
+from speakerdb.files.hashing import sha256_file
 from speakerdb.errors import CheckpointFormatError
 
 __all__ = [

@@ -85,7 +85,7 @@ def _campplus(device: str, optimize: bool = True) -> Embedder:
     sha256 and the head file's together (the same whether ``optimize`` or not)."""
     import hashlib
 
-    from speakerdb.hashing import sha256_file
+    from speakerdb.files.hashing import sha256_file
     from speakerdb.model.campplus.head import HEAD_PATH, campplus_mrl
     from speakerdb.model.campplus.loader import load_campplus
     from speakerdb.model.campplus.network import MIN_SAMPLES, CamppWave

@@ -14,7 +14,7 @@ import numpy as np
 
 from speakerdb.config import ASNORM_DEFAULT_THRESHOLD, CascadeConfig, check_score_norm
 from speakerdb.errors import UsageError
-from speakerdb.results import Threshold
+from speakerdb.database.results import Threshold
 from speakerdb.search.decision import rule_label
 
 __all__ = ["IDENTIFY_KEY", "calibrate_db", "calibration_states", "identify_threshold",

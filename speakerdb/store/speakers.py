@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from speakerdb.errors import NotFound, UsageError
-from speakerdb.results import SpeakerInfo
+from speakerdb.database.results import SpeakerInfo
 from speakerdb.store.models import Recording, Segment, Speaker
 from speakerdb.store.records import LabelIn
 
@@ -26,7 +26,7 @@ MAX_LABEL = 200  # characters
 # what a label may not hold, so that any label is one URL path segment once percent-encoded
 # (a server splits at ``/``; ``?``, ``#`` and ``%`` break a path wherever a client forgets to
 # encode them) and is safe as text in a page. A backslash is allowed: the label of a folder
-# whose name is not UTF-8 holds ``\\xNN`` (``speakerdb.names``).
+# whose name is not UTF-8 holds ``\\xNN`` (``speakerdb.audio.names``).
 FORBIDDEN = "/<>?#%"
 
 

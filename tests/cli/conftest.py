@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from speakerdb.cli import app
+from speakerdb.cli.main import app
 from tests.synth import RATE, voice, write_corpus
 
 ERROR_PREFIX = "speakerdb: error: "

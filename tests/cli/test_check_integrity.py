@@ -30,9 +30,9 @@ def _segment_ids(home) -> list[int]:
 
 def test_an_overwritten_row_fails_check_and_repair_fixes_it(cli, built, home_copy,
                                                             monkeypatch):
-    import speakerdb.indexes
+    import speakerdb.index.faiss_tier
 
-    monkeypatch.setattr(speakerdb.indexes, "_SAMPLE", 2)  # samples the first and last ids
+    monkeypatch.setattr(speakerdb.index.faiss_tier, "_SAMPLE", 2)  # samples the first and last ids
     ids = _segment_ids(home_copy)
     victim = ids[5]
     _overwrite_row(home_copy, 256, victim, ids[0])

@@ -506,7 +506,7 @@ def test_stats_text(cli, built):
 def test_speakerdb_home_environment_variable(built):
     from typer.testing import CliRunner
 
-    from speakerdb.cli import app
+    from speakerdb.cli.main import app
 
     result = CliRunner(env={"SPEAKERDB_HOME": str(built.home)}).invoke(app, ["stats", "--json"])
     assert result.exit_code == 0, result.stderr
@@ -532,7 +532,7 @@ def test_real_process_json_stdout_is_one_document(tmp_path, corpus):
     env.pop("SPEAKERDB_DEBUG", None)
 
     def run(*args):
-        p = subprocess.run([sys.executable, "-m", "speakerdb.cli", *map(str, args)],
+        p = subprocess.run([sys.executable, "-m", "speakerdb.cli.main", *map(str, args)],
                            capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
         assert "Traceback" not in p.stderr, p.stderr
         assert p.returncode == 0, p.stderr

@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 import soundfile as sf
 
-from speakerdb.names import display_name, input_path
+from speakerdb.audio.names import display_name, input_path
 from tests.audio_corpus import pcm16_wav, speechlike
 from tests.synth import RATE, voice
 

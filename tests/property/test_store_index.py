@@ -35,15 +35,15 @@ import pytest
 from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
-    invariant,
-    precondition,
-    rule,
-    run_state_machine_as_test,
-)
+                                 RuleBasedStateMachine,
+                                 invariant,
+                                 precondition,
+                                 rule,
+                                 run_state_machine_as_test,
+                                 )
 from sqlalchemy import func, select
 
-import speakerdb.index._atomic as atomic_module
+import speakerdb.files.atomic as atomic_module
 import speakerdb.index.infos as infos_module
 import speakerdb.index.vector_index as vector_index_module
 from speakerdb.api import SpeakerDB

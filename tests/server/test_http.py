@@ -359,14 +359,14 @@ def test_serve_on_a_port_in_use_is_one_line(base_home):
 
 
 def test_loopback_hosts():
-    from speakerdb.cli_server import is_loopback
+    from speakerdb.cli.server import is_loopback
 
     assert all(map(is_loopback, ["127.0.0.1", "localhost", "::1", "[::1]", "127.1.2.3"]))
     assert not any(map(is_loopback, ["0.0.0.0", "::", "10.0.0.1", "example.org", ""]))
 
 
 def test_help_does_not_import_the_server():
-    code = ("import sys, speakerdb.cli; "
+    code = ("import sys, speakerdb.cli.main; "
             "bad = [m for m in ('fastapi', 'uvicorn', 'starlette') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

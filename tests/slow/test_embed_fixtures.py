@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from speakerdb.cli import app
+from speakerdb.cli.main import app
 
 FIX = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "redimnet"
 CASES = [("mrl-redimnet-b2-best.pt", "mrl-b2"), ("redimnet-official-b0.pt", "official-b0"),

@@ -5,7 +5,7 @@ import pytest
 
 import speakerdb.index.choose as choose
 from speakerdb.api import SpeakerDB
-from speakerdb.indexes import Indexes
+from speakerdb.index.faiss_tier import Indexes
 from tests.synth import write_corpus
 
 

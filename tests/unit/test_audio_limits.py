@@ -15,7 +15,7 @@ import soundfile as sf
 from speakerdb.audio import (TARGET_RATE, AudioPolicy, Waveform, _bounds, check_signal, load,
                              prepare, segment)
 from speakerdb.errors import AudioError, SilentAudioError, TooLongError, TooShortError
-from speakerdb.stream import Preparing, Segmenter
+from speakerdb.audio.stream import Preparing, Segmenter
 from tests.audio_corpus import speechlike, write_m4a
 
 R = TARGET_RATE
@@ -127,7 +127,7 @@ def test_the_default_limit_serves_long_meetings():
 _PREPARE = textwrap.dedent("""
     import resource, sys
     from speakerdb.audio import AudioPolicy
-    from speakerdb.stream import Preparing
+    from speakerdb.audio.stream import Preparing
     n = 0
     for s in Preparing(sys.argv[1], AudioPolicy()):
         n += 1

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from speakerdb.audio import TARGET_RATE, prepare
 from speakerdb.errors import AudioError
-from speakerdb.names import display_name
+from speakerdb.audio.names import display_name
 from tests.audio_corpus import EXPECTED, MESSAGES, write_bad_corpus
 
 

@@ -1,5 +1,5 @@
 """The command line stays light: importing it loads no heavy library, ``--help`` is quick,
-and it runs as ``python -m speakerdb.cli``, ``python cli.py`` and the ``speakerdb`` script."""
+and it runs as ``python -m speakerdb.cli.main``, ``python cli.py`` and the ``speakerdb`` script."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def _python(*args, timeout=60):
                           env=env, timeout=timeout)
 
 
-@pytest.mark.parametrize("module", ["speakerdb", "speakerdb.cli"])
+@pytest.mark.parametrize("module", ["speakerdb", "speakerdb.cli.main"])
 def test_import_loads_no_heavy_module(module):
     code = (f"import json, sys, {module}\n"
             f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))")
@@ -34,7 +34,7 @@ def test_import_loads_no_heavy_module(module):
 
 def test_help_loads_no_heavy_module():
     code = ("import json, sys\n"
-            "from speakerdb.cli import app\n"
+            "from speakerdb.cli.main import app\n"
             "try:\n"
             "    app(['--help'])\n"
             "except SystemExit:\n"
@@ -44,7 +44,7 @@ def test_help_loads_no_heavy_module():
     assert json.loads(p.stderr.strip().splitlines()[-1]) == []
 
 
-@pytest.mark.parametrize("entry", [["-m", "speakerdb.cli"], ["cli.py"]])
+@pytest.mark.parametrize("entry", [["-m", "speakerdb.cli.main"], ["cli.py"]])
 def test_help_runs(entry):
     p = _python(*entry, "--help")
     assert p.returncode == 0, p.stderr
@@ -87,7 +87,7 @@ def test_json_output_never_holds_nan_or_infinity(capsys):
 
     import numpy as np
 
-    from speakerdb.shell import _print_json
+    from speakerdb.cli.shell import _print_json
 
     _print_json({"a": float("nan"), "b": [1.5, float("inf"), {"c": np.float64(-np.inf)}],
                  "d": (np.float32(2.0), "nan"), "e": None})

@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import select
 
 from speakerdb.store.models import Recording, Segment
-from speakerdb.names import display_name
+from speakerdb.audio.names import display_name
 from tests.audio_corpus import EXPECTED, write_bad_corpus
 
 REASONS = {  # what the failures table says for each bad file

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from speakerdb.names import display_name, input_path
+from speakerdb.audio.names import display_name, input_path
 
 pytestmark = pytest.mark.skipif(os.sep != "/", reason="POSIX file names are bytes")
 

@@ -5,7 +5,7 @@ import pytest
 
 from speakerdb.api import SpeakerDB
 from speakerdb.audio import Waveform
-from speakerdb.space import VectorSpace, decode_rotation, encode_rotation, fit_rotation, space_for
+from speakerdb.index.space import VectorSpace, decode_rotation, encode_rotation, fit_rotation, space_for
 from tests.synth import Flat192, voice, write_corpus
 
 

@@ -362,7 +362,7 @@ def test_direct_sums_of_the_counts_helper(gallery):
 
 
 def test_a_waveform_has_one_content_hash():
-    from speakerdb.speakers import float_wav
+    from speakerdb.database.management import float_wav
 
     a = float_wav(voice(3, 0), RATE)
     time.sleep(1.1)  # a time-stamped header would differ now

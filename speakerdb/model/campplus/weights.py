@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from speakerdb.errors import SpeakerDBError
-from speakerdb.hashing import sha256_file
+from speakerdb.files.hashing import sha256_file
 
 _log = logging.getLogger("speakerdb.weights")
 

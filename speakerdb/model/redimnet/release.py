@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
-from speakerdb.hashing import sha256_file as _sha256_file
+from speakerdb.files.hashing import sha256_file as _sha256_file
 from speakerdb.errors import SpeakerDBError, UsageError
 
 __all__ = [

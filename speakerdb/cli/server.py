@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from speakerdb.shell import Device, Home, _err, shell
+from speakerdb.cli.shell import Device, Home, _err, shell
 
 __all__ = ["is_loopback", "listen", "register"]
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from speakerdb.audio import AudioInput, Waveform, decode, describe
 from speakerdb.errors import AudioError, UsageError
-from speakerdb.results import EnrollResult, SpeakerInfo
+from speakerdb.database.results import EnrollResult, SpeakerInfo
 
 __all__ = ["ENROLL_SOURCE", "LockedWriter", "delete_recording", "delete_speaker", "enroll",
            "merge_speakers", "rename_speaker", "speakers"]
@@ -186,7 +186,7 @@ def _enroll(db, speaker, audio, names, min_duration_s) -> EnrollResult:
     from speakerdb.ingest.runner import Runner, embed_segments
     from speakerdb.ingest.sources import SourceItem
     from speakerdb.ingest.writer import StoreWriter
-    from speakerdb.scoring import gate_batches, gate_seconds, gated_policy
+    from speakerdb.audio.gates import gate_batches, gate_seconds, gated_policy
 
     gate = gate_seconds(min_duration_s, db.gates.min_enroll_s)
     if isinstance(audio, (str, os.PathLike, Waveform)) or hasattr(audio, "read"):

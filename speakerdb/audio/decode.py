@@ -67,7 +67,7 @@ def too_long(name: str, limit: float, declared: float | None = None) -> TooLongE
 
 
 def _check_header(head: bytes, size: int, name: str) -> None:
-    from speakerdb.riff import wav_truncation
+    from speakerdb.audio.riff import wav_truncation
 
     reason = wav_truncation(head, size)
     if reason:

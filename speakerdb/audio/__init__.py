@@ -103,7 +103,7 @@ def describe(x: AudioInput) -> str:
     UTF-8 whatever its bytes), a file object's ``.name`` or ``"<stream>"``, ``"<waveform>"``."""
     if isinstance(x, Waveform):
         return "<waveform>"
-    from speakerdb.names import display_name
+    from speakerdb.audio.names import display_name
 
     if isinstance(x, (str, os.PathLike)):
         return display_name(x)
@@ -142,7 +142,7 @@ def _from_waveform(w: Waveform, name: str) -> Waveform:
 def open_input(x: AudioInput, name: str, max_duration_s: float | None = None):
     """``decode.Blocks`` of ``x``: its rate, channels and (n, channels) float32 blocks. A rate
     below ``decode.MIN_RATE`` or more than ``max_duration_s`` seconds is an ``AudioError``."""
-    from speakerdb.decode import Blocks, check_rate, open_blocks, too_long
+    from speakerdb.audio.decode import Blocks, check_rate, open_blocks, too_long
 
     if isinstance(x, Waveform):
         w = _from_waveform(x, name)
@@ -177,7 +177,7 @@ def load(x: AudioInput, *, sample_rate: int = TARGET_RATE, name: str | None = No
     """Decode ``x``, mix down to mono (mean of the channels), reject NaN/inf and resample (soxr
     HQ) to ``sample_rate`` Hz, a block at a time. Returns a (n,) float32 ``Waveform``. Raises
     ``AudioError``."""
-    from speakerdb.stream import mono_blocks
+    from speakerdb.audio.stream import mono_blocks
 
     name = describe(x) if name is None else name
     src = open_input(x, name, max_duration_s)
@@ -266,7 +266,7 @@ def prepare(x: AudioInput, policy: AudioPolicy = AudioPolicy(), *,
     """Decode, mix to mono, resample to ``TARGET_RATE``, check the whole signal
     (``TooShortError`` / ``SilentAudioError``) and segment, a block at a time
     (``stream.Preparing``). Raises ``AudioError``."""
-    from speakerdb.stream import Preparing
+    from speakerdb.audio.stream import Preparing
 
     p = Preparing(x, policy, name=name)
     segments = list(p)

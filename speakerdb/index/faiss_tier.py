@@ -21,13 +21,13 @@ import numpy as np
 
 from speakerdb.errors import IndexOutOfDateError
 from speakerdb.index import IndexSet, catch_up_plan
-from speakerdb.space import VectorSpace
+from speakerdb.index.space import VectorSpace
 from speakerdb.store.home_lock import HomeLock
 from speakerdb.store.store import Store
 
 __all__ = ["Indexes"]
 
-log = logging.getLogger("speakerdb.indexes")
+log = logging.getLogger("speakerdb.index.faiss_tier")
 
 _SAMPLE = 64  # stored vectors compared with their index copies by check --quick
 

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 __all__ = ["refresh", "writing"]
 
-log = logging.getLogger("speakerdb.processes")
+log = logging.getLogger("speakerdb.database.processes")
 
 
 def refresh(db) -> bool:
@@ -48,7 +48,7 @@ def refresh(db) -> bool:
 def _follow_space(db) -> bool:
     """Take over a rotation another process fitted (models without nested prefixes only);
     returns whether the space changed."""
-    from speakerdb.opening import stored_space
+    from speakerdb.database.opening import stored_space
 
     if len(db.model.dims) > 1 or db.space.rotation is not None:
         return False

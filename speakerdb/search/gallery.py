@@ -1,6 +1,6 @@
-"""Scoring glue between the store and a decision: the database's labelled gallery and speaker
-centroids, the AS-norm cohort and its cached statistics, duration gates, verification and
-calibration of a database.
+"""The database's labelled gallery as identify and evaluation score it: every stored segment's
+unit vector with its speaker and recording, speaker centroids, the AS-norm cohort and its cached
+statistics (``Scorer``, cached on a ``SpeakerDB`` until the database changes).
 
 AS-norm at query time (``Scorer.normalise``): for each candidate speaker ``c`` with raw score
 ``s`` (its aggregated cosine), the enrollment side is the vector the score was made from (the
@@ -13,28 +13,17 @@ leave-one-out scores the same way.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from speakerdb.audio import (FRAME_S, TARGET_RATE, AudioInput, AudioPolicy, Prepared, describe,
-                             load, prepare, signal_seconds)
-from speakerdb.config import (ASNORM_DEFAULT_THRESHOLD, check_duration, check_finite,
-                              check_score_norm)
-from speakerdb.embedding import AudioEmbedding
-from speakerdb.errors import AudioError, TooShortError, UsageError
-from speakerdb.ingest.runner import embed_segments
-from speakerdb.model.prefixes import mean_embedding
-from speakerdb.results import Threshold, VerifyResult
+from speakerdb.errors import UsageError
 from speakerdb.search.asnorm import (Cohort, asnorm, cohort_from_speakers, cohort_stats,
                                      exclusion_mask)
 from speakerdb.search.decision import Candidate, resolve_cohort_top
-from speakerdb.store.records import FailureIn
 
-__all__ = ["Gallery", "Norm", "Scorer", "check_gate", "embed_gated", "gate_batches",
-           "gate_seconds", "gated_policy", "verify_with"]
+__all__ = ["Gallery", "Norm", "Scorer", "check_cohort_dim", "load_gallery"]
 
 _STATS_CACHE_MAX = 200_000
 
@@ -209,150 +198,3 @@ def check_cohort_dim(cohort: Cohort, dim: int, name: str) -> None:
     if cohort.dim != dim:
         raise UsageError(f"cohort {name} has {cohort.dim}-D vectors but scores here are "
                          f"{dim}-D (a cohort must be in the database's top dimension)")
-
-
-# ---------------------------------------------------------------- duration gates
-
-
-def gated_policy(policy: AudioPolicy, gate: float) -> AudioPolicy:
-    """The policy to prepare audio with when ``gate`` seconds of signal are required: pieces
-    are kept by the lower of the policy's and the gate's minimum; the gate is checked after."""
-    return replace(policy, min_signal_s=min(policy.min_signal_s, gate))
-
-
-def _too_short(name: str, got: float, gate: float) -> TooShortError:
-    return TooShortError(name, f"too short: {_secs(got)} s of signal, need at least "
-                               f"{_secs(gate)} s")
-
-
-def _secs(x: float) -> str:
-    """Seconds with one or two decimals: 1.0, 0.8, 0.25."""
-    text = f"{x:.2f}"
-    return text[:-1] if text.endswith("0") else text
-
-
-def check_gate(prepared: Prepared, gate: float, policy: AudioPolicy) -> None:
-    """``TooShortError`` when the segments of ``prepared`` hold less than ``gate`` seconds of
-    signal."""
-    got = prepared.signal_s if prepared.signal_s is not None else sum(
-        signal_seconds(s.samples, TARGET_RATE, policy.silence_dbfs) for s in prepared.segments)
-    if got < gate:
-        raise _too_short(prepared.name, got, gate)
-
-
-def check_signal_gate(samples, gate: float, policy: AudioPolicy, name: str) -> None:
-    """``TooShortError`` when mono ``TARGET_RATE`` samples hold less than ``gate`` seconds of
-    signal; silent audio (frames, none above the floor) is left to ``audio.check_signal``."""
-    got = signal_seconds(samples, TARGET_RATE, policy.silence_dbfs)
-    frames = len(samples) // max(1, round(FRAME_S * TARGET_RATE))
-    if got < gate and (got > 0 or frames == 0):
-        raise _too_short(name, got, gate)
-
-
-def gate_batches(batches: Iterable, gate: float, policy: AudioPolicy):
-    """Reader batches with inputs below the enrollment gate moved to the failures; inputs
-    rejected under the policy's lower minimum are re-described against the gate."""
-    for batch in batches:
-        keep = []
-        for d in batch.decoded:
-            try:
-                check_gate(d.prepared, gate, policy)
-                keep.append(d)
-            except TooShortError as e:
-                batch.failures.append(FailureIn(d.prepared.name, d.sha256, e.reason, str(e)))
-        batch.decoded = keep
-        if gate > policy.min_signal_s:
-            batch.failures = [_regated(f, gate, policy) for f in batch.failures]
-        yield batch
-
-
-def _regated(f: FailureIn, gate: float, policy: AudioPolicy) -> FailureIn:
-    from speakerdb.names import input_path
-
-    if f.reason != TooShortError.reason:
-        return f
-    try:
-        samples = load(input_path(f.path), name=f.path, max_duration_s=policy.max_duration_s)
-        check_signal_gate(samples.samples, gate, policy, f.path)
-    except TooShortError as e:
-        return replace(f, message=str(e))
-    except AudioError:
-        pass
-    return f
-
-
-# ---------------------------------------------------------------- verify
-
-
-def gate_seconds(given: float | None, default: float) -> float:
-    return default if given is None else check_duration(given)
-
-
-def embed_gated(embedder, audio: AudioInput, policy: AudioPolicy, gate: float, name=None):
-    """``embedding.embed_audio`` with a duration gate: less than ``gate`` seconds of signal is a
-    TooShortError naming the measured and required seconds."""
-    name = describe(audio) if name is None else name
-    wave = load(audio, name=name, max_duration_s=policy.max_duration_s)
-    check_signal_gate(wave.samples, gate, policy, name)
-    prepared = prepare(wave, gated_policy(policy, gate), name=name)
-    check_gate(prepared, gate, policy)
-    raw = embed_segments(embedder, [s.samples for s in prepared.segments], batch=16)
-    if not np.all(np.isfinite(raw)):
-        raise AudioError(prepared.name, "the model returned NaN or infinite values")
-    return AudioEmbedding(prepared.name, prepared.duration_s, len(prepared.segments),
-                          raw.mean(axis=0), mean_embedding(raw, embedder.dims), raw)
-
-
-def verify_with(embedder, a: AudioInput, b: AudioInput, threshold=None,
-                policy: AudioPolicy = AudioPolicy(), *, score_norm: str = "none", cohort=None,
-                cohort_top: int | None = None, min_duration_s: float | None = None,
-                space=None) -> VerifyResult:
-    """Verify with a model alone (no database needed).
-
-    ``threshold``: a float (reported as "given"), a ``Threshold``, or None for the model's
-    default (the AS-norm default with ``score_norm="asnorm"``). AS-norm needs ``cohort``: a
-    ``Norm``, a ``Cohort`` or a ``Cohort.save`` file, in the top dimension; each dimension's
-    scores use the cohort's prefix. The database's own cohort holds the enrolled speakers, so
-    its member nearest the pair (the speaker the pair most likely is) is left out of both
-    sides. ``space`` maps the outputs into a database's space."""
-    check_score_norm(score_norm)
-    norm = None
-    if score_norm == "asnorm":
-        if cohort is None:
-            raise UsageError("--score-norm asnorm without a database needs --cohort FILE")
-        if not isinstance(cohort, Norm):
-            c = cohort if isinstance(cohort, Cohort) else Cohort.load(cohort)
-            name = "given" if isinstance(cohort, Cohort) else str(cohort)
-            cohort = Norm(c, name, resolve_cohort_top(cohort_top, c.size))
-        norm = cohort
-    dims = tuple(embedder.dims)
-    if norm is not None:
-        check_cohort_dim(norm.cohort, max(dims), norm.name)
-    if threshold is None:
-        threshold = Threshold(ASNORM_DEFAULT_THRESHOLD, "asnorm default") if norm else \
-            Threshold(float(embedder.default_threshold), "model default")
-    elif not isinstance(threshold, Threshold):
-        threshold = Threshold(check_finite("--threshold", threshold), "given")
-    gate = policy.min_signal_s if min_duration_s is None else check_duration(min_duration_s)
-    ea, eb = (embed_gated(embedder, x, policy, gate) for x in (a, b))
-    if space is not None:
-        va, vb = space.query(ea.segments_raw), space.query(eb.segments_raw)
-    else:
-        va, vb = ea.nested, eb.nested
-    cosines = {d: float(va[d] @ vb[d]) for d in dims}
-    scores = dict(cosines)
-    if norm is not None:
-        top = max(dims)
-        pair = np.asarray(va[top], np.float64) + np.asarray(vb[top], np.float64)
-        near = int(np.argmax(norm.cohort.vectors @ pair))
-        excl = np.array([near]) if norm.name == "database" and norm.cohort.size > 1 else None
-        for d in dims:
-            c = norm.cohort.prefix(d)
-            s = asnorm(np.array([cosines[d]]), cohort_stats(va[d][None], c, norm.top_n, excl),
-                       cohort_stats(vb[d][None], c, norm.top_n, excl))
-            scores[d] = float(s[0])
-    score = scores[max(dims)]
-    return VerifyResult(ea.input, eb.input, scores, score, threshold.value,
-                        "same" if score >= threshold.value else "different",
-                        threshold_source=threshold.source, score_norm=score_norm,
-                        cosines=cosines, cohort=None if norm is None else norm.info())

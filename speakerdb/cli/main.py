@@ -12,9 +12,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from speakerdb.shell import (AggK, Aggregation, CohortTop, Device, Home, Json, MaxDuration,
-                             NoWait, ScoreNorm, _err, _policy, _print_ingest, _print_json,
-                             open_db, shell)
+from speakerdb.cli.shell import (AggK, Aggregation, CohortTop, Device, Home, Json, MaxDuration,
+                                 NoWait, ScoreNorm, _err, _policy, _print_ingest, _print_json,
+                                 open_db, shell)
 
 __all__ = ["app", "main"]
 
@@ -255,7 +255,7 @@ def verify(
         if score_norm == "asnorm" and cohort is None:
             raise UsageError("--score-norm asnorm without a database needs --cohort FILE")
         from speakerdb.model.registry import load_embedder
-        from speakerdb.scoring import verify_with
+        from speakerdb.search.verify import verify_with
 
         r = verify_with(load_embedder(model or default_model(), device), a, b, threshold,
                         _policy(max_duration), **kw)
@@ -280,7 +280,7 @@ def embed(
     json_: Json = False,
 ):
     """Nested 64/128/192/256-D embeddings of audio files (no database needed)."""
-    from speakerdb.embedding import embed_audio
+    from speakerdb.search.query import embed_audio
     from speakerdb.errors import AudioError
     from speakerdb.model.base import model_info
 
@@ -319,7 +319,7 @@ def check(
     """Prove the indexes agree with the store (counts, ids, every vector, file checksums,
     model); exit 1 if not (a damaged store too)."""
     from speakerdb.errors import DamagedStoreError
-    from speakerdb.results import CheckReport
+    from speakerdb.database.results import CheckReport
 
     try:
         with _open(home, no_wait, catch_up=False) as db:
@@ -382,14 +382,14 @@ def _click_exceptions():
 
 
 def _add_groups() -> None:
-    from speakerdb.cli_models import models_app
+    from speakerdb.cli.models import models_app
 
     app.add_typer(models_app, name="models")
 
-    from speakerdb.cli_calibrate import register as _register_calibrate
-    from speakerdb.cli_eval import register as _register_eval
-    from speakerdb.cli_server import register as _register_server
-    from speakerdb.cli_speakers import register as _register_speakers
+    from speakerdb.cli.calibrate import register as _register_calibrate
+    from speakerdb.cli.eval import register as _register_eval
+    from speakerdb.cli.server import register as _register_server
+    from speakerdb.cli.speakers import register as _register_speakers
 
     _register_calibrate(app)
     _register_eval(app)

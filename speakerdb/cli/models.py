@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from speakerdb.shell import Json, _print_json, shell
+from speakerdb.cli.shell import Json, _print_json, shell
 
 __all__ = ["models_app"]
 

@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from speakerdb.shell import (Device, Home, Json, MaxDuration, NoWait, _err, _print_json,
-                             open_db, shell)
+from speakerdb.cli.shell import (Device, Home, Json, MaxDuration, NoWait, _err, _print_json,
+                                 open_db, shell)
 
 __all__ = ["register", "speakers_app", "recordings_app"]
 
@@ -106,7 +106,7 @@ def recordings_delete(
     json_: Json = False,
 ):
     """Delete one recording (its speaker too if it has no recordings left)."""
-    from speakerdb.names import display_name
+    from speakerdb.audio.names import display_name
 
     try:
         key.encode("utf-8")

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from speakerdb.shell import Device, Home, Json, _print_json, shell
+from speakerdb.cli.shell import Device, Home, Json, _print_json, shell
 
 __all__ = ["register"]
 

@@ -6,13 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from speakerdb.audio import AudioInput, AudioPolicy, prepare
+from speakerdb.audio import AudioInput, AudioPolicy, describe, load, prepare
+from speakerdb.audio.gates import check_gate, check_signal_gate, gated_policy
 from speakerdb.errors import AudioError
 from speakerdb.ingest.runner import embed_segments
 from speakerdb.model.base import Embedder
 from speakerdb.model.prefixes import mean_embedding
 
-__all__ = ["AudioEmbedding", "embed_audio"]
+__all__ = ["AudioEmbedding", "embed_audio", "embed_gated"]
 
 
 @dataclass(frozen=True)
@@ -52,3 +53,18 @@ def embed_audio(
         nested=mean_embedding(raw, embedder.dims),
         segments_raw=raw,
     )
+
+
+def embed_gated(embedder, audio: AudioInput, policy: AudioPolicy, gate: float, name=None):
+    """``embed_audio`` with a duration gate: less than ``gate`` seconds of signal is a
+    TooShortError naming the measured and required seconds."""
+    name = describe(audio) if name is None else name
+    wave = load(audio, name=name, max_duration_s=policy.max_duration_s)
+    check_signal_gate(wave.samples, gate, policy, name)
+    prepared = prepare(wave, gated_policy(policy, gate), name=name)
+    check_gate(prepared, gate, policy)
+    raw = embed_segments(embedder, [s.samples for s in prepared.segments], batch=16)
+    if not np.all(np.isfinite(raw)):
+        raise AudioError(prepared.name, "the model returned NaN or infinite values")
+    return AudioEmbedding(prepared.name, prepared.duration_s, len(prepared.segments),
+                          raw.mean(axis=0), mean_embedding(raw, embedder.dims), raw)

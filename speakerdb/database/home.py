@@ -90,6 +90,6 @@ def rebuild_home_file(home: Path, db_url: str | None, model, embedder, device) -
 
 def remove_stray_temps(home: Path) -> None:
     """Temporaries of index or home.json saves that a killed process left behind."""
-    from speakerdb.index._atomic import remove_stray_temps as remove
+    from speakerdb.files.atomic import remove_stray_temps as remove
 
     remove(home, extra=(HOME_FILE + ".tmp",))

@@ -9,8 +9,8 @@ from speakerdb.config import (SQLITE_FILE, default_model, read_home_file, resolv
                               write_home_file)
 from speakerdb.errors import (DatabaseExistsError, ModelMismatchError, ReadOnlyError,
                               StoreError, UsageError)
-from speakerdb.home import (not_found, read_only_store, rebuild_home_file, remove_stray_temps,
-                            store_left)
+from speakerdb.database.home import (not_found, read_only_store, rebuild_home_file, remove_stray_temps,
+                                     store_left)
 
 __all__ = ["create", "open_parts", "stored_space"]
 
@@ -72,7 +72,7 @@ def open_parts(home, catch_up, model, embedder):
     model spec)."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from speakerdb.indexes import Indexes
+    from speakerdb.index.faiss_tier import Indexes
     from speakerdb.store.engine import make_engine, redact, sqlite_url, store_error
     from speakerdb.store.migrate import current_revision, head_revision, upgrade
     from speakerdb.store.store import Store
@@ -120,7 +120,7 @@ def open_parts(home, catch_up, model, embedder):
 
 def stored_space(store, bound):
     """The database's vector space: identity, or the rotation stored with it."""
-    from speakerdb.space import ROTATION_KEY, space_for
+    from speakerdb.index.space import ROTATION_KEY, space_for
 
     stored = store.get_setting(ROTATION_KEY)
     try:

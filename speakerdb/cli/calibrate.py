@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from speakerdb.shell import (AggK, Aggregation, CohortTop, Home, Json, NoWait, ScoreNorm,
-                             _print_json, open_db, shell)
+from speakerdb.cli.shell import (AggK, Aggregation, CohortTop, Home, Json, NoWait, ScoreNorm,
+                                 _print_json, open_db, shell)
 
 __all__ = ["register"]
 

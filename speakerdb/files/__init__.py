@@ -1,0 +1,1 @@
+"""File primitives: atomic writes, content hashes, verified downloads."""
