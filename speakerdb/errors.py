@@ -25,7 +25,6 @@ __all__ = [
     "IndexOutOfDateError",
     "NotFound",
     "AmbiguousKey",
-    "CheckFailed",
     "Busy",
 ]
 
@@ -120,13 +119,6 @@ class NotFound(SpeakerDBError):
 class AmbiguousKey(SpeakerDBError):
     """A key (a sha256 prefix) that names more than one thing: give more of it."""
 
-    http_status = 409
-
-
-class CheckFailed(SpeakerDBError):
-    """A check or decision that failed (exit code 1, not bad input)."""
-
-    exit_code = 1
     http_status = 409
 
 

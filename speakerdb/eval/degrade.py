@@ -1,5 +1,5 @@
 """Deterministic signal recipes for harder test sides: crops, babble, coloured noise, mixing at
-a given SNR, speed perturbation. Every random choice comes from a generator seeded by a stable
+a given SNR. Every random choice comes from a generator seeded by a stable
 hash of a key (``rng_for``), so a condition built twice from the same audio is identical."""
 
 from __future__ import annotations
@@ -55,10 +55,3 @@ def coloured_noise(n: int, rng: np.random.Generator, exponent: float) -> np.ndar
     f = np.arange(len(spec), dtype=np.float64)
     f[0] = 1.0
     return np.fft.irfft(spec / f ** (exponent / 2.0), n).astype(np.float32)
-
-
-def speed(x: np.ndarray, factor: float) -> np.ndarray:
-    """Speed perturbation (tempo and pitch, like sox ``speed``): resample by 1/factor."""
-    import soxr
-
-    return soxr.resample(x, SR * factor, SR, quality="HQ").astype(np.float32)

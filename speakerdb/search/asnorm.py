@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import os
 import zipfile
-from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +38,6 @@ __all__ = [
     "DEFAULT_TOP_N",
     "STD_FLOOR",
     "Cohort",
-    "ScoreNormaliser",
     "asnorm",
     "cohort_from_speakers",
     "cohort_stats",
@@ -312,62 +310,3 @@ def asnorm(scores, e_stats, t_stats) -> np.ndarray:
     se = np.maximum(se, STD_FLOOR)
     st = np.maximum(st, STD_FLOOR)
     return 0.5 * ((s - me) / se + (s - mt) / st)
-
-
-class ScoreNormaliser:
-    """AS-norm of query-by-gallery score matrices against one cohort.
-
-    Gallery (enrollment) statistics can be cached: pass a hashable ``gallery_key`` that
-    identifies the gallery vectors *and* their exclusion (e.g. an index version); the last
-    ``cache_size`` keys are kept.
-    """
-
-    def __init__(self, cohort: Cohort, top_n: int | None = None, *, cache_size: int = 8):
-        if not isinstance(cohort, Cohort):
-            raise UsageError(f"expected a Cohort, got {type(cohort).__name__}")
-        self.cohort = cohort
-        self.top_n = resolve_top_n(top_n, cohort.size)
-        self.cache_size = int(cache_size)
-        self._cache: OrderedDict[Hashable, tuple[np.ndarray, np.ndarray]] = OrderedDict()
-
-    @property
-    def dim(self) -> int:
-        return self.cohort.dim
-
-    def stats(self, vecs, exclude=None, key: Hashable | None = None):
-        """``cohort_stats`` of ``vecs`` with this cohort and top-N, cached under ``key``."""
-        if key is not None and key in self._cache:
-            self._cache.move_to_end(key)
-            cached = self._cache[key]
-            if cached[0].shape[0] != np.shape(vecs)[0]:
-                raise UsageError(f"cached statistics for key {key!r} describe "
-                                 f"{cached[0].shape[0]} rows, got {np.shape(vecs)[0]}")
-            return cached
-        out = cohort_stats(vecs, self.cohort, self.top_n, exclude)
-        if key is not None and self.cache_size > 0:
-            self._cache[key] = out
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        return out
-
-    def clear_cache(self) -> None:
-        self._cache.clear()
-
-    def normalise(self, query_vecs, gallery_vecs, scores, gallery_exclude=None, *,
-                  query_exclude=None, gallery_key: Hashable | None = None) -> np.ndarray:
-        """AS-normalised ``(Q, G)`` scores of ``query_vecs`` (Q, d) against ``gallery_vecs``
-        (G, d); ``gallery_exclude``/``query_exclude`` as in ``cohort_stats``."""
-        q = np.asarray(query_vecs)
-        g = np.asarray(gallery_vecs)
-        s = np.asarray(scores)
-        if q.ndim != 2 or g.ndim != 2:
-            raise UsageError(f"query and gallery vectors must be 2-D, got {q.shape} and {g.shape}")
-        if q.shape[1] != g.shape[1]:
-            raise UsageError(f"query vectors have {q.shape[1]} dimensions, gallery vectors "
-                             f"{g.shape[1]}")
-        self.cohort.check_dim(q.shape[1])
-        if s.shape != (q.shape[0], g.shape[0]):
-            raise UsageError(f"scores must have shape ({q.shape[0]}, {g.shape[0]}), got {s.shape}")
-        ge = self.stats(g, gallery_exclude, gallery_key)
-        qm, qs = self.stats(q, query_exclude)
-        return asnorm(s, ge, (qm[:, None], qs[:, None]))

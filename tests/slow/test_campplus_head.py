@@ -79,7 +79,7 @@ def test_prefix_relation_and_determinism(wave_model, mrl):
         raw2 = mrl(x).numpy()
         emb = wave_model(x).numpy()
         stats = wave_model.pooled(x)
-        via_stats = mrl.head.from_pooled(stats, wave_model.model).numpy()
+        via_stats = mrl.head(wave_model.model.embed_from_pooled(stats)).numpy()
     assert raw.shape == (4, 256) and raw.dtype == np.float32
     assert np.array_equal(raw, raw2)                     # deterministic
     np.testing.assert_allclose(via_stats, raw, rtol=1e-5, atol=1e-5)

@@ -11,7 +11,6 @@ from speakerdb.search.asnorm import (
     DEFAULT_TOP_N,
     STD_FLOOR,
     Cohort,
-    ScoreNormaliser,
     asnorm,
     cohort_from_speakers,
     cohort_stats,
@@ -34,6 +33,14 @@ def literal_stats(v, cohort_rows, top_n, exclude=()):
     return mean, max(std, STD_FLOOR)
 
 
+def normalise(cohort, top_n, q, g, scores, gallery_exclude=None):
+    """AS-norm of a (Q, G) score matrix the way the search applies it: gallery statistics per
+    column, query statistics per row."""
+    qm, qs = cohort_stats(q, cohort, top_n)
+    return asnorm(scores, cohort_stats(g, cohort, top_n, gallery_exclude),
+                  (qm[:, None], qs[:, None]))
+
+
 def literal_asnorm(s, e, t, cohort_rows, top_n, e_excl=(), t_excl=()):
     me, se = literal_stats(e, cohort_rows, top_n, e_excl)
     mt, st = literal_stats(t, cohort_rows, top_n, t_excl)
@@ -54,7 +61,7 @@ def test_normalise_matches_literal_formula(data, top_n):
     cohort, q, g = data
     rows = cohort.vectors.astype(np.float64)
     scores = q.astype(np.float64) @ g.astype(np.float64).T
-    got = ScoreNormaliser(cohort, top_n).normalise(q, g, scores)
+    got = normalise(cohort, top_n, q, g, scores)
     want = np.array([[literal_asnorm(scores[i, j], g[j], q[i], rows, top_n)
                       for j in range(len(g))] for i in range(len(q))])
     assert got.shape == (len(q), len(g))
@@ -75,8 +82,7 @@ def test_asnorm_on_trial_vectors_matches_literal(data, top_n):
 def test_normalisation_is_symmetric(data):
     cohort, q, g = data
     s = q @ g.T
-    norm = ScoreNormaliser(cohort, 8)
-    np.testing.assert_allclose(norm.normalise(q, g, s), norm.normalise(g, q, s.T).T)
+    np.testing.assert_allclose(normalise(cohort, 8, q, g, s), normalise(cohort, 8, g, q, s.T).T)
 
 
 def test_stats_are_blocked_consistently(data, monkeypatch):
@@ -94,7 +100,7 @@ def test_std_floor_guards_a_single_member(data):
     cohort, q, g = data
     _, std = cohort_stats(q, cohort, 1)
     assert np.all(std == 0)
-    out = ScoreNormaliser(cohort, 1).normalise(q, g, q @ g.T)
+    out = normalise(cohort, 1, q, g, q @ g.T)
     assert np.all(np.isfinite(out))
 
 
@@ -165,12 +171,12 @@ def test_exclusion_below_top_n_uses_all_remaining(data):
     assert mean[1] == pytest.approx(m) and std[1] == pytest.approx(s)
 
 
-def test_gallery_exclusion_in_normaliser(data):
+def test_gallery_exclusion_in_matrix_asnorm(data):
     cohort, q, g = data
     rows = cohort.vectors.astype(np.float64)
     scores = q @ g.T
     excl = np.array([0, 1, 2, 3, 4])
-    got = ScoreNormaliser(cohort, 6).normalise(q, g, scores, gallery_exclude=excl)
+    got = normalise(cohort, 6, q, g, scores, gallery_exclude=excl)
     want = np.array([[literal_asnorm(float(scores[i, j]), g[j], q[i], rows, 6, e_excl={j})
                       for j in range(len(g))] for i in range(len(q))])
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
@@ -210,7 +216,7 @@ def test_asnorm_reduces_eer_with_a_hub_enrollment():
     hub_nt = raw[labels != 0, 0].mean()
     other_nt = raw[:, 1:][~is_t[:, 1:]].mean()
     assert hub_nt > other_nt + 0.1  # the hub's nontarget scores are inflated
-    normed = ScoreNormaliser(cohort, 50).normalise(tests, enroll, raw)
+    normed = normalise(cohort, 50, tests, enroll, raw)
     before = eer(raw[is_t], raw[~is_t])
     after = eer(normed[is_t], normed[~is_t])
     assert after < 0.8 * before
@@ -318,40 +324,6 @@ def test_top_n_rule():
     for bad in (2.5, True, "3"):
         with pytest.raises(UsageError):
             resolve_top_n(bad, 50)
-
-
-def test_normaliser_defaults_and_errors(data):
-    cohort, q, g = data
-    assert ScoreNormaliser(cohort).top_n == 40
-    with pytest.raises(UsageError):
-        ScoreNormaliser(cohort, 0)
-    with pytest.raises(UsageError):
-        ScoreNormaliser(cohort, 41)
-    with pytest.raises(UsageError):
-        ScoreNormaliser(cohort.vectors, 5)
-    norm = ScoreNormaliser(cohort, 5)
-    with pytest.raises(UsageError, match="dimensions"):
-        norm.normalise(q[:, :8], g, np.zeros((6, 5)))
-    with pytest.raises(UsageError, match="dimensions"):
-        norm.normalise(unit(q[:, :8]), unit(g[:, :8]), np.zeros((6, 5)))
-    with pytest.raises(UsageError, match="shape"):
-        norm.normalise(q, g, np.zeros((5, 6)))
-    with pytest.raises(UsageError):
-        norm.normalise(q[0], g, np.zeros((1, 5)))
-
-
-def test_gallery_statistics_are_cached_by_key(data):
-    cohort, q, g = data
-    norm = ScoreNormaliser(cohort, 5, cache_size=1)
-    first = norm.stats(g, key="v1")
-    assert norm.stats(g, key="v1") is first
-    assert norm.stats(g) is not first
-    out = norm.normalise(q, g, q @ g.T, gallery_key="v1")
-    np.testing.assert_allclose(out, ScoreNormaliser(cohort, 5).normalise(q, g, q @ g.T))
-    norm.stats(g[:2], key="v2")  # evicts v1
-    assert norm.stats(g, key="v1") is not first
-    with pytest.raises(UsageError, match="cached"):
-        norm.stats(g[:3], key="v1")
 
 
 def test_asnorm_argument_errors():

@@ -68,10 +68,6 @@ class MatryoshkaHead(nn.Module):
     def forward(self, embedding: torch.Tensor) -> torch.Tensor:
         return embedding.to(self.weight.dtype) @ self.weight.T
 
-    def from_pooled(self, stats: torch.Tensor, campplus: nn.Module) -> torch.Tensor:
-        """(B, 1024) pooled statistics → raw (B, 256), via ``campplus.embed_from_pooled``."""
-        return self(campplus.embed_from_pooled(stats))
-
 
 class CamppMRL(nn.Module):
     """Waveform (B, n) float32 at 16 kHz → raw (B, 256) (``CamppWave`` then the head)."""

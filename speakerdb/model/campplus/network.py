@@ -27,14 +27,13 @@ from torch import nn
 from speakerdb.model.campplus.fbank import FRAME_LENGTH, FRAME_SHIFT, fbank, mean_normalise
 from speakerdb.model.campplus.ops import conv1x1, conv_k3, stats_pool
 
-__all__ = ["CAMPPlus", "CamppWave", "MIN_FRAMES", "MIN_SAMPLES", "EMBED_DIM", "POOLED_DIM"]
+__all__ = ["CAMPPlus", "CamppWave", "MIN_FRAMES", "MIN_SAMPLES", "EMBED_DIM"]
 
 MIN_FRAMES = 3
 """Fewest fbank frames the network pools without NaN (T' = 2 after the stride-2 TDNN)."""
 MIN_SAMPLES = FRAME_LENGTH + (MIN_FRAMES - 1) * FRAME_SHIFT
 """720 samples (45 ms at 16 kHz): the waveform length giving ``MIN_FRAMES`` frames."""
 EMBED_DIM = 192
-POOLED_DIM = 1024
 SEG_LEN = 100
 """Frames per segment of the CAM context pooling."""
 
