@@ -10,9 +10,10 @@ The original code is run beside the project, never copied into it::
 ``--reference-dir`` defaults to ``$SPEAKERDB_REFERENCE_3DSPEAKER``, else ``../3D-Speaker`` beside
 the repository; the bench needs its ``speakerlab/models/campplus/{DTDNN,layers}.py`` and
 ``speakerlab/process/processor.py``. torchaudio is not needed: when it does not import, the one
-function the reference front end calls, ``torchaudio.compliance.kaldi.fbank``, is provided by
-``bench/_kaldi_shim.py`` (a port of torchaudio's algorithm, not speakerdb's fbank); the modules
-of ``speakerlab`` that only training uses are stubbed when their packages (scipy) are missing.
+function the reference front end calls, ``torchaudio.compliance.kaldi.fbank``, is Kaldi's
+fbank computed by the ``kaldi-native-fbank`` package (``pip install -e '.[bench]'``; Kaldi's
+own C++ algorithm, independent of speakerdb's fbank); the modules of ``speakerlab`` that only
+training uses are stubbed when their packages (scipy) are missing.
 
 Inputs: every wav under ``--speech`` decoded once with ``speakerdb.audio.prepare`` and cut into
 the segments ingest makes. Pipelines, each on every segment:
@@ -74,12 +75,60 @@ def missing_reference(ref: Path) -> str | None:
             f"${ENV})")
 
 
-def import_reference(ref: Path):
-    """(CAMPPlus class, FBank class, description of the fbank in use) from the checkout."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import _kaldi_shim
+def knf_fbank(waveform: torch.Tensor, num_mel_bins: int = 23,
+                       sample_frequency: float = 16000.0, dither: float = 0.0) -> torch.Tensor:
+    """``torchaudio.compliance.kaldi.fbank(waveform, num_mel_bins, sample_frequency, dither)``
+    (the options the reference passes; the rest at Kaldi's defaults, as in torchaudio) computed
+    by kaldi-native-fbank on the first channel: (frames, num_mel_bins) float32."""
+    import kaldi_native_fbank as knf
 
-    kaldi = _kaldi_shim.install()
+    opts = knf.FbankOptions()
+    opts.frame_opts.samp_freq = float(sample_frequency)
+    opts.frame_opts.dither = float(dither)
+    opts.mel_opts.num_bins = int(num_mel_bins)
+    computer = knf.OnlineFbank(opts)
+    computer.accept_waveform(float(sample_frequency), waveform[0].tolist())
+    computer.input_finished()
+    frames = [np.asarray(computer.get_frame(i), np.float32)
+              for i in range(computer.num_frames_ready)]
+    if not frames:
+        return torch.empty(0, dtype=waveform.dtype)
+    return torch.from_numpy(np.stack(frames))
+
+
+def kaldi_module() -> str:
+    """Make ``import torchaudio.compliance.kaldi as Kaldi`` work: the real torchaudio when it
+    imports, else modules of that name whose ``fbank`` is ``knf_fbank``. Returns which
+    one is in use."""
+    try:
+        import torchaudio.compliance.kaldi  # noqa: F401
+
+        return "torchaudio " + getattr(sys.modules["torchaudio"], "__version__", "?")
+    except Exception:  # noqa: BLE001 - absent or broken: kaldi-native-fbank stands in
+        for name in [m for m in sys.modules if m == "torchaudio" or m.startswith("torchaudio.")]:
+            del sys.modules[name]
+    try:
+        from importlib.metadata import version
+
+        import kaldi_native_fbank  # noqa: F401
+    except ImportError:
+        raise SystemExit("neither torchaudio nor kaldi-native-fbank imports: "
+                         "pip install -e '.[bench]'") from None
+    top = types.ModuleType("torchaudio")
+    compliance = types.ModuleType("torchaudio.compliance")
+    kaldi = types.ModuleType("torchaudio.compliance.kaldi")
+    kaldi.fbank = knf_fbank
+    compliance.kaldi = kaldi
+    top.compliance = compliance
+    sys.modules.update({"torchaudio": top, "torchaudio.compliance": compliance,
+                        "torchaudio.compliance.kaldi": kaldi})
+    return f"kaldi-native-fbank {version('kaldi-native-fbank')}"
+
+
+def import_reference(ref: Path):
+    """(CAMPPlus class, FBank class, description of the fbank in use) from the checkout, which
+    is imported as the package ``speakerlab`` rooted there (no change to ``sys.path``)."""
+    kaldi = kaldi_module()
     try:
         import scipy  # noqa: F401
     except ImportError:  # augmentation (training only) needs scipy; FBank does not
@@ -91,7 +140,9 @@ def import_reference(ref: Path):
 
         stub.NoiseReverbCorrupter = NoiseReverbCorrupter
         sys.modules["speakerlab.process.augmentation"] = stub
-    sys.path.insert(0, str(ref))
+    root = types.ModuleType("speakerlab")
+    root.__path__ = [str(ref / "speakerlab")]  # a namespace package in the checkout
+    sys.modules["speakerlab"] = root
     from speakerlab.models.campplus.DTDNN import CAMPPlus
     from speakerlab.process.processor import FBank
 

@@ -114,3 +114,26 @@ def test_window_and_mel_bank_shapes():
     assert (bank[:, 0] == 0).all()  # 0 Hz lies below the 20 Hz lower edge
     bank.zero_()  # a caller mutating its copy must not change the cached bank
     assert mel_banks(torch.float64).sum() > 0
+
+
+@pytest.mark.parametrize("seconds", [0.05, 1.0, 3.7])
+def test_matches_kaldi_native_fbank(seconds):
+    """Kaldi's own fbank (kaldi-native-fbank, the ``bench`` extra) with the options CAM++ uses:
+    80 bins, 16 kHz, no dither, Kaldi's defaults otherwise."""
+    knf = pytest.importorskip(
+        "kaldi_native_fbank", reason="kaldi-native-fbank not installed (pip install -e '.[bench]')")
+    rng = np.random.default_rng(int(seconds * 100))
+    t = np.arange(int(seconds * 16000)) / 16000
+    wave = (0.2 * np.sin(2 * np.pi * 150 * t) * (1 + np.sin(2 * np.pi * 4 * t))
+            + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+    wave[: t.size // 4] *= 1e-3  # a near-silent stretch
+    opts = knf.FbankOptions()
+    opts.frame_opts.samp_freq = 16000
+    opts.frame_opts.dither = 0
+    opts.mel_opts.num_bins = 80
+    online = knf.OnlineFbank(opts)
+    online.accept_waveform(16000, wave.tolist())
+    online.input_finished()
+    want = np.stack([online.get_frame(i) for i in range(online.num_frames_ready)])
+    assert want.shape == (num_frames(t.size), 80)
+    _close(fbank(torch.from_numpy(wave))[0].numpy(), want.astype(np.float64))
