@@ -2,9 +2,9 @@
 index file hashed against its JSON) and `check --quick` (64 vectors) on a real database of N
 synthetic segments.
 
-    python bench/check_time.py [--size 100000] [--million] [--tmp DIR] [--json OUT]
+    python -m bench.check_time [--size 100000] [--million] [--tmp DIR] [--json OUT]
 
-Vectors: ``bench/_vectors.py`` (the spectrum of the default model's real embeddings of
+Vectors: ``bench/speaker_vectors.py`` (the spectrum of the default model's real embeddings of
 speech-dev; speakers of 50..150 segments). The store is bulk-written (SQLite), the first open
 builds and saves the indexes (a 64-D IVF screen from 200k segments), then each check runs on a
 fresh open, as `speakerdb check` does. ``--million`` times N = 1,000,000 instead. Prints one
@@ -16,17 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _vectors as vec  # noqa: E402
-
-from speakerdb.api import SpeakerDB  # noqa: E402
+from bench import speaker_vectors as vec
+from speakerdb.api import SpeakerDB
 
 
 def write_store(home: Path, raw: np.ndarray, speaker: np.ndarray) -> None:

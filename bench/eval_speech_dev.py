@@ -27,13 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from speakerdb.eval.conditions import CLEAN, parse_condition
+from speakerdb.eval.report import format_report
+from speakerdb.eval.trials import LabelledFile, labelled_files, make_trials
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from speakerdb.eval.conditions import CLEAN, parse_condition  # noqa: E402
-from speakerdb.eval.report import format_report  # noqa: E402
-from speakerdb.eval.trials import LabelledFile, labelled_files, make_trials  # noqa: E402
-
 DATA = ROOT.parent / "shared" / "data" / "speech-dev"
 HARD = "crop=1,babble=3,snr=5"
 GALLERY_SPEAKERS = 50

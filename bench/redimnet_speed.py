@@ -21,22 +21,18 @@ the one-off cost of building the optimised graph.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
+import torch
+
+from speakerdb.model.redimnet import load_redimnet
+from speakerdb.model.redimnet.fast import FastOptions, FastRedimnet
+from speakerdb.model.torch_embedder import TorchEmbedder, set_threads
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import soundfile as sf  # noqa: E402
-import torch  # noqa: E402
-
-from speakerdb.model.redimnet import load_redimnet  # noqa: E402
-from speakerdb.model.redimnet.fast import FastOptions, FastRedimnet  # noqa: E402
-from speakerdb.model.torch_embedder import TorchEmbedder, set_threads  # noqa: E402
-
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "redimnet" / "checkpoints"
 SPEECH = ROOT.parent / "shared" / "data" / "speech-dev"
 MODELS = "mrl-redimnet-b2-best.pt,redimnet-official-b2.pt"

@@ -2,7 +2,7 @@
 loopback against a real uvicorn server, with an ingest of a synthetic corpus running in the
 server process at the same time (through the library, as ``speakerdb ingest`` would).
 
-    python bench/server_load.py [--threads 8] [--requests 25] [--ingest-speakers 20]
+    python -m bench.server_load [--threads 8] [--requests 25] [--ingest-speakers 20]
 
 Prints p50/p95 latency, the error count (must be 0) and whether the ingest completed; exits 1
 otherwise. Uses the deterministic ``spectral`` model: no weights needed.
@@ -19,10 +19,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 
 def run_load(threads: int = 8, requests: int = 25, ingest_speakers: int = 20,

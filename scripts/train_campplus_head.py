@@ -38,20 +38,16 @@ import csv
 import hashlib
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from speakerdb.eval.degrade import SR, babble, coloured_noise, crop, mix, rng_for
+from speakerdb.model.campplus.fit import fit_head, unit
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from speakerdb.eval.degrade import SR, babble, coloured_noise, crop, mix, rng_for  # noqa: E402
-from speakerdb.model.campplus.fit import fit_head, unit  # noqa: E402
-
 AUDIO_EXT = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus")
 HEAD_PATH = ROOT / "speakerdb" / "model" / "campplus" / "head.npz"
 VERSION = 1

@@ -1,0 +1,1 @@
+"""Benchmarks of speakerdb (README, "Performance"); each module runs as a script."""
