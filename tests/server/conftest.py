@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.synth import RATE, voice, write_corpus
+from tests.homes import synthetic_home
+from tests.synth import RATE, voice
 
 TOKEN = "test-token-8b1f"
 SPEAKERS, UTTERANCES = 5, 3  # spk00..spk04, utt0..utt2 in the database
@@ -35,14 +36,7 @@ def wav_bytes(speaker: int, utterance: int, seconds: float = 1.5) -> bytes:
 
 @pytest.fixture(scope="session")
 def base_home(tmp_path_factory) -> Path:
-    from speakerdb.api import SpeakerDB
-
-    root = tmp_path_factory.mktemp("server")
-    write_corpus(root / "corpus", speakers=SPEAKERS, utterances=UTTERANCES)
-    home = root / "home"
-    with SpeakerDB.create(home, model="spectral") as db:
-        db.ingest([root / "corpus"])
-    return home
+    return synthetic_home(tmp_path_factory.mktemp("server"), SPEAKERS, UTTERANCES)
 
 
 class Served:

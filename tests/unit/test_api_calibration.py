@@ -14,6 +14,7 @@ from speakerdb.errors import SilentAudioError, TooShortError, UsageError
 from speakerdb.eval.calibrate import calibrate, loo_scores
 from speakerdb.model.prefixes import prefix
 from speakerdb.search.asnorm import STD_FLOOR, Cohort
+from tests.homes import synthetic_home
 from tests.synth import RATE, voice, write_corpus
 
 
@@ -24,12 +25,7 @@ def wave(speaker, utterance, seconds=1.5):
 @pytest.fixture(scope="module")
 def big_home(tmp_path_factory, spectral_embedder):
     """8 synthetic speakers x 4 utterances: enough nontargets (224) for a 1 % FAR."""
-    root = tmp_path_factory.mktemp("cal") / "corpus"
-    write_corpus(root, speakers=8, utterances=4)
-    home = tmp_path_factory.mktemp("cal-home") / "home"
-    with SpeakerDB.create(home, model="spectral", embedder=spectral_embedder) as db:
-        db.ingest([root])
-    return home
+    return synthetic_home(tmp_path_factory.mktemp("cal"), 8, 4, spectral_embedder)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from speakerdb.eval.openset_calibration import (IdentifyCalibration, calibrate_i
                                                 rates)
 from speakerdb.search.openset import (ImpostorModel, ImpostorParams, fit_impostors,
                                       impostor_matrix, space_key)
+from tests.homes import synthetic_home
 from tests.synth import RATE, voice, write_corpus
 
 
@@ -108,12 +109,7 @@ def wave(speaker, utterance, seconds=1.5):
 
 @pytest.fixture(scope="module")
 def many_home(tmp_path_factory, spectral_embedder):
-    root = tmp_path_factory.mktemp("openset") / "corpus"
-    write_corpus(root, speakers=12, utterances=3)
-    home = tmp_path_factory.mktemp("openset-home") / "home"
-    with SpeakerDB.create(home, model="spectral", embedder=spectral_embedder) as db:
-        db.ingest([root])
-    return home
+    return synthetic_home(tmp_path_factory.mktemp("openset"), 12, 3, spectral_embedder)
 
 
 @pytest.fixture
