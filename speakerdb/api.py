@@ -389,7 +389,7 @@ class SpeakerDB:
     # speaker management (speakerdb/speakers.py) -----------------------------------------------
     def speakers(self) -> list[SpeakerInfo]:
         """Every labelled speaker with recordings, sorted by label."""
-        return manage.speakers(self)
+        return self.store.speaker_infos()  # one query: no need to pass through management
 
     def rename_speaker(self, old: str, new: str) -> SpeakerInfo:
         """Relabel ``old`` (NotFound if unknown; UsageError if ``new`` exists: merge instead)."""

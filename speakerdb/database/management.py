@@ -1,11 +1,12 @@
-"""Speaker management over a ``SpeakerDB``: list, rename, merge, delete, enroll.
+"""Speaker management over a ``SpeakerDB``: rename, merge, delete, enroll (listing is one
+store query: ``Store.speaker_infos``).
 
 Every operation is one store transaction followed by the index change it needs (deletes only;
 rename and merge change labels, never vectors) and the invalidation of the scorer's cached
 speaker state (centroids, cohorts), all under ``db.lock``.
 
 Locking: every operation that writes first takes the home's writer lock against other
-processes (``db.writing()``, ``speakerdb/processes.py``). ``db.lock`` (a ``threading.RLock``)
+processes (``db.writing()``, ``speakerdb/database/processes.py``). ``db.lock`` (a ``threading.RLock``)
 guards the in-memory FAISS indexes, which are changed in place. Writers hold it around each
 store commit plus the index change that follows it (one ingest or enroll batch, a delete, a rename, a merge) and around index saves, rebuilds
 and cache invalidation; ``identify`` holds it only around the search, the look-up of the hits'
@@ -33,7 +34,7 @@ from speakerdb.errors import AudioError, UsageError
 from speakerdb.database.results import EnrollResult, SpeakerInfo
 
 __all__ = ["ENROLL_SOURCE", "LockedWriter", "delete_recording", "delete_speaker", "enroll",
-           "merge_speakers", "rename_speaker", "speakers"]
+           "merge_speakers", "rename_speaker"]
 
 ENROLL_SOURCE = "enroll"  # the ``source`` of enrolled recordings
 
@@ -53,10 +54,6 @@ class LockedWriter:
             if written.labels and self.relabelled is not None:
                 self.relabelled()
             return written
-
-
-def speakers(db) -> list[SpeakerInfo]:
-    return db.store.speaker_infos()
 
 
 def rename_speaker(db, old: str, new: str) -> SpeakerInfo:
