@@ -45,7 +45,7 @@ def url_read_only(url: str) -> bool:
     reports that)."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError, TypeError):
         return False
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return False
