@@ -24,13 +24,12 @@ from speakerdb.config import (
                               )
 from speakerdb.errors import (
                               DamagedStoreError,
-                              IndexOutOfDateError,
                               ModelMismatchError,
                               ReadOnlyError,
                               StoreError,
                               )
 from speakerdb.database.opening import stored_space
-from speakerdb.audio.gates import gate_batches, gate_seconds, gated_policy
+from speakerdb.audio.gates import gate_seconds
 from speakerdb.database.results import (CheckReport, EnrollResult, IdentifyResult, SpeakerInfo,
                                         Threshold, VerifyResult, choose_threshold)
 from speakerdb.search.gallery import Scorer
@@ -43,7 +42,9 @@ __all__ = ["SpeakerDB"]
 
 
 class SpeakerDB:
-    """A speaker database in a home directory: metadata store, FAISS indexes, bound model.
+    """A speaker database in a home directory: metadata store, vector tier (``indexes``, a
+    ``speakerdb.index.tier.VectorTier``: FAISS indexes unless home.json names another), bound
+    model.
 
     Use ``SpeakerDB.create`` or ``SpeakerDB.open``; close it (or use ``with``) when done.
     """
@@ -89,9 +90,9 @@ class SpeakerDB:
         return cls(*open_parts(home, catch_up, model, embedder), embedder, device)
 
     def close(self) -> None:
-        if self.indexes.set is not None and self.indexes._dirty:
+        if self.indexes.is_open and self.indexes.dirty:
             self.indexes.flush(force=True)
-        self.store.engine.dispose()
+        self.store.close()
 
     def __enter__(self) -> SpeakerDB:
         return self
@@ -121,7 +122,9 @@ class SpeakerDB:
 
         return refresh(self)
 
-    def _writing(self):
+    def writing(self):
+        """Hold the home's writer lock for one write operation, caught up first
+        (``speakerdb/database/processes.py``)."""
         from speakerdb.database.processes import writing
 
         return writing(self)
@@ -136,11 +139,6 @@ class SpeakerDB:
         if self.read_only:
             raise ReadOnlyError(f"{self.home}: the home is read-only for this process; "
                                 f"{what} needs to write to it")
-
-    def _require_indexes(self):
-        if self.indexes.set is None:
-            self.indexes.open(catch_up=True)
-        return self.indexes.set
 
     def set_max_duration(self, seconds: float) -> None:
         """Inputs longer than ``seconds`` of audio fail with ``TooLongError`` from now on
@@ -161,12 +159,11 @@ class SpeakerDB:
         ``stats.labelled``); one that differs from its label is listed in
         ``stats.label_conflicts`` and applied only with ``config.relabel``. Holds the home's writer lock throughout (``speakerdb/processes.py``).
         """
-        with self._writing():
+        with self.writing():
             return self._ingest(sources, layout, config, progress, on_start)
 
     def _ingest(self, sources, layout, config, progress, on_start):
-        from speakerdb.ingest.reader import Reader
-        from speakerdb.ingest.runner import Runner, embed_segments
+        from speakerdb.ingest.engine import IngestJob, ingest_engine
         from speakerdb.ingest.sources import discover
         from speakerdb.ingest.writer import StoreWriter
 
@@ -176,7 +173,7 @@ class SpeakerDB:
         if on_start:
             on_start(len(items))
         embedder = self.embedder
-        self._require_indexes()
+        self.indexes.ensure_open()
         self.indexes.flush_s = config.index_flush_s
         run_id = self.store.start_run([str(s) for s in sources], layout)
 
@@ -184,16 +181,16 @@ class SpeakerDB:
             have = self.store.known_recordings(shas)
             return have if config.retry_failed else have | self.store.known_failures(shas)
 
-        reader = Reader(items, known, gated_policy(self.policy, gate), config.files_per_batch,
-                        embed=lambda segs: embed_segments(embedder, segs, config.embed_batch),
-                        labels=self.store.recording_labels)
+        job = IngestJob(items, embedder, self.policy, gate, known,
+                        labels=self.store.recording_labels,
+                        files_per_batch=config.files_per_batch, embed_batch=config.embed_batch,
+                        relabel=config.relabel, progress=progress)
         writer = manage.LockedWriter(StoreWriter(self.store, self.indexes, run_id), self.lock,
                                      self.scorer.invalidate)
         t0 = time.perf_counter()
         status = "failed"
         try:
-            stats = Runner(gate_batches(reader, gate, self.policy), embedder, writer,
-                           config.embed_batch, progress, config.relabel).run()
+            stats = ingest_engine("local").run(job, writer)
             t1 = time.perf_counter()
             with self.lock:
                 self.indexes.flush(force=True)
@@ -243,7 +240,6 @@ class SpeakerDB:
         (``cascade.aggregation``), optional AS-norm of the candidates' scores
         (``score_norm="asnorm"`` against ``cohort``: None for the database's speaker means, a
         ``Cohort`` or a ``Cohort.save`` file; top-N ``cohort_top``), open-set decision."""
-        from speakerdb.search.cascade import cascade_search, exhaustive_search
         from speakerdb.search.decision import aggregate, decide
 
         check_score_norm(score_norm)
@@ -254,15 +250,15 @@ class SpeakerDB:
         emb = self.embed(audio, name=name, min_duration_s=min_duration_s)
         t0 = time.perf_counter()
         with self.lock:  # the indexes, the hits' labels and the speaker caches agree
-            indexes = self._require_indexes().by_dim
-            full = max(indexes)
+            dims = self.indexes.dims()
+            full = max(dims)
             norm = self.scorer.norm(cohort, cohort_top, full) if score_norm == "asnorm" else None
             query = self.space.query(emb.segments_raw)
-            exhaustive = exhaustive or len(indexes) == 1  # a space without nested prefixes yet
+            exhaustive = exhaustive or len(dims) == 1  # a space without nested prefixes yet
             if exhaustive:
-                hits = exhaustive_search(indexes[full], query[full], cascade.k192)
+                hits = self.indexes.search_exhaustive(query[full], cascade.k192)
             else:
-                hits = cascade_search(indexes, query, cascade)
+                hits = self.indexes.search_cascade(query, cascade)
             refs = self.store.segment_refs(h.segment_id for h in hits)
             labels = {i: r.speaker for i, r in refs.items()}
             rule = cascade.aggregation
@@ -324,7 +320,7 @@ class SpeakerDB:
         Verification (``target_far``, or the EER point with ``eer``): the lowest threshold
         with FAR <= ``target_far`` per comparison; stored under ``threshold`` and used by
         verify. Returns the ``eval.calibrate.Calibration``."""
-        with self._writing():
+        with self.writing():
             return calibrate_db(self, target_far, eer, score_norm, rule, dim, agg_k,
                                 cohort_top, fpir)
 
@@ -347,7 +343,7 @@ class SpeakerDB:
                  "`check --repair` records one" for d in unknown]
         if (problems or unknown) and repair:
             self.require_writable("check --repair")
-            with self._writing():
+            with self.writing():
                 self.indexes.rebuild()
             after = self.indexes.problems(quick=quick)
             return CheckReport(not after, problems, self.store.counts(), True, mode,
@@ -356,7 +352,7 @@ class SpeakerDB:
                            time.perf_counter() - t0, notes)
 
     def rebuild_indexes(self) -> None:
-        with self._writing():
+        with self.writing():
             self.indexes.rebuild()
 
     @property
@@ -375,7 +371,7 @@ class SpeakerDB:
         n = self.store.counts()["segments"]
         if n < (2 if force else MIN_ROTATION_VECTORS):
             return False
-        with self._writing():
+        with self.writing():
             return self._fit_rotation()
 
     def _fit_rotation(self) -> bool:
@@ -393,7 +389,7 @@ class SpeakerDB:
     # speaker management (speakerdb/speakers.py) -----------------------------------------------
     def speakers(self) -> list[SpeakerInfo]:
         """Every labelled speaker with recordings, sorted by label."""
-        return manage.speakers(self)
+        return self.store.speaker_infos()  # one query: no need to pass through management
 
     def rename_speaker(self, old: str, new: str) -> SpeakerInfo:
         """Relabel ``old`` (NotFound if unknown; UsageError if ``new`` exists: merge instead)."""
@@ -418,20 +414,12 @@ class SpeakerDB:
         return manage.enroll(self, speaker, audio, names, min_duration_s)
 
     def stats(self) -> dict:
-        from speakerdb.index import IndexSet
-
-        try:
-            infos = IndexSet.state(self.home, self.space.dims) or {}
-        except IndexOutOfDateError:
-            infos = {}
         return {
             "home": str(self.home),
             "model": {"name": self.model.name, "sha256": self.model.sha256,
                       "dims": list(self.model.dims)},
             "counts": self.store.counts(),
-            "indexes": {str(d): {"index_key": i.index_key, "index_param": i.index_param,
-                                 "ntotal": i.ntotal, "size_bytes": i.size_bytes}
-                        for d, i in sorted(infos.items())},
+            "indexes": {str(d): info for d, info in self.indexes.describe().items()},
             "threshold": self.store.get_setting("threshold"),
             "identify_calibrations": calibration_states(self.store),
             "space": {"name": self.space.name, "dims": list(self.space.dims)},

@@ -17,7 +17,6 @@ __all__ = [
     "DEFAULT_MODEL",
     "default_model",
     "HOME_FILE",
-    "SQLITE_FILE",
     "ASNORM_DEFAULT_THRESHOLD",
     "COHORT_TOP_N",
     "MIN_DURATION_S",
@@ -39,7 +38,6 @@ __all__ = [
 DEFAULT_HOME = Path("indexes") / "default"
 DEFAULT_MODEL = "campplus"  # CAM++ with the packaged Matryoshka head
 HOME_FILE = "home.json"
-SQLITE_FILE = "speakerdb.sqlite"
 
 SCORE_NORMS = ("none", "asnorm")
 COHORT_TOP_N = 300  # AS-norm top-N; clamped to the cohort size unless given explicitly
@@ -188,7 +186,10 @@ def home_file_problem(home: Path) -> str | None:
     """Why ``home.json`` cannot be used in a folder that holds database files (a SQLite store
     or index files); None when it can, or when the folder holds no database."""
     try:
-        held = home.is_dir() and any(p.suffix in (".faiss", ".sqlite") for p in home.iterdir())
+        from speakerdb.store.engine import STORE_FILE_SUFFIXES
+
+        held = home.is_dir() and any(p.suffix in (".faiss", *STORE_FILE_SUFFIXES)
+                                     for p in home.iterdir())
     except OSError:
         held = False
     if not held:

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "SpeakerDBError",
     "UsageError",
+    "UnknownEngineError",
     "AudioError",
     "TooShortError",
     "SilentAudioError",
@@ -41,6 +42,10 @@ class SpeakerDBError(Exception):
 
 class UsageError(SpeakerDBError):
     """Arguments that cannot work together or values out of range."""
+
+
+class UnknownEngineError(UsageError):
+    """A vector tier or ingest engine name that no implementation is registered under."""
 
 
 class AudioError(SpeakerDBError):

@@ -92,7 +92,7 @@ def init(
             "created": not existed and problem is None,
             "rebuilt_home_file": problem,
             "model": {"name": db.model.name, "sha256": db.model.sha256, "dims": list(db.model.dims)},
-            "db_url": redact(db.store.engine.url.render_as_string(hide_password=False)),
+            "db_url": redact(db.store.url),
         }
     if json_:
         _print_json(doc)

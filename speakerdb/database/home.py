@@ -6,11 +6,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from speakerdb.config import HOME_FILE, SQLITE_FILE, home_file_problem, write_home_file
+from speakerdb.config import HOME_FILE, home_file_problem, write_home_file
 from speakerdb.errors import DatabaseNotFound, ModelMismatchError, StoreError, UsageError
 
-__all__ = ["not_found", "read_only_store", "rebuild_home_file", "remove_stray_temps",
-           "store_left"]
+__all__ = ["not_found", "rebuild_home_file", "remove_stray_temps", "store_left"]
 
 
 def not_found(home: Path) -> DatabaseNotFound:
@@ -19,30 +18,19 @@ def not_found(home: Path) -> DatabaseNotFound:
     problem = home_file_problem(home)
     if problem is None:
         return DatabaseNotFound(f"{home}: no speakerdb database here (run `speakerdb init`)")
-    how = "" if (home / SQLITE_FILE).is_file() else " --db-url URL"
+    from speakerdb.store.engine import home_has_store
+
+    how = "" if home_has_store(home) else " --db-url URL"
     return DatabaseNotFound(f"{home}: {problem} but the folder holds a database; `speakerdb "
                             f"init --home {home}{how}` rebuilds it from the store")
 
 
-def read_only_store(url: str) -> bool:
-    """Whether the SQLite store at ``url`` (the home's, or one elsewhere) cannot be written."""
-    from sqlalchemy.engine import make_url
-
-    from speakerdb.store.engine import sqlite_read_only
-
-    try:
-        parsed = make_url(url)
-    except Exception:  # noqa: BLE001 - make_engine reports a malformed URL
-        return False
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return False
-    return sqlite_read_only(Path(parsed.database))
-
-
 def store_left(home: Path, db_url: str | None) -> bool:
-    """Whether ``home`` lost its home.json but not its store: a SQLite store in it, or index
+    """Whether ``home`` lost its home.json but not its store: its own store file, or index
     files and the ``db_url`` of the store they belong to."""
-    if (home / SQLITE_FILE).is_file():
+    from speakerdb.store.engine import home_has_store
+
+    if home_has_store(home):
         return True
     return bool(db_url) and home.is_dir() and any(p.suffix == ".faiss" for p in home.iterdir())
 
@@ -54,11 +42,12 @@ def rebuild_home_file(home: Path, db_url: str | None, model, embedder, device) -
     from sqlalchemy.exc import SQLAlchemyError
 
     from speakerdb.model.registry import load_embedder
-    from speakerdb.store.engine import make_engine, sqlite_url, store_error
+    from speakerdb.index.tier import DEFAULT_TIER
+    from speakerdb.store.engine import home_store_url, make_engine, store_error
     from speakerdb.store.migrate import current_revision
     from speakerdb.store.store import Store
 
-    engine = make_engine(db_url or sqlite_url(home / SQLITE_FILE))
+    engine = make_engine(db_url or home_store_url(home))
     try:
         if current_revision(engine) is None:
             raise StoreError(f"{home}: the store has no schema; there is no database to "
@@ -85,7 +74,7 @@ def rebuild_home_file(home: Path, db_url: str | None, model, embedder, device) -
     old = home / HOME_FILE
     if old.exists():
         os.replace(old, home / (HOME_FILE + ".unreadable"))
-    write_home_file(home, {"db_url": db_url, "model_spec": spec})
+    write_home_file(home, {"db_url": db_url, "model_spec": spec, "vectors": DEFAULT_TIER})
 
 
 def remove_stray_temps(home: Path) -> None:

@@ -1,11 +1,12 @@
-"""Speaker management over a ``SpeakerDB``: list, rename, merge, delete, enroll.
+"""Speaker management over a ``SpeakerDB``: rename, merge, delete, enroll (listing is one
+store query: ``Store.speaker_infos``).
 
 Every operation is one store transaction followed by the index change it needs (deletes only;
 rename and merge change labels, never vectors) and the invalidation of the scorer's cached
 speaker state (centroids, cohorts), all under ``db.lock``.
 
 Locking: every operation that writes first takes the home's writer lock against other
-processes (``db._writing()``, ``speakerdb/processes.py``). ``db.lock`` (a ``threading.RLock``)
+processes (``db.writing()``, ``speakerdb/database/processes.py``). ``db.lock`` (a ``threading.RLock``)
 guards the in-memory FAISS indexes, which are changed in place. Writers hold it around each
 store commit plus the index change that follows it (one ingest or enroll batch, a delete, a rename, a merge) and around index saves, rebuilds
 and cache invalidation; ``identify`` holds it only around the search, the look-up of the hits'
@@ -33,7 +34,7 @@ from speakerdb.errors import AudioError, UsageError
 from speakerdb.database.results import EnrollResult, SpeakerInfo
 
 __all__ = ["ENROLL_SOURCE", "LockedWriter", "delete_recording", "delete_speaker", "enroll",
-           "merge_speakers", "rename_speaker", "speakers"]
+           "merge_speakers", "rename_speaker"]
 
 ENROLL_SOURCE = "enroll"  # the ``source`` of enrolled recordings
 
@@ -55,19 +56,15 @@ class LockedWriter:
             return written
 
 
-def speakers(db) -> list[SpeakerInfo]:
-    return db.store.speaker_infos()
-
-
 def rename_speaker(db, old: str, new: str) -> SpeakerInfo:
-    with db._writing(), db.lock:
+    with db.writing(), db.lock:
         info = db.store.rename_speaker(old, new)
         db.scorer.invalidate()
     return info
 
 
 def merge_speakers(db, source: str, target: str) -> SpeakerInfo:
-    with db._writing(), db.lock:
+    with db.writing(), db.lock:
         info = db.store.merge_speakers(source, target)
         db.scorer.invalidate()
     return info
@@ -76,8 +73,8 @@ def merge_speakers(db, source: str, target: str) -> SpeakerInfo:
 def _delete(db, store_delete, key: str) -> int:
     """Run one store delete (it returns the removed segment ids), then drop them from the
     indexes and the cached speaker state, all under the lock."""
-    with db._writing(), db.lock:
-        db._require_indexes()
+    with db.writing(), db.lock:
+        db.indexes.ensure_open()
         removed = store_delete(key)
         db.scorer.invalidate()
         db.indexes.remove(removed)
@@ -177,16 +174,15 @@ def enroll(db, speaker: str, audio, names: list[str] | None = None,
 
     check_label(speaker)
     db.require_writable("enroll")
-    with db._writing():  # the home's writer lock (speakerdb/processes.py)
+    with db.writing():  # the home's writer lock (speakerdb/processes.py)
         return _enroll(db, speaker, audio, names, min_duration_s)
 
 
 def _enroll(db, speaker, audio, names, min_duration_s) -> EnrollResult:
-    from speakerdb.ingest.reader import Reader
-    from speakerdb.ingest.runner import Runner, embed_segments
+    from speakerdb.audio.gates import gate_seconds
+    from speakerdb.ingest.engine import IngestJob, ingest_engine
     from speakerdb.ingest.sources import SourceItem
     from speakerdb.ingest.writer import StoreWriter
-    from speakerdb.audio.gates import gate_batches, gate_seconds, gated_policy
 
     gate = gate_seconds(min_duration_s, db.gates.min_enroll_s)
     if isinstance(audio, (str, os.PathLike, Waveform)) or hasattr(audio, "read"):
@@ -210,13 +206,13 @@ def _enroll(db, speaker, audio, names, min_duration_s) -> EnrollResult:
     if not items:
         return EnrollResult(speaker, 0, 0, skipped, failed)
     embedder = db.embedder
-    reader = Reader(items, lambda shas: set(), gated_policy(db.policy, gate), len(items),
-                    embed=lambda segs: embed_segments(embedder, segs, 16))
+    job = IngestJob(items, embedder, db.policy, gate, lambda shas: set(),
+                    files_per_batch=len(items), embed_batch=16)
     with db.lock:
-        db._require_indexes()
+        db.indexes.ensure_open()
     writer = LockedWriter(StoreWriter(db.store, db.indexes, None), db.lock)
     try:
-        stats = Runner(gate_batches(reader, gate, db.policy), embedder, writer).run()
+        stats = ingest_engine("local").run(job, writer)
         with db.lock:
             db.indexes.flush(force=True)
             db.fit_rotation()

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import os
 
-from speakerdb.config import (SQLITE_FILE, default_model, read_home_file, resolve_home,
-                              write_home_file)
+from speakerdb.config import default_model, read_home_file, resolve_home, write_home_file
 from speakerdb.errors import (DatabaseExistsError, ModelMismatchError, ReadOnlyError,
                               StoreError, UsageError)
-from speakerdb.database.home import (not_found, read_only_store, rebuild_home_file, remove_stray_temps,
-                                     store_left)
+from speakerdb.database.home import not_found, rebuild_home_file, remove_stray_temps, store_left
 
 __all__ = ["create", "open_parts", "stored_space"]
 
@@ -42,17 +40,19 @@ def create(cls, home, model, db_url, embedder, device):
         return db
     if home.exists() and not home.is_dir():
         raise UsageError(f"{home}: exists and is not a directory")
-    if home.exists() and any(p.suffix in (".faiss", ".sqlite") for p in home.iterdir()):
+    from speakerdb.store.engine import STORE_FILE_SUFFIXES, home_store_url, make_engine
+
+    if home.exists() and any(p.suffix in (".faiss", *STORE_FILE_SUFFIXES)
+                             for p in home.iterdir()):
         raise DatabaseExistsError(
             f"{home}: holds index files but no usable home.json nor a SQLite store; its "
             f"store was elsewhere: `speakerdb init --home {home} --db-url URL` rebuilds "
             "home.json from it")
     home.mkdir(parents=True, exist_ok=True)
-    from speakerdb.store.engine import make_engine, sqlite_url
     from speakerdb.store.migrate import upgrade
     from speakerdb.store.store import Store
 
-    url = db_url or sqlite_url(home / SQLITE_FILE)
+    url = db_url or home_store_url(home)
     engine = make_engine(url)
     try:
         upgrade(engine)
@@ -62,7 +62,9 @@ def create(cls, home, model, db_url, embedder, device):
     except Exception:
         engine.dispose()
         raise
-    write_home_file(home, {"db_url": db_url, "model_spec": model})
+    from speakerdb.index.tier import DEFAULT_TIER
+
+    write_home_file(home, {"db_url": db_url, "model_spec": model, "vectors": DEFAULT_TIER})
     engine.dispose()
     return cls.open(home, embedder=embedder, device=device)
 
@@ -72,8 +74,9 @@ def open_parts(home, catch_up, model, embedder):
     model spec)."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from speakerdb.index.faiss_tier import Indexes
-    from speakerdb.store.engine import make_engine, redact, sqlite_url, store_error
+    from speakerdb.index.tier import open_tier, tier_kind
+    from speakerdb.store.engine import (home_store_url, make_engine, redact, store_error,
+                                        url_read_only)
     from speakerdb.store.migrate import current_revision, head_revision, upgrade
     from speakerdb.store.store import Store
 
@@ -82,8 +85,8 @@ def open_parts(home, catch_up, model, embedder):
     if info is None:
         raise not_found(home)
     remove_stray_temps(home)
-    url = info.get("db_url") or sqlite_url(home / SQLITE_FILE)
-    read_only = read_only_store(url)
+    url = info.get("db_url") or home_store_url(home)
+    read_only = url_read_only(url)
     engine = make_engine(url, read_only=read_only)
     try:
         rev = current_revision(engine)
@@ -106,8 +109,8 @@ def open_parts(home, catch_up, model, embedder):
                 f"{embedder.name} ({embedder.sha256[:12]})"
             )
         space = stored_space(store, bound)
-        indexes = Indexes(home, store, bound.sha256, head_revision(), space,
-                          read_only=read_only or not os.access(home, os.W_OK))
+        indexes = open_tier(tier_kind(info), home, store, bound.sha256, head_revision(), space,
+                            read_only=read_only or not os.access(home, os.W_OK))
         indexes.open(catch_up=catch_up) if catch_up else None
     except SQLAlchemyError as e:
         engine.dispose()

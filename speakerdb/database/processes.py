@@ -31,7 +31,7 @@ def refresh(db) -> bool:
     with db.lock:
         if generation == indexes.generation:  # another thread caught up meanwhile
             return False
-        was_open = indexes.set is not None
+        was_open = indexes.is_open
         if _follow_space(db):
             if was_open:  # the vectors are all different: load (or rebuild) in the new space
                 indexes.open(catch_up=True)

@@ -25,14 +25,17 @@ from speakerdb.index.space import VectorSpace
 from speakerdb.store.home_lock import HomeLock
 from speakerdb.store.store import Store
 
-__all__ = ["Indexes"]
+__all__ = ["FaissTier"]
 
 log = logging.getLogger("speakerdb.index.faiss_tier")
 
 _SAMPLE = 64  # stored vectors compared with their index copies by check --quick
 
 
-class Indexes:
+class FaissTier:
+    """The FAISS vector tier (``speakerdb.index.tier.VectorTier``): one exact index per
+    nested dimension of the space, saved in the home next to JSON descriptions."""
+
     def __init__(self, directory: Path, store: Store, model_sha256: str, revision: str,
                  space: VectorSpace, flush_s: float = 30.0, read_only: bool = False):
         self.directory, self.store, self.space = Path(directory), store, space
@@ -45,6 +48,20 @@ class Indexes:
         self._last_flush = time.monotonic()
         self.home_lock = HomeLock(self.directory)
         self.generation = store.generation()  # nothing in memory yet is older than this
+
+    @property
+    def is_open(self) -> bool:
+        return self.set is not None
+
+    @property
+    def dirty(self) -> bool:
+        """Whether the indexes in memory changed since they were last saved."""
+        return self._dirty
+
+    def ensure_open(self) -> None:
+        """Load the indexes (caught up with the store) unless they are loaded."""
+        if self.set is None:
+            self.open(catch_up=True)
 
     # opening -------------------------------------------------------------------------------
     def open(self, catch_up: bool = True) -> str:
@@ -210,6 +227,41 @@ class Indexes:
         except IndexOutOfDateError:
             return 0
         return max((i.store_generation for i in infos.values()), default=0)
+
+    # reading -------------------------------------------------------------------------------
+    def dims(self) -> tuple[int, ...]:
+        """The dimensions of the loaded indexes, smallest first."""
+        self.ensure_open()
+        return tuple(sorted(self.set.by_dim))
+
+    def count(self) -> int:
+        """How many vectors the loaded indexes hold."""
+        self.ensure_open()
+        return self.set.ntotal
+
+    def search_cascade(self, query, config) -> list:
+        """The cascade's hits for ``query`` ({dim: unit vector}) (``search/cascade.py``)."""
+        from speakerdb.search.cascade import cascade_search
+
+        self.ensure_open()
+        return cascade_search(self.set.by_dim, query, config)
+
+    def search_exhaustive(self, query: np.ndarray, k: int) -> list:
+        """The ``k`` best hits for ``query`` at the top dimension, scoring every vector."""
+        from speakerdb.search.cascade import exhaustive_search
+
+        self.ensure_open()
+        return exhaustive_search(self.set.by_dim[max(self.set.by_dim)], query, k)
+
+    def describe(self) -> dict[int, dict]:
+        """{dim: index key, parameter, vector count, file size} of the saved indexes."""
+        try:
+            infos = IndexSet.state(self.directory, self.space.dims) or {}
+        except IndexOutOfDateError:
+            infos = {}
+        return {d: {"index_key": i.index_key, "index_param": i.index_param,
+                    "ntotal": i.ntotal, "size_bytes": i.size_bytes}
+                for d, i in sorted(infos.items())}
 
     # checking ------------------------------------------------------------------------------
     def problems(self, quick: bool = False) -> list[str]:

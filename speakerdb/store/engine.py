@@ -1,4 +1,9 @@
-"""Engine set-up: any SQLAlchemy URL; SQLite gets WAL, foreign keys and a busy timeout."""
+"""Engine set-up: any SQLAlchemy URL; SQLite gets WAL, foreign keys and a busy timeout.
+
+The one module that knows which database the store is in: a home without a ``db_url`` keeps
+its store in a SQLite file (``home_store_url``), and whether a store may be written, how it is
+opened read-only and which errors mean a full disk or a damaged file depend on its URL here.
+Everything else reaches the store through its URL and ``store.Store``."""
 
 from __future__ import annotations
 
@@ -12,11 +17,39 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from speakerdb.errors import StoreError, UsageError
 
-__all__ = ["make_engine", "sqlite_read_only", "sqlite_url", "redact", "store_error"]
+__all__ = ["HOME_STORE_FILE", "STORE_FILE_SUFFIXES", "home_has_store", "home_store_url",
+           "make_engine", "redact", "sqlite_read_only", "sqlite_url", "store_error",
+           "url_read_only"]
+
+HOME_STORE_FILE = "speakerdb.sqlite"  # the store of a home created without a db_url
+STORE_FILE_SUFFIXES = (".sqlite",)  # files in a home that are a store
 
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{Path(path).resolve()}"
+
+
+def home_store_url(home: Path) -> str:
+    """The URL of the store a home keeps in itself (created without a ``db_url``)."""
+    return sqlite_url(Path(home) / HOME_STORE_FILE)
+
+
+def home_has_store(home: Path) -> bool:
+    """Whether ``home`` holds the store file of a home created without a ``db_url``."""
+    return (Path(home) / HOME_STORE_FILE).is_file()
+
+
+def url_read_only(url: str) -> bool:
+    """Whether the store at ``url`` is a file this process may not write (a read-only mount
+    or permissions); False for a server's store and for a malformed URL (``make_engine``
+    reports that)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError, TypeError):
+        return False
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return False
+    return sqlite_read_only(Path(parsed.database))
 
 
 def redact(url: str) -> str:

@@ -39,6 +39,16 @@ class Store(SpeakerQueries):
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         track_writes(self._sessions)
 
+    @property
+    def url(self) -> str:
+        """The SQLAlchemy URL of the store (with any password: ``engine.redact`` for
+        messages)."""
+        return self.engine.url.render_as_string(hide_password=False)
+
+    def close(self) -> None:
+        """Close the store's connections (the store can be used again: they reopen)."""
+        self.engine.dispose()
+
     def generation(self) -> int:
         """The store generation (``store/generation.py``): it changes with every write
         transaction of any process, so an unchanged number means nothing to catch up."""

@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 
 from speakerdb.api import SpeakerDB
-from speakerdb.config import SQLITE_FILE, IngestConfig
+from speakerdb.config import IngestConfig
+from speakerdb.store.engine import HOME_STORE_FILE
 from speakerdb.index import IndexSet
 from tests.synth import RATE, voice, write_corpus
 
@@ -59,7 +60,7 @@ def corpus(tmp_path_factory) -> Path:
 
 def snapshot(home: Path) -> dict:
     """What the store holds, read with sqlite3 alone: keyed by content, not by row ids."""
-    con = sqlite3.connect(home / SQLITE_FILE)
+    con = sqlite3.connect(home / HOME_STORE_FILE)
     try:
         recordings = con.execute(
             "SELECT r.sha256, r.path, s.label, r.duration_s, r.sample_rate, r.channels, r.source"
@@ -78,7 +79,7 @@ def snapshot(home: Path) -> dict:
 
 
 def segment_count(home: Path) -> int:
-    con = sqlite3.connect(home / SQLITE_FILE, timeout=5)
+    con = sqlite3.connect(home / HOME_STORE_FILE, timeout=5)
     try:
         return con.execute("SELECT count(*) FROM segments").fetchone()[0]
     finally:
@@ -87,7 +88,7 @@ def segment_count(home: Path) -> int:
 
 def stored_inputs(home: Path) -> int:
     """Recordings plus failures: inputs whose batch was committed."""
-    con = sqlite3.connect(home / SQLITE_FILE, timeout=5)
+    con = sqlite3.connect(home / HOME_STORE_FILE, timeout=5)
     try:
         return sum(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                    for t in ("recordings", "failures"))

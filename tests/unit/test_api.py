@@ -42,7 +42,8 @@ def test_lost_home_file_of_a_store_elsewhere_is_rebuilt_with_its_url(tmp_path, t
     with SpeakerDB.create(home, db_url=url) as db:
         assert db.store.counts()["recordings"] == 12 and db.check().ok
     assert json.loads((home / "home.json").read_text()) == {"db_url": url,
-                                                           "model_spec": "spectral"}
+                                                           "model_spec": "spectral",
+                                                           "vectors": "faiss"}
 
 
 def test_a_database_never_mixes_models(tmp_path, tiny_corpus):

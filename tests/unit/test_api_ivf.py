@@ -5,7 +5,7 @@ import pytest
 
 import speakerdb.index.choose as choose
 from speakerdb.api import SpeakerDB
-from speakerdb.index.faiss_tier import Indexes
+from speakerdb.index.faiss_tier import FaissTier
 from tests.synth import write_corpus
 
 
@@ -31,7 +31,7 @@ def test_grown_database_screens_with_ivf_and_reopens_without_rebuild(
     def no_rebuild(self):
         raise AssertionError("indexes rebuilt on open although nothing changed")
 
-    monkeypatch.setattr(Indexes, "rebuild", no_rebuild)
+    monkeypatch.setattr(FaissTier, "rebuild", no_rebuild)
     with SpeakerDB.open(tmp_home, embedder=spectral_embedder) as db:
         assert db.indexes.set.by_dim[64].choice == want
         assert db.check().ok

@@ -215,7 +215,6 @@ def test_a_stale_process_never_saves_over_newer_index_files(home, tmp_path, spec
         assert cli("ingest", tmp_path / "b", "--home", home, "-q").returncode == 0
         newer = IndexSet.state(home, dims)
         assert {i.ntotal for i in newer.values()} == {12}
-        stale.indexes._dirty = True
         assert stale.indexes.flush(force=True) is False  # behind the files: not saved
         assert {i.ntotal for i in IndexSet.state(home, dims).values()} == {12}
         assert stale.refresh() is True and stale.indexes.set.ntotal == 12

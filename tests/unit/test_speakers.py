@@ -257,7 +257,8 @@ def watch_index_changes(db, pause_s: float = 0.01) -> list[str]:
     search or rescoring that runs meanwhile (in the returned list)."""
     overlaps: list[str] = []
     changing = threading.Event()
-    index_set = db._require_indexes()
+    db.indexes.ensure_open()
+    index_set = db.indexes.set
 
     def changer(fn):
         def change(*args, **kwargs):

@@ -1,0 +1,79 @@
+"""Ingest engines: what turns the items of an ingest into batches for the writer.
+
+An ``IngestJob`` says what to ingest (the items, the model, the audio policy and duration
+gate, the batch settings, how to look up what is stored). An engine runs it and hands every
+batch (``RecordingIn``s, ``FailureIn``s, ``LabelIn``s) to the same writer
+(``speakerdb/ingest/writer.py``: one store transaction per batch, then the vector tier), so
+the database it leaves is the same whichever engine ran. ``LocalEngine`` is this process's
+reader → embedder → writer pipeline (``reader.py``, ``runner.py``); an engine spread over
+several machines would produce the same batches for the same writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from speakerdb.errors import UnknownEngineError
+
+if TYPE_CHECKING:  # pragma: no cover - names for annotations only
+    from speakerdb.audio import AudioPolicy
+    from speakerdb.ingest.runner import IngestStats, Writer
+    from speakerdb.ingest.sources import SourceItem
+    from speakerdb.model.base import Embedder
+
+__all__ = ["ENGINES", "IngestEngine", "IngestJob", "LocalEngine", "ingest_engine"]
+
+
+@dataclass(frozen=True)
+class IngestJob:
+    """What to ingest. ``known(shas)``: the content hashes to skip (already stored);
+    ``labels(shas)``: the labels stored recordings have (None: labels are not compared);
+    ``gate_s``: the seconds of signal an input needs (below: a ``too_short`` failure)."""
+
+    items: Sequence[SourceItem]
+    embedder: Embedder
+    policy: AudioPolicy
+    gate_s: float
+    known: Callable[[list[str]], set[str]]
+    labels: Callable[[list[str]], dict[str, str | None]] | None = None
+    files_per_batch: int = 32
+    embed_batch: int = 16
+    relabel: bool = False
+    progress: Callable[[int], None] | None = None
+
+
+class IngestEngine(Protocol):
+    def run(self, job: IngestJob, writer: Writer) -> IngestStats:
+        """Ingest ``job``: every batch to ``writer.write``; returns the run's counts."""
+        ...
+
+
+class LocalEngine:
+    """Reader (hash, skip, decode) → duration gate → embedder → writer, in this process."""
+
+    def run(self, job: IngestJob, writer: Writer) -> IngestStats:
+        from speakerdb.audio.gates import gate_batches, gated_policy
+        from speakerdb.ingest.reader import Reader
+        from speakerdb.ingest.runner import Runner, embed_segments
+
+        embedder, batch = job.embedder, job.embed_batch
+        reader = Reader(list(job.items), job.known, gated_policy(job.policy, job.gate_s),
+                        job.files_per_batch,
+                        embed=lambda segs: embed_segments(embedder, segs, batch),
+                        labels=job.labels)
+        return Runner(gate_batches(reader, job.gate_s, job.policy), embedder, writer, batch,
+                      job.progress, job.relabel).run()
+
+
+ENGINES: dict[str, Callable[[], IngestEngine]] = {"local": LocalEngine}
+
+
+def ingest_engine(kind: str = "local") -> IngestEngine:
+    """The ingest engine registered as ``kind``; an unknown one is an UnknownEngineError."""
+    try:
+        return ENGINES[kind]()
+    except KeyError:
+        raise UnknownEngineError(f"unknown ingest engine {kind!r} (known: "
+                                 f"{', '.join(sorted(ENGINES))})") from None
