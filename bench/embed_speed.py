@@ -36,7 +36,7 @@ STEPS = ("eager", "eager+freeze", "folded", "folded+freeze")
 def build_steps() -> tuple[dict, float]:
     """The four embedders over one loaded model, and the seconds the default's first call
     (tracing and freezing) took."""
-    from speakerdb.model.campplus.folded import FoldedCampp, FoldedNet, _example
+    from speakerdb.model.campplus.folded import FoldedCampp, FoldedNet, trace_example
     from speakerdb.model.optimize import FrozenTrace
     from speakerdb.model.registry import load_embedder
     from speakerdb.model.torch_embedder import TorchEmbedder
@@ -53,7 +53,7 @@ def build_steps() -> tuple[dict, float]:
     folded = FoldedCampp(mrl, freeze=False)
     assert isinstance(folded.net, FoldedNet)
     frozen = FoldedCampp(mrl, freeze=True)
-    steps = {"eager": eager, "eager+freeze": wrap(FrozenTrace(mrl, _example)),
+    steps = {"eager": eager, "eager+freeze": wrap(FrozenTrace(mrl, trace_example)),
              "folded": wrap(folded), "folded+freeze": wrap(frozen)}
     t0 = time.perf_counter()
     steps["folded+freeze"]([np.zeros(1600, np.float32)])

@@ -46,7 +46,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from speakerdb.eval.metrics import eer  # noqa: E402
-from speakerdb.model.campplus.fit import _eig_desc, _fix_sign, fit_head, ordered_rotation, unit  # noqa: E402,E501
+from speakerdb.model.campplus.fit import eig_desc, fix_sign, fit_head, ordered_rotation, unit  # noqa: E402,E501
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "speech-dev"
@@ -87,17 +87,17 @@ def lda_rotation(x: np.ndarray, labels, blocks=(64, 64, 64)) -> np.ndarray:
         k = min(k, basis.shape[1])
         lam = 0.0
         for _ in range(100):           # Wang et al. (2007) trace-ratio iteration
-            u = _eig_desc(b - lam * w)[1][:, :k]
+            u = eig_desc(b - lam * w)[1][:, :k]
             new = float(np.trace(u.T @ b @ u) / np.trace(u.T @ w @ u))
             if abs(new - lam) <= 1e-12 * max(1.0, abs(new)):
                 break
             lam = new
         cols.append(basis @ u)
         full = np.concatenate(cols, axis=1)
-        basis = _eig_desc(np.eye(d) - full @ full.T)[1][:, : d - full.shape[1]]
+        basis = eig_desc(np.eye(d) - full @ full.T)[1][:, : d - full.shape[1]]
     if basis.shape[1]:
         cols.append(basis)
-    return _fix_sign(np.concatenate(cols, axis=1))
+    return fix_sign(np.concatenate(cols, axis=1))
 
 
 def null_extras(stats: np.ndarray, labels, dense_w: np.ndarray, emb_rms: float,
@@ -119,7 +119,7 @@ def null_extras(stats: np.ndarray, labels, dense_w: np.ndarray, emb_rms: float,
     sb = db.T @ db / len(classes)
     lw, vw = np.linalg.eigh(sw)
     white = vw / np.sqrt(lw)
-    a = white @ _eig_desc(white.T @ sb @ white)[1][:, :k]
+    a = white @ eig_desc(white.T @ sb @ white)[1][:, :k]
     scale = alpha * emb_rms / np.sqrt(np.mean(np.sum((r @ a) ** 2, axis=1)))
     return lambda st: scale * ((np.asarray(st, np.float64) @ p.T - mu) @ a)
 
@@ -140,7 +140,7 @@ def m_campp(fd):
 def m_pca_centred(fd):
     x = unit(fd["clean_emb"])
     mu = x.mean(0)
-    r = _eig_desc(np.cov(x.T))[1]
+    r = eig_desc(np.cov(x.T))[1]
     return lambda s, e: (unit(e) - mu) @ r
 
 

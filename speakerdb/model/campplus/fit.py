@@ -13,7 +13,7 @@ def unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def _fix_sign(v: np.ndarray) -> np.ndarray:
+def fix_sign(v: np.ndarray) -> np.ndarray:
     """Deterministic column signs: the largest-magnitude entry of each column positive."""
     idx = np.argmax(np.abs(v), axis=0)
     s = np.sign(v[idx, np.arange(v.shape[1])])
@@ -21,10 +21,12 @@ def _fix_sign(v: np.ndarray) -> np.ndarray:
     return v * s
 
 
-def _eig_desc(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def eig_desc(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues of the symmetric part of ``a``, largest first, and their eigenvectors as
+    columns (signs by ``fix_sign``)."""
     w, v = np.linalg.eigh((a + a.T) / 2)
     order = np.argsort(-w, kind="stable")
-    return w[order], _fix_sign(v[:, order])
+    return w[order], fix_sign(v[:, order])
 
 
 def second_moment(x: np.ndarray, labels, weighting: str = "speaker") -> np.ndarray:
@@ -52,13 +54,13 @@ def ordered_rotation(x: np.ndarray, labels, mean_dir: np.ndarray | None,
     d = x.shape[1]
     c = second_moment(x, labels, weighting)
     if mean_dir is None:
-        return _eig_desc(c)[1]
+        return eig_desc(c)[1]
     q = unit(mean_dir)[:, None]
     basis, _ = np.linalg.qr(np.concatenate([q, np.eye(d)], axis=1))
     b = basis[:, 1:d]                                 # orthonormal basis of q's complement
-    _, v = _eig_desc(b.T @ c @ b)
+    _, v = eig_desc(b.T @ c @ b)
     sign = 1.0 if q.sum() >= 0 else -1.0
-    return np.concatenate([_fix_sign(b @ v), sign * q], axis=1)
+    return np.concatenate([fix_sign(b @ v), sign * q], axis=1)
 
 
 def fit_head(clean_emb: np.ndarray, clean_labels, aug_emb: np.ndarray, aug_labels

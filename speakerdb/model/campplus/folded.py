@@ -32,7 +32,8 @@ from torch import nn
 from speakerdb.model.campplus.fbank import fbank_lean, mel_banks, povey_window
 from speakerdb.model.campplus.network import SEG_LEN
 
-__all__ = ["FoldedCampp", "FoldedNet", "bn_scale_shift", "fold_conv_bn", "fold_bn_relu"]
+__all__ = ["FoldedCampp", "FoldedNet", "bn_scale_shift", "fold_conv_bn", "fold_bn_relu",
+           "trace_example"]
 
 
 def bn_scale_shift(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
@@ -274,7 +275,7 @@ class FoldedCampp(nn.Module):
         self.min_samples = mrl.wave_model.min_samples
         self.raw_dim, self.dims = mrl.raw_dim, mrl.dims
         net = FoldedNet(mrl)
-        self.net = FrozenTrace(net, _example) if freeze else net
+        self.net = FrozenTrace(net, trace_example) if freeze else net
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         if wave.dim() == 1:
@@ -290,7 +291,7 @@ class FoldedCampp(nn.Module):
         return self.net(wave.contiguous())
 
 
-def _example(device: torch.device) -> tuple[torch.Tensor]:
+def trace_example(device: torch.device) -> tuple[torch.Tensor]:
     """Tracing input: 0.5 s of seeded noise (one 100-frame segment, every op on its path)."""
     g = torch.Generator().manual_seed(0)
     return (0.1 * torch.randn((1, 8000), generator=g)).to(device),
