@@ -197,6 +197,23 @@ def _sum_rule(g: _Gallery, rows: slice, rule: str):
     return val, own_cnt
 
 
+def _best(sims: np.ndarray, g: _Gallery, take: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``take`` best entries of each speaker's columns in each row of ``sims`` (columns
+    sorted by speaker), best first, ties in column order: values and columns, (b, S, take).
+    Past a speaker's finite entries the values are -inf."""
+    work = sims.copy()
+    b, n = work.shape
+    code, col = g.spk[g.order], np.arange(n)[None, :]
+    vals = np.empty((b, g.n_spk, take))
+    cols = np.empty((b, g.n_spk, take), dtype=np.int64)
+    for t in range(take):
+        vals[:, :, t] = np.maximum.reduceat(work, g.starts, axis=1)
+        first = np.where(work == vals[:, code, t], col, n)
+        cols[:, :, t] = np.minimum.reduceat(first, g.starts, axis=1)
+        work[np.arange(b)[:, None], cols[:, :, t]] = -np.inf
+    return vals, cols
+
+
 def _block(g: _Gallery, rows: slice, rule: str, k: int, norm: _Norm | None) -> np.ndarray:
     """(b, S) leave-one-out scores of the rows ``rows`` against every speaker."""
     x, own = g.x[rows], g.spk[rows]
@@ -213,22 +230,16 @@ def _block(g: _Gallery, rows: slice, rule: str, k: int, norm: _Norm | None) -> n
     sims = x @ g.xs.T  # columns: items by speaker
     sims[g.grp[rows][:, None] == g.grp_s[None, :]] = -np.inf  # the row's own group
     count = np.add.reduceat(np.isfinite(sims), g.starts, axis=1)
-    if rule == "max":
+    if rule == "max" and norm is None:
         val = np.maximum.reduceat(sims, g.starts, axis=1)
-        if norm is not None:  # the first best item of each speaker is the enrollment side
-            code = g.spk[g.order]
-            col = np.where(sims == val[:, code], np.arange(sims.shape[1])[None, :],
-                           sims.shape[1])
-            best = g.order[np.minimum.reduceat(col, g.starts, axis=1)]
-            es = (norm.items[0][best], norm.items[1][best])
+    elif rule == "max":  # the first best item of each speaker is the enrollment side
+        picked, cols = _best(sims, g, 1)
+        val, best = picked[:, :, 0], g.order[cols[:, :, 0]]
+        es = (norm.items[0][best], norm.items[1][best])
     else:
         take = 2 if rule == "top2" else k
-        code = np.broadcast_to(g.spk[g.order], sims.shape)
-        ranked = np.lexsort((-sims, code), axis=-1)  # by speaker, best first, ties in order
-        pos = np.minimum(g.starts[:, None] + np.arange(take)[None, :], sims.shape[1] - 1)
-        cols = ranked[:, pos]  # (b, S, take) the take best columns of each speaker
+        picked, cols = _best(sims, g, take)
         used = np.arange(take)[None, None, :] < np.minimum(count, take)[:, :, None]
-        picked = np.take_along_axis(sims, cols.reshape(len(b), -1), axis=1).reshape(cols.shape)
         with np.errstate(invalid="ignore", divide="ignore"):
             val = np.where(used, picked, 0.0).sum(axis=2) / used.sum(axis=2)
         if norm is not None:
