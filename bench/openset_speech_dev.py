@@ -92,10 +92,9 @@ def best_scores(q, gvecs, gspk, speakers, rule: str = "max"):
 
 def main() -> None:
     from speakerdb.eval.calibrate import calibrate as far_threshold
-    from speakerdb.eval.calibrate import split_loo
     from speakerdb.eval.conditions import CLEAN, parse_condition
     from speakerdb.eval.openset_calibration import calibrate_identification
-    from speakerdb.search.decision import loo_matrix
+    from speakerdb.search.leave_one_out import loo_matrix, split_loo
     from speakerdb.search.openset import ImpostorModel, fit_impostors
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -6,7 +6,7 @@ speech folder, by default ../shared/data/speech-dev:
 
 The folder is ingested into a throw-away database with the model; then, for every aggregation
 rule and score normalisation identify offers, at the top dimension, the leave-one-out matrix
-of every labelled segment against every speaker (``search.decision.loo_matrix``, the same
+of every labelled segment against every speaker (``search.leave_one_out.loo_matrix``, the same
 scores ``speakerdb calibrate`` uses) is fitted with ``search.openset.fit_impostors`` (seeded
 bootstrap). Deterministic: the same data and model give the same file.
 """
@@ -27,7 +27,8 @@ SPACES = [(norm, rule) for norm in ("none", "asnorm")
 
 def main() -> None:
     from speakerdb.api import SpeakerDB
-    from speakerdb.search.decision import DEFAULT_AGG_K, loo_matrix, rule_label
+    from speakerdb.search.decision import DEFAULT_AGG_K, rule_label
+    from speakerdb.search.leave_one_out import loo_matrix
     from speakerdb.search.openset import fit_impostors, space_key
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

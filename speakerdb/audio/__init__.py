@@ -29,8 +29,11 @@ __all__ = [
     "open_input",
     "decode",
     "load",
+    "frame_rms",
     "signal_seconds",
     "check_signal",
+    "segment_bounds",
+    "cut_pieces",
     "segment",
     "prepare",
 ]
@@ -186,7 +189,7 @@ def load(x: AudioInput, *, sample_rate: int = TARGET_RATE, name: str | None = No
 
 
 
-def _frame_rms(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+def frame_rms(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     """RMS of each complete, non-overlapping 25 ms frame of mono ``samples``."""
     size = max(1, int(round(FRAME_S * sample_rate)))
     n = len(samples) // size
@@ -197,7 +200,7 @@ def _frame_rms(samples: np.ndarray, sample_rate: int) -> np.ndarray:
 def signal_seconds(samples: np.ndarray, sample_rate: int, silence_dbfs: float) -> float:
     """Seconds of signal in mono ``samples``: the total length of complete non-overlapping
     25 ms frames whose RMS is above ``silence_dbfs`` (dBFS, full scale = 1.0)."""
-    rms = _frame_rms(samples, sample_rate)
+    rms = frame_rms(samples, sample_rate)
     size = max(1, int(round(FRAME_S * sample_rate)))
     return int(np.count_nonzero(rms > 10.0 ** (silence_dbfs / 20.0))) * size / sample_rate
 
@@ -206,7 +209,7 @@ def check_signal(samples: np.ndarray, sample_rate: int, policy: AudioPolicy, nam
     """Raise ``SilentAudioError`` when no 25 ms frame is above the silence floor and
     ``TooShortError`` when there is less than ``policy.min_signal_s`` of signal (audio shorter
     than one frame is too short, not silent)."""
-    rms = _frame_rms(samples, sample_rate)
+    rms = frame_rms(samples, sample_rate)
     if len(rms) and not np.any(rms > 10.0 ** (policy.silence_dbfs / 20.0)):
         raise SilentAudioError(name, f"silent (no signal above {policy.silence_dbfs:g} dBFS)")
     got = signal_seconds(samples, sample_rate, policy.silence_dbfs)
@@ -214,15 +217,15 @@ def check_signal(samples: np.ndarray, sample_rate: int, policy: AudioPolicy, nam
         raise TooShortError(name, f"too short: {got:.2f} s of signal, need {policy.min_signal_s} s")
 
 
-def _bounds(n: int, rate: int, policy: AudioPolicy) -> list[tuple[int, int]]:
+def segment_bounds(n: int, rate: int, policy: AudioPolicy) -> list[tuple[int, int]]:
     """Sample ranges of the segments of ``n`` samples at ``rate`` Hz."""
     piece = int(round(policy.segment_s * rate))
     if n / rate <= policy.max_segment_s or piece <= 0 or n < piece:
         return [(0, n)]
-    return _pieces(n, piece)
+    return cut_pieces(n, piece)
 
 
-def _pieces(n: int, piece: int) -> list[tuple[int, int]]:
+def cut_pieces(n: int, piece: int) -> list[tuple[int, int]]:
     """``n >= piece`` samples cut into pieces of ``piece``; a remainder shorter than half a
     piece joins the last one."""
     bounds = [(i, i + piece) for i in range(0, n - piece + 1, piece)]
@@ -248,7 +251,7 @@ def segment(w: Waveform, policy: AudioPolicy = AudioPolicy(), *,
     s = w.samples if w.samples.ndim == 1 else w.samples.mean(axis=1, dtype=np.float32)
     rate = w.sample_rate
     out = []
-    for a, b in _bounds(len(s), rate, policy):
+    for a, b in segment_bounds(len(s), rate, policy):
         try:
             check_signal(s[a:b], rate, policy, name)
         except AudioError:

@@ -10,8 +10,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from speakerdb.audio import (FRAME_S, TARGET_RATE, AudioInput, AudioPolicy, Segment, _bounds,
-                             _frame_rms, _pieces, check_signal, describe, open_input)
+from speakerdb.audio import (FRAME_S, TARGET_RATE, AudioInput, AudioPolicy, Segment,
+                             check_signal, cut_pieces, describe, frame_rms, open_input,
+                             segment_bounds)
 from speakerdb.errors import AudioError, SilentAudioError, TooShortError
 
 __all__ = ["mono_blocks", "Segmenter", "Preparing"]
@@ -64,7 +65,7 @@ class Segmenter:
 
     def _measure(self, block: np.ndarray) -> None:
         x = np.concatenate([self.unmeasured, block]) if len(self.unmeasured) else block
-        rms = _frame_rms(x, self.rate)
+        rms = frame_rms(x, self.rate)
         self.frames += len(rms)
         self.above += int(np.count_nonzero(rms > self.floor))
         self.unmeasured = x[len(rms) * self.frame:].copy()
@@ -106,9 +107,9 @@ class Segmenter:
             if self.pending else np.zeros(0, np.float32)
         self.pending = []
         if self.start == 0:
-            bounds = _bounds(self.n, self.rate, self.policy)
+            bounds = segment_bounds(self.n, self.rate, self.policy)
         else:
-            bounds = _pieces(self.n - self.start, self.piece)
+            bounds = cut_pieces(self.n - self.start, self.piece)
         out: list[Segment] = []
         s0 = self.start
         for a, b in bounds:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from speakerdb.cli.shell import (AggK, Aggregation, CohortTop, Home, Json, NoWait, ScoreNorm,
-                                 _print_json, open_db, shell)
+                                 print_json, open_db, shell)
 
 __all__ = ["register"]
 
@@ -52,7 +52,7 @@ def calibrate(
     doc = {"home": str(db.home), "purpose": "verify", **cal.to_dict(),
            "aggregation": rule_label(aggregation, agg_k)}
     if json_:
-        _print_json(doc)
+        print_json(doc)
         return
     print(f"calibrated verification threshold {doc['threshold']:.6f} ({doc['method']}, "
           f"score-norm {doc['score_norm']}, aggregation {doc['aggregation']}, {doc['dim']}-D)")
@@ -69,7 +69,7 @@ def _print_identify_calibration(home, cal, json_: bool) -> None:
     doc["thresholds_by_gallery_size"] = {
         str(n): round(cal.threshold_at(n), 6) for n in (10, 100, 1000, 10000)}
     if json_:
-        _print_json(doc)
+        print_json(doc)
         return
     fmt = (lambda x: "n/a" if x is None else f"{x:.4f}")
     print(f"calibrated identification for FPIR {cal.target_fpir:g} (score-norm "

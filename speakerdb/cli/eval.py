@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from speakerdb.cli.shell import Device, Home, Json, _print_json, shell
+from speakerdb.cli.shell import Device, Home, Json, print_json, shell
 
 __all__ = ["register"]
 
@@ -44,7 +44,7 @@ def trials(
     doc = {"out": str(out), "root": str(root), "seed": seed,
            "exclude_same_recording": exclude_same_recording, **trial_stats(made)}
     if json_:
-        _print_json(doc)
+        print_json(doc)
     else:
         print(f"{out}: {doc['trials']} trials ({doc['targets']} target, {doc['nontargets']} "
               f"non-target) over {doc['files']} files; paths relative to {root}")
@@ -100,7 +100,7 @@ def eval_(
     if plot is not None:
         doc["plots"] = _plots(scores, plot)
     if json_:
-        _print_json(doc)
+        print_json(doc)
     else:
         from speakerdb.eval.report import format_report
 

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from speakerdb.cli.shell import (AggK, Aggregation, CohortTop, Device, Home, Json, MaxDuration,
-                                 NoWait, ScoreNorm, _err, _policy, _print_ingest, _print_json,
+                                 NoWait, ScoreNorm, err, audio_policy, print_ingest, print_json,
                                  open_db, shell)
 
 __all__ = ["app", "main"]
@@ -95,7 +95,7 @@ def init(
             "db_url": redact(db.store.url),
         }
     if json_:
-        _print_json(doc)
+        print_json(doc)
     else:
         verb = "created" if doc["created"] else "already exists:"
         if problem is not None:
@@ -146,9 +146,9 @@ def ingest(
                 bar.close()
     doc = {"home": str(db.home), **stats.as_dict()}
     if json_:
-        _print_json(doc)
+        print_json(doc)
     else:
-        _print_ingest(doc)
+        print_ingest(doc)
     if strict and doc["failed"]:
         raise typer.Exit(2)
 
@@ -197,9 +197,9 @@ def identify(
                 bad += 1
                 results.append({"input": e.where, "error": str(e)})
                 if not json_:
-                    _err(str(e))
+                    err(str(e))
     if json_:
-        _print_json({"results": results})
+        print_json({"results": results})
     else:
         for r in results:
             if "error" not in r:
@@ -258,9 +258,9 @@ def verify(
         from speakerdb.search.verify import verify_with
 
         r = verify_with(load_embedder(model or default_model(), device), a, b, threshold,
-                        _policy(max_duration), **kw)
+                        audio_policy(max_duration), **kw)
     if json_:
-        _print_json(r.as_dict())
+        print_json(r.as_dict())
         return
     dims = "  ".join(f"{d}-D {s:.4f}" for d, s in r.scores.items())
     norm = "" if r.score_norm == "none" else f" {r.score_norm}"
@@ -284,7 +284,7 @@ def embed(
     from speakerdb.errors import AudioError
     from speakerdb.model.base import model_info
 
-    policy = _policy(max_duration)
+    policy = audio_policy(max_duration)
     emb, _ = _model_for(home, model, device)
     results, bad = [], 0
     for a in audio:
@@ -294,9 +294,9 @@ def embed(
             bad += 1
             results.append({"input": e.where, "error": str(e)})
             if not json_:
-                _err(str(e))
+                err(str(e))
     if json_:
-        _print_json({"model": model_info(emb), "results": results})
+        print_json({"model": model_info(emb), "results": results})
     else:
         for r in results:
             if "error" not in r:
@@ -327,7 +327,7 @@ def check(
     except DamagedStoreError as e:  # the store cannot even be opened: the check failed
         report = CheckReport(False, [str(e)], {}, False, "quick" if quick else "full")
     if json_:
-        _print_json(report.as_dict())
+        print_json(report.as_dict())
     else:
         for p in report.problems:
             print(f"problem: {p}")
@@ -350,7 +350,7 @@ def stats(home: Home = None, json_: Json = False):
     with _open(home, catch_up=False) as db:
         doc = db.stats()
     if json_:
-        _print_json(doc)
+        print_json(doc)
         return
     c = doc["counts"]
     print(f"{doc['home']}: model {doc['model']['name']} ({doc['model']['sha256'][:12]})")
@@ -423,13 +423,13 @@ def main() -> None:
             print(e.format_message())
             sys.exit(0)
         where = e.ctx.command_path if e.ctx is not None else "speakerdb"
-        _err(f"{where}: {e.format_message()} (see '{where} --help')")
+        err(f"{where}: {e.format_message()} (see '{where} --help')")
         sys.exit(2)
     except ex.ClickException as e:
-        _err(e.format_message())
+        err(e.format_message())
         sys.exit(e.exit_code)
     except typer.Abort:  # typer's own click has no exceptions.Abort
-        _err("aborted")
+        err("aborted")
         sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)
 

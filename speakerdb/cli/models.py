@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from speakerdb.cli.shell import Json, _print_json, shell
+from speakerdb.cli.shell import Json, print_json, shell
 
 __all__ = ["models_app"]
 
@@ -30,7 +30,7 @@ def models_fetch(
     doc = {"name": name, "path": str(path), "sha256": sha256_file(path),
            "bytes": path.stat().st_size}
     if json_:
-        _print_json(doc)
+        print_json(doc)
     else:
         print(f"{name}: {doc['path']} ({doc['bytes']} bytes, sha256 {doc['sha256'][:12]})")
 
@@ -46,7 +46,7 @@ def models_list(json_: Json = False):
     files = sorted(p.name for p in cache.glob("*.pt")) if cache.is_dir() else []
     doc = {"builtin": BUILTIN, "cache": str(cache), "cached": files}
     if json_:
-        _print_json(doc)
+        print_json(doc)
         return
     for name, what in BUILTIN.items():
         print(f"{name:10s} {what}")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from speakerdb.cli.shell import Device, Home, _err, shell
+from speakerdb.cli.shell import Device, Home, err, shell
 
 __all__ = ["is_loopback", "listen", "register"]
 
@@ -49,7 +49,7 @@ def serve(
 
     check_finite("--max-upload-mb", max_upload_mb)
     if not token and not is_loopback(host):
-        _err(f"--host {host} is not a loopback address: set --token or SPEAKERDB_TOKEN so "
+        err(f"--host {host} is not a loopback address: set --token or SPEAKERDB_TOKEN so "
              "that requests need it")
         raise typer.Exit(2)
     from speakerdb.config import check_max_duration

@@ -17,7 +17,8 @@ from typing import Annotated, Optional
 import typer
 
 __all__ = ["AggK", "Aggregation", "CohortTop", "Home", "Json", "Device", "MaxDuration",
-           "NoWait", "ScoreNorm", "shell", "_err", "_policy", "_print_json", "open_db"]
+           "NoWait", "ScoreNorm", "shell", "err", "audio_policy", "print_json", "print_ingest",
+           "open_db"]
 
 Home = Annotated[
     Optional[Path],
@@ -51,7 +52,7 @@ MaxDuration = Annotated[Optional[float], typer.Option(
                            "the reason, the rest unread (default 14400: 4 h).")]
 
 
-def _policy(max_duration: float | None):
+def audio_policy(max_duration: float | None):
     """The audio policy with ``--max-duration`` applied (commands without a database)."""
     from dataclasses import replace
 
@@ -63,7 +64,8 @@ def _policy(max_duration: float | None):
     return replace(AudioPolicy(), max_duration_s=check_max_duration(max_duration))
 
 
-def _err(message: str) -> None:
+def err(message: str) -> None:
+    """Print ``message`` as the one ``speakerdb: error:`` line on stderr."""
     print(f"speakerdb: error: {message}", file=sys.stderr)
 
 
@@ -77,17 +79,17 @@ def shell(fn):
         try:
             return fn(*args, **kwargs)
         except SpeakerDBError as e:
-            _err(str(e))
+            err(str(e))
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
-            _err("interrupted")
+            err("interrupted")
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort):
             raise
         except Exception as e:  # a bug, not bad input: still one line unless debugging
             if os.environ.get("SPEAKERDB_DEBUG"):
                 raise
-            _err(f"internal error: {e.__class__.__name__}: {e} (SPEAKERDB_DEBUG=1 shows more)")
+            err(f"internal error: {e.__class__.__name__}: {e} (SPEAKERDB_DEBUG=1 shows more)")
             raise typer.Exit(2) from None
 
     return run
@@ -105,12 +107,12 @@ def _finite(x):
     return x
 
 
-def _print_json(doc) -> None:
+def print_json(doc) -> None:
     """Print ``doc`` as strict JSON: a non-finite number becomes null, never ``NaN``."""
     sys.stdout.write(json.dumps(_finite(doc), indent=2, allow_nan=False) + "\n")
 
 
-def _print_ingest(doc: dict) -> None:
+def print_ingest(doc: dict) -> None:
     """The text summary of ``speakerdb ingest``."""
     s = doc["seconds"]
     print(

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from speakerdb.cli.shell import (Device, Home, Json, MaxDuration, NoWait, _err, _print_json,
+from speakerdb.cli.shell import (Device, Home, Json, MaxDuration, NoWait, err, print_json,
                                  open_db, shell)
 
 __all__ = ["register", "speakers_app", "recordings_app"]
@@ -33,7 +33,7 @@ def speakers_list(home: Home = None, json_: Json = False):
     with _open(home, catch_up=False) as db:
         infos = [i.as_dict() for i in db.speakers()]
     if json_:
-        _print_json({"home": str(db.home), "speakers": infos})
+        print_json({"home": str(db.home), "speakers": infos})
         return
     width = max([len("speaker")] + [len(i["label"]) for i in infos])
     print(f"{'speaker':<{width}}  {'recordings':>10}  {'segments':>8}  {'minutes':>8}")
@@ -56,7 +56,7 @@ def speakers_rename(
     with _open(home, no_wait, catch_up=False) as db:
         info = db.rename_speaker(old, new).as_dict()
     if json_:
-        _print_json({"renamed": old, "speaker": info})
+        print_json({"renamed": old, "speaker": info})
     else:
         _print_info(f"renamed {old} to", info)
 
@@ -74,7 +74,7 @@ def speakers_merge(
     with _open(home, no_wait, catch_up=False) as db:
         info = db.merge_speakers(source, target).as_dict()
     if json_:
-        _print_json({"merged": source, "speaker": info})
+        print_json({"merged": source, "speaker": info})
     else:
         _print_info(f"merged {source} into", info)
 
@@ -91,7 +91,7 @@ def speakers_delete(
     with _open(home, no_wait) as db:
         n = db.delete_speaker(label)
     if json_:
-        _print_json({"deleted": label, "segments": n})
+        print_json({"deleted": label, "segments": n})
     else:
         print(f"deleted speaker {label} ({n} segments)")
 
@@ -115,7 +115,7 @@ def recordings_delete(
     with _open(home, no_wait) as db:
         n = db.delete_recording(key)
     if json_:
-        _print_json({"deleted": key, "segments": n})
+        print_json({"deleted": key, "segments": n})
     else:
         print(f"deleted recording {key} ({n} segments)")
 
@@ -137,10 +137,10 @@ def enroll(
             db.set_max_duration(max_duration)
         r = db.enroll(speaker, [str(a) for a in audio], min_duration_s=min_duration).as_dict()
     if json_:
-        _print_json(r)
+        print_json(r)
     else:
         for f in r["failed"]:
-            _err(f["error"])
+            err(f["error"])
         print(f"enrolled {r['speaker']}: {r['added']} recordings added ({r['segments']} "
               f"segments), {len(r['skipped'])} skipped, {len(r['failed'])} failed")
         for s in r["skipped"]:

@@ -1,4 +1,5 @@
-"""Choosing a decision threshold from labelled embeddings or scores.
+"""Choosing a decision threshold from target and nontarget scores (those of labelled
+embeddings, leave-one-out, come from ``search.leave_one_out``).
 
 Conventions:
 
@@ -29,133 +30,9 @@ import numpy as np
 from speakerdb.errors import UsageError
 from speakerdb.eval.metrics import allowed_count, eer_threshold, threshold_at_far
 
-__all__ = ["LOO_RULES", "Calibration", "calibrate", "loo_matrix_sums", "loo_scores", "split_loo"]
+__all__ = ["Calibration", "calibrate"]
 
-LOO_RULES = ("max", "mean", "centroid")
-_BLOCK_ELEMENTS = 1 << 22  # similarity entries held at once by the "max" rule (32 MiB)
 _METHODS = ("eer",)
-
-
-# ---------------------------------------------------------------- leave-one-out scores
-
-
-def _codes(values, n: int, what: str) -> np.ndarray:
-    """Integer codes (0..k-1, in sorted order of the values) of ``n`` hashable labels."""
-    vals = list(values)
-    if len(vals) != n:
-        raise UsageError(f"{n} vectors but {len(vals)} {what}")
-    _, codes = np.unique(np.array([str(v) for v in vals], dtype=np.str_), return_inverse=True)
-    return codes.astype(np.int64)
-
-
-def _unit(vectors) -> np.ndarray:
-    x = np.asarray(vectors, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise UsageError(f"vectors must be a non-empty (n, d) array, got shape {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise UsageError("vectors contain non-finite values")
-    norms = np.linalg.norm(x, axis=1)
-    if np.any(norms == 0):
-        raise UsageError(f"vector {int(np.argmax(norms == 0))} is all zeros")
-    return x / norms[:, None]
-
-
-def _group_sums(x: np.ndarray, codes: np.ndarray, k: int):
-    sums = np.zeros((k, x.shape[1]))
-    np.add.at(sums, codes, x)
-    return sums, np.bincount(codes, minlength=k)
-
-
-def _loo_sum_rules(x, spk, grp, n_spk, n_grp, rule):
-    """(n, S) aggregated scores for "mean"/"centroid" and the own-speaker score per item (NaN
-    where the own-speaker gallery is empty), from per-speaker and per-group vector sums."""
-    spk_sum, spk_cnt = _group_sums(x, spk, n_spk)
-    grp_sum, grp_cnt = _group_sums(x, grp, n_grp)
-    dots = x @ spk_sum.T
-    own_dot = dots[np.arange(x.shape[0]), spk] - np.einsum("ij,ij->i", x, grp_sum[grp])
-    own_cnt = spk_cnt[spk] - grp_cnt[grp]
-    if rule == "mean":
-        agg = dots / spk_cnt[None, :]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            own = own_dot / own_cnt
-    else:
-        norms = np.linalg.norm(spk_sum, axis=1)
-        agg = dots / np.where(norms > 0, norms, np.inf)[None, :]
-        own_vec = spk_sum[spk] - grp_sum[grp]
-        own_norm = np.linalg.norm(own_vec, axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            own = np.where(own_norm > 0, own_dot / np.where(own_norm > 0, own_norm, 1.0), 0.0)
-    own = np.where(own_cnt > 0, own, np.nan)
-    return agg, own
-
-
-def _loo_max_rule(x, spk, grp, n_spk):
-    """(n, S) best cosine of every item against each speaker's items outside the item's own
-    group, and the own-speaker column alone (NaN where it is empty); rows in blocks."""
-    n = x.shape[0]
-    order = np.argsort(spk, kind="stable")
-    xs, spk_s, grp_s = x[order], spk[order], grp[order]
-    starts = np.searchsorted(spk_s, np.arange(n_spk))
-    agg = np.empty((n, n_spk))
-    own = np.empty(n)
-    block = max(1, _BLOCK_ELEMENTS // n)
-    for lo in range(0, n, block):
-        hi = min(n, lo + block)
-        sims = x[lo:hi] @ xs.T
-        sims[grp[lo:hi, None] == grp_s[None, :]] = -np.inf  # only own-speaker items match
-        agg[lo:hi] = np.maximum.reduceat(sims, starts, axis=1)
-        own[lo:hi] = agg[np.arange(lo, hi), spk[lo:hi]]
-    own[np.isneginf(own)] = np.nan
-    return agg, own
-
-
-def loo_matrix_sums(vectors, labels, recordings=None, rule: str = "max"):
-    """Leave-one-out aggregated scores of every item against every speaker, ``(agg, spk)``:
-    ``agg`` (n, S) float64 with speakers in sorted label order, ``spk`` (n,) each item's own
-    speaker column. For every item ``i`` the gallery is every other item, aggregated per speaker
-    by ``rule``: ``"max"`` (best cosine), ``"mean"`` (mean cosine) or ``"centroid"`` (cosine to
-    the unit mean of the speaker's items). With ``recordings`` (one id per item), own-speaker
-    items of ``i``'s recording are left out too; other speakers keep all their items. The own
-    column is NaN where the own-speaker gallery is empty. Vectors are L2-normalised first."""
-    if rule not in LOO_RULES:
-        raise UsageError(f"rule {rule!r}: choose one of {', '.join(LOO_RULES)}")
-    x = _unit(vectors)
-    n = x.shape[0]
-    spk = _codes(labels, n, "labels")
-    n_spk = int(spk.max()) + 1
-    if recordings is None:
-        grp = np.arange(n)
-    else:
-        rec = _codes(recordings, n, "recording ids")
-        _, grp = np.unique(spk * (int(rec.max()) + 1) + rec, return_inverse=True)
-    n_grp = int(grp.max()) + 1
-    if rule == "max":
-        agg, own = _loo_max_rule(x, spk, grp, n_spk)
-    else:
-        agg, own = _loo_sum_rules(x, spk, grp, n_spk, n_grp, rule)
-    agg = np.array(agg, dtype=np.float64)
-    agg[np.arange(n), spk] = own
-    return agg, spk
-
-
-def split_loo(agg: np.ndarray, spk: np.ndarray):
-    """``(target, nontarget)`` from a leave-one-out matrix: targets by item (items without an
-    own-speaker gallery give none); nontargets by item, then by speaker column."""
-    n = agg.shape[0]
-    own = agg[np.arange(n), spk]
-    other = np.ones(agg.shape, dtype=bool)
-    other[np.arange(n), spk] = False
-    return own[~np.isnan(own)].astype(np.float64), agg[other].astype(np.float64)
-
-
-def loo_scores(vectors, labels, recordings=None, rule: str = "max"):
-    """Leave-one-out identification scores ``(target, nontarget)``, float64 arrays, from
-    ``loo_matrix_sums``: the aggregate for an item's own speaker, over its other items, is a
-    target score; the aggregate for every other speaker is a nontarget score.
-
-    Order: targets by item; nontargets by item, then by speaker label in sorted order.
-    """
-    return split_loo(*loo_matrix_sums(vectors, labels, recordings, rule))
 
 
 # ---------------------------------------------------------------- calibration

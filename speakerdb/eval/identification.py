@@ -18,9 +18,12 @@ definitions and tie order (speakers by score, then label): ``max``, ``mean``, ``
 unit segment vectors at that dimension; a speaker is a candidate when it has a scored
 segment). A rule ``aggregate`` does not know, or one not listed here, is skipped with a note.
 
+The gallery is the one identify scores against (``db.scorer.gallery()``: every stored
+segment's unit vector in the database's space, with its speaker), and ``Store.recording_segments``
+gives each stored recording's path, content sha256 and segments.
+
 Leave-one-out: a probe whose own audio is stored (the same resolved path as a recording's
-stored path, or the same content sha256 as a recording; ``Store`` has no segment-to-recording
-accessor, so both are read from its tables in one query) never scores against that recording's
+stored path, or the same content sha256 as a recording) never scores against that recording's
 segments, so a gallery built from every probe file can still be evaluated. A probe is *known*
 when its speaker keeps at least one gallery segment after that exclusion, else *unknown*.
 
@@ -95,7 +98,7 @@ class _Gallery:
     """Labelled segments ordered by (speaker, id), the columns of every score matrix."""
 
     ids: np.ndarray  # (n,) segment ids
-    vectors: np.ndarray  # (n, D) stored vectors in the database's space
+    vectors: np.ndarray  # (n, D) unit stored vectors in the database's space
     code: np.ndarray  # (n,) speaker code, index into ``labels``
     starts: np.ndarray  # first column of each speaker
     labels: list[str]  # sorted speaker labels
@@ -107,35 +110,25 @@ class _Gallery:
 
 
 def _load_gallery(db) -> _Gallery:
-    from sqlalchemy import select
-
-    from speakerdb.store.models import Recording, Segment, Speaker
-
-    ids, raw = db.store.all_vectors()
-    q = (select(Segment.id, Segment.recording_id, Recording.sha256, Recording.path, Speaker.label)
-         .join(Recording, Segment.recording_id == Recording.id)
-         .outerjoin(Speaker, Recording.speaker_id == Speaker.id))
-    with db.store.session() as s:
-        rows = {r[0]: r[1:] for r in s.execute(q)}
-    label_of, per_rec, by_path, by_sha = {}, {}, {}, {}
-    for sid in ids.tolist():
-        rec, sha, path, label = rows[sid]
-        label_of[sid] = label
-        if rec not in per_rec:
-            per_rec[rec] = []
-            by_sha[sha] = rec
-            by_path.setdefault(os.path.realpath(path), []).append(rec)
-        per_rec[rec].append(sid)
-    keep = np.array([label_of[i] is not None for i in ids.tolist()], bool)
+    """identify's gallery (``db.scorer.gallery()``), its labelled segments ordered by (speaker,
+    id), and the stored recordings by resolved path and by content."""
+    whole = db.scorer.gallery()
+    ids = np.asarray(whole.ids, np.int64)
+    label_of = dict(zip(ids.tolist(), whole.labels))
+    segments_of, by_path, by_sha = {}, {}, {}
+    for rec, (sha, path, segments) in db.store.recording_segments().items():
+        segments_of[rec] = segments
+        by_sha[sha] = rec
+        by_path.setdefault(os.path.realpath(path), []).append(rec)
+    keep = np.array([label is not None for label in whole.labels], bool)
     labels = sorted({label_of[i] for i in ids[keep].tolist()})
     index = {label: k for k, label in enumerate(labels)}
     code = np.array([index[label_of[i]] for i in ids[keep].tolist()], np.int64)
     order = np.lexsort((ids[keep], code))
     code = code[order]
     starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]]) if code.size else code
-    return _Gallery(ids[keep][order], db.space.transform(raw[keep][order]), code, starts, labels,
-                    label_of, {r: np.array(v, np.int64) for r, v in per_rec.items()},
-                    by_path, by_sha, int(ids.size))
+    return _Gallery(ids[keep][order], whole.vectors[keep][order], code, starts, labels,
+                    label_of, segments_of, by_path, by_sha, int(ids.size))
 
 
 def _own_segments(g: _Gallery, path: Path) -> np.ndarray:

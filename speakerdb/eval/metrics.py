@@ -23,6 +23,7 @@ from numpy.typing import ArrayLike
 
 __all__ = [
     "allowed_count",
+    "check_scores",
     "det_curve",
     "dir_at_fpir",
     "eer",
@@ -34,8 +35,11 @@ __all__ = [
 ]
 
 
-def _scores(x: ArrayLike, name: str, *, allow_empty: bool = False,
-            allow_inf: bool = False) -> np.ndarray:
+def check_scores(x: ArrayLike, name: str, *, allow_empty: bool = False,
+                 allow_inf: bool = False) -> np.ndarray:
+    """``x`` as a 1-D float64 array of scores; ``ValueError`` (naming ``name``) when it is not
+    1-D, is empty (unless ``allow_empty``) or holds NaN (or an infinity, unless
+    ``allow_inf``)."""
     a = np.asarray(x, dtype=np.float64)
     if a.ndim != 1:
         raise ValueError(f"{name} must be a 1-D sequence of scores, got shape {a.shape}")
@@ -103,8 +107,8 @@ def eer(target: np.ndarray, nontarget: np.ndarray) -> float:
     meets P_miss = P_fa. Infinite scores are allowed here since only their order matters; empty
     sets and NaN scores raise ValueError.
     """
-    t = _scores(target, "target", allow_inf=True)
-    n = _scores(nontarget, "nontarget", allow_inf=True)
+    t = check_scores(target, "target", allow_inf=True)
+    n = check_scores(nontarget, "nontarget", allow_inf=True)
     scores = np.concatenate([t, n])
     is_t = np.concatenate([np.ones(len(t)), np.zeros(len(n))])
     order = np.argsort(scores, kind="stable")
@@ -135,8 +139,8 @@ def det_curve(target: ArrayLike, nontarget: ArrayLike
     returns there. ``p_miss`` is non-decreasing from 0 and ``p_fa`` non-increasing from 1 to 0;
     consecutive points differ in at least one of the two rates. Scores must be finite.
     """
-    t = _scores(target, "target")
-    n = _scores(nontarget, "nontarget")
+    t = check_scores(target, "target")
+    n = check_scores(nontarget, "nontarget")
     miss, fa, thresholds = _det_counts(t, n)
     return miss / len(t), fa / len(n), thresholds
 
@@ -151,8 +155,8 @@ def eer_threshold(target: ArrayLike, nontarget: ArrayLike) -> float:
     P_miss >= P_fa) is returned. When P_miss == P_fa at some operating point, its threshold is
     returned and ``rates_at`` there gives the EER exactly. Scores must be finite.
     """
-    t = _scores(target, "target")
-    n = _scores(nontarget, "nontarget")
+    t = check_scores(target, "target")
+    n = check_scores(nontarget, "nontarget")
     miss, fa, thresholds = _det_counts(t, n)
     gap = np.abs(miss * len(n) - fa * len(t))
     return float(thresholds[_last_argmin(gap)])
@@ -192,7 +196,7 @@ def threshold_at_far(nontarget: ArrayLike, far: float) -> float:
     Being the lowest such threshold it also gives the lowest false-reject rate for any target
     set. Requires 0 <= far <= 1 and finite scores.
     """
-    n = _scores(nontarget, "nontarget")
+    n = check_scores(nontarget, "nontarget")
     return _lowest_threshold(n, _rate(far, "far"))
 
 
@@ -204,8 +208,8 @@ def rates_at(target: ArrayLike, nontarget: ArrayLike, threshold: float) -> tuple
     thr = float(threshold)
     if np.isnan(thr):
         raise ValueError("threshold is NaN")
-    t = _scores(target, "target")
-    n = _scores(nontarget, "nontarget")
+    t = check_scores(target, "target")
+    n = check_scores(nontarget, "nontarget")
     return int(np.count_nonzero(t < thr)) / len(t), int(np.count_nonzero(n >= thr)) / len(n)
 
 
@@ -237,10 +241,10 @@ def dir_at_fpir(known_top_scores: ArrayLike, known_top_correct: ArrayLike,
     every unknown score for fpir = 0). With no known probes DIR is NaN and ``t`` is still
     returned; with no unknown probes FPIR is undefined and ValueError is raised.
     """
-    unknown = _scores(unknown_top_scores, "unknown_top_scores", allow_empty=True)
+    unknown = check_scores(unknown_top_scores, "unknown_top_scores", allow_empty=True)
     if unknown.size == 0:
         raise ValueError("unknown_top_scores is empty: FPIR needs at least one non-mated probe")
-    known = _scores(known_top_scores, "known_top_scores", allow_empty=True)
+    known = check_scores(known_top_scores, "known_top_scores", allow_empty=True)
     correct = np.asarray(known_top_correct, dtype=bool).reshape(-1)
     if correct.shape != known.shape:
         raise ValueError(f"known_top_correct has {correct.size} entries but known_top_scores "

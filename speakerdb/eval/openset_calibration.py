@@ -4,7 +4,7 @@ Leave-one-speaker-out: each speaker in turn is unknown; its probe vectors agains
 speaker (all of their items) are the impostor comparisons and their best score is what an
 unknown voice would have scored. Known probes are leave-one-recording-out: each item against
 its own speaker's other recordings and every other speaker. Both come from one matrix,
-``search.decision.loo_matrix``. The impostor comparisons fit the model of
+``search.leave_one_out.loo_matrix``. The impostor comparisons fit the model of
 ``search.openset``; its threshold for the target FPIR at the gallery's size is the decision
 threshold, and the achieved rates on the same probes are reported beside it:
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from speakerdb.eval.metrics import _scores, det_curve, eer
+from speakerdb.eval.metrics import check_scores, det_curve, eer
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -132,8 +132,8 @@ def _shared_bins(target: np.ndarray, nontarget: np.ndarray) -> np.ndarray:
 
 
 def _draw_panel(ax: Any, name: str, pair: ScorePair, threshold: float | None) -> None:
-    target = _scores(pair[0], f"{name!r} target")
-    nontarget = _scores(pair[1], f"{name!r} nontarget")
+    target = check_scores(pair[0], f"{name!r} target")
+    nontarget = check_scores(pair[1], f"{name!r} nontarget")
     bins = _shared_bins(target, nontarget)
     for scores, label, color in ((nontarget, "non-target", "tab:red"),
                                  (target, "target", "tab:green")):

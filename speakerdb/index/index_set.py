@@ -17,7 +17,7 @@ from speakerdb.index.checks import checksum_problems, index_problems, vector_pro
 from speakerdb.index.choose import SCREEN_DIM, choose_index, parse_choice
 from speakerdb.files.hashing import sha256_file as file_sha256
 from speakerdb.index.infos import IndexInfo, ids_digest, read_info, write_info
-from speakerdb.index.vector_index import VectorIndex, _ids_array
+from speakerdb.index.vector_index import VectorIndex, ids_array
 from speakerdb.model.prefixes import DIMS, FULL_DIM, nested
 
 __all__ = ["IndexSet", "index_paths", "saved_dims"]
@@ -73,7 +73,7 @@ class IndexSet:
               space: str = "identity") -> IndexSet:
         """Indexes of raw (n, >= max(dims)) vectors under segment ``ids`` (n,); nothing is
         written."""
-        ids = _ids_array(ids)
+        ids = ids_array(ids)
         raw = _raw_array(raw, ids.size, max(dims))
         screen = min(dims)
         by_dim = {d: VectorIndex.empty(d) for d in dims}
@@ -145,7 +145,7 @@ class IndexSet:
     # changes -----------------------------------------------------------------------------
     def add(self, ids, raw) -> None:
         """Add raw (n, >= max dim) vectors; every index gets its normalised prefix."""
-        ids = _ids_array(ids)
+        ids = ids_array(ids)
         raw = _raw_array(raw, ids.size, self.dims[-1])
         if ids.size == 0:
             return

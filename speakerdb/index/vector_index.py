@@ -17,7 +17,7 @@ from speakerdb.index.choose import FLAT_KEY, IndexChoice
 from speakerdb.index.ivf_topk import RANGE_MIN_K, SampleRadius, range_top
 from speakerdb.index.rows import RowTable, score_rows
 
-__all__ = ["VectorIndex"]
+__all__ = ["VectorIndex", "ids_array"]
 
 
 BLAS_MIN_QUERIES = 16
@@ -53,7 +53,9 @@ def _faiss():
     return faiss
 
 
-def _ids_array(ids, what: str = "ids") -> np.ndarray:
+def ids_array(ids, what: str = "ids") -> np.ndarray:
+    """``ids`` as a contiguous 1-D int64 array; ``ValueError`` (naming ``what``) when they are
+    not one-dimensional integers."""
     arr = np.asarray(ids)
     if arr.ndim != 1:
         raise ValueError(f"{what} must be one-dimensional, got shape {arr.shape}")
@@ -235,7 +237,7 @@ class VectorIndex:
 
     def contains(self, ids) -> np.ndarray:
         """Boolean mask: which of ``ids`` are stored."""
-        ids = _ids_array(ids)
+        ids = ids_array(ids)
         have = self._sorted_ids()
         pos = np.minimum(np.searchsorted(have, ids), max(have.size - 1, 0))
         return (have[pos] == ids) if have.size else np.zeros(ids.shape, bool)
@@ -249,7 +251,7 @@ class VectorIndex:
     # changes -----------------------------------------------------------------------------
     def add(self, ids, vectors) -> None:
         """Add unit ``vectors`` (n, dim) under ``ids`` (n,); ValueError on a duplicate id."""
-        ids = _ids_array(ids)
+        ids = ids_array(ids)
         x = self._vectors(vectors, ids.size)
         if ids.size == 0:
             return
@@ -270,7 +272,7 @@ class VectorIndex:
         """Remove the vectors with these ids (ids not present are ignored); returns how many."""
         import faiss
 
-        ids = np.unique(_ids_array(ids))
+        ids = np.unique(ids_array(ids))
         if ids.size == 0 or self.ntotal == 0:
             return 0
         if self._choice.nlist:  # the hash-table direct map removes by an id array only
@@ -322,7 +324,7 @@ class VectorIndex:
 
     def reconstruct(self, ids) -> np.ndarray:
         """The stored vectors (m, dim) of these ids; ValueError if any id is not stored."""
-        ids = _ids_array(ids)
+        ids = ids_array(ids)
         if ids.size == 0:
             return np.empty((0, self._dim), np.float32)
         if self._choice.nlist == 0:
@@ -359,7 +361,7 @@ class VectorIndex:
         q = np.asarray(query, dtype=np.float32)
         if q.shape != (self._dim,):
             raise ValueError(f"query must have shape ({self._dim},), got {q.shape}")
-        return self.score_many(q[None, :], _ids_array(ids)[None, :])[0]
+        return self.score_many(q[None, :], ids_array(ids)[None, :])[0]
 
     def score_many(self, queries, ids) -> np.ndarray:
         """Exact inner products (q, m) float32 of each query row (q, dim) with the stored

@@ -7,7 +7,7 @@ AS-norm at query time (``Scorer.normalise``): for each candidate speaker ``c`` w
 best segment for ``max``, the speaker's centroid for ``centroid``, the unit mean of the segments
 that entered the score for ``mean``/``top2``/``topk``), the test side is the query; both sides
 leave ``c``'s own cohort member(s) out, so the cohort only ever holds impostors of the
-hypothesis "the query is ``c``". Calibration (``search.decision.loo_rule_scores``) normalises
+hypothesis "the query is ``c``". Calibration (``search.leave_one_out``) normalises
 leave-one-out scores the same way.
 """
 

@@ -25,7 +25,7 @@ towards rejecting unknown voices. (The replicates' own quantiles are not used: r
 speakers with repeats thins the tail, so they sit below the point fit.)
 
 The model is the same for every aggregation rule and score normalisation; only the scores it
-is fitted on differ (``search.decision.loo_matrix``).
+is fitted on differ (``search.leave_one_out.loo_matrix``).
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ def fit_impostors(scores: np.ndarray, probe_speaker: np.ndarray, *, replicates: 
                   seed: int = 0, segments_per_speaker: float = 0.0,
                   source: str = "") -> ImpostorModel:
     """Impostor statistics from leave-one-speaker-out scores: ``scores`` (probes, S) holds
-    each probe's aggregated score against every speaker (``search.decision.loo_matrix``);
+    each probe's aggregated score against every speaker (``search.leave_one_out.loo_matrix``);
     ``probe_speaker`` (probes,) the column of the probe's own speaker, which is left out. The
     bootstrap resamples speakers (their probes and their columns together), seeded."""
     s = np.asarray(scores, dtype=np.float64)

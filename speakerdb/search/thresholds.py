@@ -5,7 +5,7 @@ number of speakers (``search.openset``), from the database's identification cali
 model's shipped impostor statistics, statistics learned from the database, or, failing all
 three, the model's fixed default marked as a guess. verify uses a per-comparison threshold
 (``SpeakerDB.threshold_for``). ``calibrate_db`` makes either kind from the database's own
-labelled vectors (leave-one-out, ``search.decision.loo_matrix``).
+labelled vectors (leave-one-out, ``search.leave_one_out``).
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ def calibrate_db(db, target_far, eer, score_norm, rule, dim, agg_k, cohort_top, 
     """``SpeakerDB.calibrate``: a verification threshold (``target_far`` or ``eer``, stored
     under ``threshold``) or an identification calibration for a target FPIR (the default,
     stored under ``IDENTIFY_KEY`` per score space)."""
-    from speakerdb.eval.calibrate import calibrate, split_loo
+    from speakerdb.eval.calibrate import calibrate
     from speakerdb.eval.openset_calibration import DEFAULT_FPIR, calibrate_identification
-    from speakerdb.search.decision import DEFAULT_AGG_K, check_rule, loo_matrix
+    from speakerdb.search.decision import DEFAULT_AGG_K, check_rule
+    from speakerdb.search.leave_one_out import loo_matrix, split_loo
     from speakerdb.search.openset import space_key
 
     check_score_norm(score_norm)
@@ -89,7 +90,7 @@ def learn_impostors(db, score_norm: str, rule: str, k: int, dim: int, cohort_top
     """Impostor statistics learned from the database's labelled speakers (at most
     ``LEARN_SPEAKERS`` of them, ``LEARN_PROBES`` probe segments, drawn with a fixed seed), or
     None when it has fewer than ``openset.MIN_SPEAKERS``."""
-    from speakerdb.search.decision import loo_matrix
+    from speakerdb.search.leave_one_out import loo_matrix
     from speakerdb.search.openset import MIN_SPEAKERS, fit_impostors
 
     vecs, labels, recs = db.scorer.gallery().labelled()

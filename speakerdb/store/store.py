@@ -298,6 +298,18 @@ class Store(SpeakerQueries):
                     out[sid] = SegmentRef(sid, label, path, a, b)
         return out
 
+    def recording_segments(self) -> dict[int, tuple[str, str, np.ndarray]]:
+        """``{recording id: (content sha256, stored path, its segment ids (k,) int64 sorted)}``
+        of every recording with segments."""
+        q = (select(Recording.id, Recording.sha256, Recording.path, Segment.id)
+             .join(Segment, Segment.recording_id == Recording.id)
+             .order_by(Recording.id, Segment.id))
+        out: dict[int, tuple[str, str, list[int]]] = {}
+        with self.engine.connect() as c:  # core rows: one per segment
+            for rec, sha, path, seg in c.execute(q):
+                out.setdefault(rec, (sha, path, []))[2].append(seg)
+        return {r: (sha, path, np.asarray(segs, np.int64)) for r, (sha, path, segs) in out.items()}
+
     # management ----------------------------------------------------------------------------
     def delete_speaker(self, label: str) -> np.ndarray:
         """Delete a speaker with all its recordings; returns the removed segment ids."""

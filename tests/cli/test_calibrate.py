@@ -32,8 +32,9 @@ def big_copy(big, tmp_path):
 
 def direct(home, far=None, eer=False):
     from speakerdb.api import SpeakerDB
-    from speakerdb.eval.calibrate import calibrate, loo_scores
+    from speakerdb.eval.calibrate import calibrate
     from speakerdb.model.prefixes import prefix
+    from speakerdb.search.leave_one_out import loo_scores
 
     with SpeakerDB.open(home, catch_up=False) as db:
         ids, raw = db.store.all_vectors()
@@ -47,7 +48,7 @@ def direct_fpir(home, fpir=0.01):
     from speakerdb.api import SpeakerDB
     from speakerdb.eval.openset_calibration import calibrate_identification
     from speakerdb.model.prefixes import prefix
-    from speakerdb.search.decision import loo_matrix
+    from speakerdb.search.leave_one_out import loo_matrix
 
     with SpeakerDB.open(home, catch_up=False) as db:
         ids, raw = db.store.all_vectors()

@@ -11,9 +11,10 @@ from speakerdb.api import SpeakerDB
 from speakerdb.audio import Waveform
 from speakerdb.config import ASNORM_DEFAULT_THRESHOLD, CascadeConfig, DurationGates, IngestConfig
 from speakerdb.errors import SilentAudioError, TooShortError, UsageError
-from speakerdb.eval.calibrate import calibrate, loo_scores
+from speakerdb.eval.calibrate import calibrate
 from speakerdb.model.prefixes import prefix
 from speakerdb.search.asnorm import STD_FLOOR, Cohort
+from speakerdb.search.leave_one_out import loo_scores
 from tests.homes import synthetic_home
 from tests.synth import RATE, voice, write_corpus
 
@@ -105,12 +106,10 @@ def test_a_calibration_is_only_used_in_its_own_score_space(cal_db):
 
 
 def test_asnorm_calibration_matches_its_leave_one_out_definition(cal_db):
-    from speakerdb.search.decision import loo_rule_scores
-
     ids, raw = cal_db.store.all_vectors()
     refs = cal_db.store.segment_refs(ids)
-    t, n = loo_rule_scores(prefix(raw, 256), [refs[int(i)].speaker for i in ids],
-                           [refs[int(i)].path for i in ids], "topk", 2, score_norm="asnorm")
+    t, n = loo_scores(prefix(raw, 256), [refs[int(i)].speaker for i in ids],
+                      [refs[int(i)].path for i in ids], "topk", 2, score_norm="asnorm")
     want = calibrate(t, n, target_far=0.02, score_norm="asnorm")
     got = cal_db.calibrate(0.02, score_norm="asnorm", rule="topk", agg_k=2)
     assert got.threshold == pytest.approx(want.threshold, abs=1e-5)

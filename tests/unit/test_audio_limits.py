@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speakerdb.audio import (TARGET_RATE, AudioPolicy, Waveform, _bounds, check_signal, load,
-                             prepare, segment)
+from speakerdb.audio import (TARGET_RATE, AudioPolicy, Waveform, check_signal, load, prepare,
+                             segment, segment_bounds)
 from speakerdb.errors import AudioError, SilentAudioError, TooLongError, TooShortError
 from speakerdb.audio.stream import Preparing, Segmenter
 from tests.audio_corpus import speechlike, write_m4a
@@ -72,7 +72,7 @@ def test_streamed_errors_equal_whole_signal_errors():
 def test_bounds_follow_the_documented_rule():
     piece = 10 * R
     for n in (piece, 30 * R, 30 * R + 1, 35 * R - 1, 35 * R, 100 * R + 7):
-        b = _bounds(n, R, AudioPolicy())
+        b = segment_bounds(n, R, AudioPolicy())
         assert b[0][0] == 0 and b[-1][1] == n
         assert all(x[1] == y[0] for x, y in zip(b, b[1:]))
 

@@ -7,112 +7,8 @@ import numpy as np
 import pytest
 
 from speakerdb.errors import UsageError
-from speakerdb.eval.calibrate import LOO_RULES, Calibration, calibrate, loo_scores
+from speakerdb.eval.calibrate import Calibration, calibrate
 from speakerdb.eval.metrics import eer
-
-
-def unit(a):
-    a = np.asarray(a, np.float64)
-    return a / np.linalg.norm(a, axis=-1, keepdims=True)
-
-
-def brute_loo(x, labels, recordings, rule):
-    """Leave-one-out scores by a double loop over items and speakers."""
-    x = unit(x)
-    speakers = sorted(set(labels))
-    target, nontarget = [], []
-    for i in range(len(x)):
-        for s in speakers:
-            idx = [j for j in range(len(x)) if j != i and labels[j] == s]
-            if s == labels[i] and recordings is not None:
-                idx = [j for j in idx if recordings[j] != recordings[i]]
-            if not idx:
-                continue
-            cos = [float(np.dot(x[i], x[j])) for j in idx]
-            if rule == "max":
-                v = max(cos)
-            elif rule == "mean":
-                v = sum(cos) / len(cos)
-            else:
-                c = x[idx].sum(axis=0)
-                v = float(np.dot(x[i], c / np.linalg.norm(c)))
-            (target if s == labels[i] else nontarget).append(v)
-    return np.array(target), np.array(nontarget)
-
-
-@pytest.fixture
-def labelled():
-    rng = np.random.default_rng(21)
-    labels = ["b", "a", "b", "c", "a", "b", "c", "d", "a", "e", "e", "b", "c", "a"]
-    # e's two items share a recording: no target for them once recordings are given
-    recordings = ["r1", "r2", "r1", "r3", "r2", "r4", "r5", "r6", "r7", "r8", "r8", "r4",
-                  "r5", "r9"]
-    centres = {s: rng.normal(size=12) for s in set(labels)}
-    x = np.array([centres[s] + 0.8 * rng.normal(size=12) for s in labels]) * 2.5
-    return x, labels, recordings
-
-
-@pytest.mark.parametrize("rule", LOO_RULES)
-@pytest.mark.parametrize("with_recordings", [False, True])
-def test_loo_scores_match_brute_force(labelled, rule, with_recordings):
-    x, labels, recordings = labelled
-    rec = recordings if with_recordings else None
-    t, n = loo_scores(x, labels, rec, rule=rule)
-    bt, bn = brute_loo(x, labels, rec, rule)
-    assert t.dtype == np.float64 and n.dtype == np.float64
-    assert t.shape == bt.shape and n.shape == bn.shape
-    np.testing.assert_allclose(t, bt, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(n, bn, rtol=1e-10, atol=1e-12)
-
-
-def test_loo_counts(labelled):
-    x, labels, recordings = labelled
-    t, n = loo_scores(x, labels)
-    assert len(t) == len(labels) - 1  # "d" has a single item
-    assert len(n) == len(labels) * 4
-    t, _ = loo_scores(x, labels, recordings)
-    # d alone; e's two items share r8; b's r1 pair and r4 pair still see each other
-    assert len(t) == len(labels) - 3
-
-
-@pytest.mark.parametrize("rule", LOO_RULES)
-def test_loo_blocks_agree(labelled, rule, monkeypatch):
-    import speakerdb.eval.calibrate as mod
-
-    x, labels, recordings = labelled
-    whole = loo_scores(x, labels, recordings, rule=rule)
-    monkeypatch.setattr(mod, "_BLOCK_ELEMENTS", 20)  # one row per block
-    part = loo_scores(x, labels, recordings, rule=rule)
-    for a, b in zip(whole, part):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
-
-
-def test_loo_labels_need_not_be_strings():
-    rng = np.random.default_rng(2)
-    x = rng.normal(size=(6, 4))
-    t1, n1 = loo_scores(x, [3, 1, 3, 2, 1, 2], recordings=[0, 1, 2, 3, 4, 5])
-    t2, n2 = loo_scores(x, ["3", "1", "3", "2", "1", "2"])
-    np.testing.assert_array_equal(t1, t2)
-    np.testing.assert_array_equal(n1, n2)
-
-
-def test_loo_errors(labelled):
-    x, labels, recordings = labelled
-    with pytest.raises(UsageError, match="rule"):
-        loo_scores(x, labels, rule="median")
-    with pytest.raises(UsageError, match="labels"):
-        loo_scores(x, labels[:-1])
-    with pytest.raises(UsageError, match="recording"):
-        loo_scores(x, labels, recordings[:-1])
-    bad = x.copy()
-    bad[3] = 0
-    with pytest.raises(UsageError, match="zeros"):
-        loo_scores(bad, labels)
-    with pytest.raises(UsageError):
-        loo_scores(np.zeros((0, 4)), [])
-    with pytest.raises(UsageError):
-        loo_scores(x[0], labels[:1])
-
 
 # ------------------------------------------------------------------ calibrate
 
@@ -232,14 +128,6 @@ def test_eer_threshold_is_a_float32_value_for_float32_scores():
     assert cal.threshold == float(b) and (cal.far, cal.frr) == (0.0, 0.0)
     same = calibrate(np.full(3, a), np.full(2, a), method="eer")  # reject everything
     assert same.threshold == float(b) and (same.far, same.frr) == (0.0, 1.0)
-
-
-def test_loo_then_calibrate(labelled):
-    x, labels, recordings = labelled
-    t, n = loo_scores(x, labels, recordings)
-    cal = calibrate(t, n, method="eer", score_norm="asnorm", dim=64)
-    assert cal.targets == len(t) and cal.nontargets == len(n)
-    assert cal.score_norm == "asnorm" and cal.dim == 64
 
 
 # ------------------------------------------------------------------ Calibration records

@@ -87,9 +87,9 @@ def test_json_output_never_holds_nan_or_infinity(capsys):
 
     import numpy as np
 
-    from speakerdb.cli.shell import _print_json
+    from speakerdb.cli.shell import print_json
 
-    _print_json({"a": float("nan"), "b": [1.5, float("inf"), {"c": np.float64(-np.inf)}],
+    print_json({"a": float("nan"), "b": [1.5, float("inf"), {"c": np.float64(-np.inf)}],
                  "d": (np.float32(2.0), "nan"), "e": None})
 
     def refuse(name):

@@ -3,7 +3,7 @@ import pytest
 
 from speakerdb.errors import UsageError
 from speakerdb.search.cascade import Hit
-from speakerdb.search.decision import TopStats, aggregate, decide, loo_rule_scores
+from speakerdb.search.decision import aggregate, decide
 
 
 def hits(*pairs):
@@ -89,92 +89,3 @@ def test_cascade_config_checks_the_rule():
         CascadeConfig(aggregation="median")
     with pytest.raises(UsageError, match="agg-k"):
         CascadeConfig(aggregation="topk", agg_k=0)
-
-
-# leave-one-out under every rule --------------------------------------------------------------
-@pytest.fixture
-def labelled():
-    rng = np.random.default_rng(3)
-    centres = rng.normal(size=(5, 12))
-    spk = np.repeat(np.arange(5), [4, 3, 5, 2, 4])
-    x = centres[spk] + 0.8 * rng.normal(size=(len(spk), 12))
-    recs = [f"r{i // 2}" for i in range(len(spk))]  # pairs of items share a recording
-    return x, [f"s{s}" for s in spk], recs
-
-
-def unit(a):
-    a = np.asarray(a, np.float64)
-    return a / np.linalg.norm(a, axis=-1, keepdims=True)
-
-
-def brute_loo(x, labels, recs, rule, k=3, norm=False, top_n=None):
-    """Item by item, speaker by speaker, with cohort_stats and asnorm from search.asnorm."""
-    from speakerdb.search.asnorm import asnorm, cohort_from_speakers, cohort_stats
-
-    x = unit(x)
-    names = sorted(set(labels))
-    cohort = cohort_from_speakers(x, labels)
-    target, nontarget = [], []
-    for i in range(len(x)):
-        for s in names:
-            gal = [j for j in range(len(x)) if labels[j] == s
-                   and not (labels[i] == s and recs[j] == recs[i] and labels[j] == labels[i])]
-            if not gal:
-                continue
-            sims = np.array([x[i] @ x[j] for j in gal])
-            order = np.argsort(-sims, kind="stable")
-            if rule == "max":
-                val, rep = sims[order[0]], x[gal[order[0]]]
-            elif rule in ("mean", "centroid"):
-                rep = unit(x[gal].sum(axis=0))
-                val = sims.mean() if rule == "mean" else x[i] @ rep
-            else:
-                take = order[: (2 if rule == "top2" else k)]
-                val, rep = sims[take].mean(), unit(x[[gal[t] for t in take]].sum(axis=0))
-            if norm:
-                ex = np.array([[m == s for m in cohort.speakers]])
-                es = cohort_stats(rep[None], cohort, top_n, ex)
-                ts = cohort_stats(x[i][None], cohort, top_n, ex)
-                val = float(asnorm(np.array([val]), es, ts)[0])
-            (target if labels[i] == s else nontarget).append(val)
-    return np.array(target), np.array(nontarget)
-
-
-@pytest.mark.parametrize("rule", ["max", "mean", "centroid"])
-def test_loo_rule_scores_equal_loo_scores(labelled, rule):
-    from speakerdb.eval.calibrate import loo_scores
-
-    x, labels, recs = labelled
-    got = loo_rule_scores(x, labels, recs, rule)
-    want = loo_scores(x, labels, recs, rule)
-    for g, w in zip(got, want):
-        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
-
-
-@pytest.mark.parametrize("rule", ["max", "mean", "top2", "topk", "centroid"])
-@pytest.mark.parametrize("norm,top_n", [(False, None), (True, None), (True, 2)])
-def test_loo_rule_scores_equal_brute_force(labelled, rule, norm, top_n):
-    x, labels, recs = labelled
-    got = loo_rule_scores(x, labels, recs, rule, k=3,
-                          score_norm="asnorm" if norm else "none", asnorm_top=top_n)
-    want = brute_loo(x, labels, recs, rule, k=3, norm=norm, top_n=top_n)
-    for g, w in zip(got, want):
-        assert g.shape == w.shape
-        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-7)  # float32 cohort rounding
-
-
-@pytest.mark.parametrize("top_n", [1, 3, 6, 7])
-def test_top_stats_without_one_column_match_cohort_stats(top_n):
-    from speakerdb.search.asnorm import Cohort, cohort_stats
-
-    rng = np.random.default_rng(5)
-    cohort = Cohort.from_vectors(rng.normal(size=(7, 6)))
-    x = unit(rng.normal(size=(9, 6)))
-    x[3] = cohort.vectors[2]  # a tie with a cohort member
-    excl = np.array([-1, 0, 1, 2, 3, 4, 5, 6, 2])
-    mask = np.zeros((9, 7), bool)
-    mask[np.arange(9)[excl >= 0], excl[excl >= 0]] = True
-    got = TopStats(x @ cohort.vectors.T.astype(np.float64), top_n).without(excl)
-    want = cohort_stats(x, cohort, top_n, mask)
-    for g, w in zip(got, want):
-        np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-9)

@@ -204,6 +204,19 @@ def test_leave_one_out_never_scores_the_probe_against_itself(setup):
     assert ident._own_segments(g, root / "spk05/utt0.wav").size == 0
 
 
+def test_the_gallery_is_the_one_identify_scores_against(setup):
+    db, root, _ = setup
+    g, whole = ident._load_gallery(db), db.scorer.gallery()
+    row = {int(i): k for k, i in enumerate(whole.ids.tolist())}
+    rows = [row[int(i)] for i in g.ids]
+    np.testing.assert_array_equal(g.vectors, whole.vectors[rows])
+    assert [g.labels[c] for c in g.code] == [whole.labels[r] for r in rows]
+    assert g.total == len(whole.ids) == db.store.segment_count()
+    # copy.wav is stored under another path: found by its content
+    np.testing.assert_array_equal(ident._own_segments(g, root / "copy.wav"),
+                                  ident._own_segments(g, root / "spk00/utt0.wav"))
+
+
 def test_cascade_agrees_with_exhaustive_and_is_timed(setup):
     db, root, probes = setup
     cas = evaluate_identification(db, probes, root)["conditions"]["clean"]["cascade"]

@@ -88,6 +88,20 @@ def test_delete_speaker_and_recording(store):
         store.delete_recording("nothing")
 
 
+
+def test_recording_segments_give_each_recordings_content_path_and_segments(store):
+    ids, _ = store.write_batch(None, [rec("1" * 64, "ann", n=2), rec("2" * 64, None, n=3),
+                                      rec("3" * 64, "bob", n=1)], [])
+    store.delete_recording("3" * 64)
+    got = store.recording_segments()
+    assert [(sha, path, segs.tolist()) for sha, path, segs in got.values()] == [
+        ("1" * 64, f"/x/{'1' * 64}.wav", ids[:2].tolist()),
+        ("2" * 64, f"/x/{'2' * 64}.wav", ids[2:5].tolist())]
+    refs = store.segment_refs(ids[:5])
+    for segs in (v[2] for v in got.values()):
+        assert len({refs[int(i)].path for i in segs}) == 1
+        assert segs.dtype == np.int64
+
 def test_model_binding(store):
     assert store.bind_model("m", "a" * 64, (64,), 256).name == "m"
     with pytest.raises(ModelMismatchError, match="bound to model m"):

@@ -170,16 +170,16 @@ class FastRedimnet(nn.Module):
         if model.training:
             raise ValueError("BatchNorm folding needs a model in eval mode")
         with torch.no_grad():
-            self.spec = copy.deepcopy(model._spec())
-            self.backbone = FastBackbone(model._body(), options)
-            pool = model._pool()
+            self.spec = copy.deepcopy(model.front_end())
+            self.backbone = FastBackbone(model.body(), options)
+            pool = model.pooling()
             if isinstance(pool, ASTP):
                 self.pool: nn.Module = FastASTP(pool, options)
             elif isinstance(pool, TSTP):
                 self.pool = FastTSTP()
             else:
                 raise TypeError(f"no fast form of {type(pool).__name__}")
-            linear, bn_after, bn_before = model._head_linear()
+            linear, bn_after, bn_before = model.head_linear()
             self.head = linear_from(linear, bn_after, bn_before, options)
         self.eval().requires_grad_(False)
 

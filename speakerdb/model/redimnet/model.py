@@ -52,13 +52,16 @@ class RedimnetModel(nn.Module):
         self.min_samples = max(int(spec["n_fft"]) // 2 + 1, cfg.hop_length)
 
     # the parts, whichever layout holds them
-    def _spec(self) -> MelFrontEnd:
+    def front_end(self) -> MelFrontEnd:
+        """The mel front end: waveforms (B, n) → log-mel features (B, F, T)."""
         raise NotImplementedError
 
-    def _body(self) -> ReDimNetBackbone:
+    def body(self) -> ReDimNetBackbone:
+        """The backbone: features (B, 1, F, T) → frame-level output (B, D, T)."""
         raise NotImplementedError
 
-    def _pool(self) -> nn.Module:
+    def pooling(self) -> nn.Module:
+        """The temporal pooling: (B, D, T) → (B, 2·D)."""
         raise NotImplementedError
 
     def _head_bn(self) -> nn.Module:
@@ -67,7 +70,7 @@ class RedimnetModel(nn.Module):
     def _head_out(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def _head_linear(self) -> tuple[nn.Module, Optional[nn.Module], Optional[nn.Module]]:
+    def head_linear(self) -> tuple[nn.Module, Optional[nn.Module], Optional[nn.Module]]:
         """(Linear, BatchNorm after it or None, BatchNorm before it or None) of the head."""
         raise NotImplementedError
 
@@ -83,15 +86,15 @@ class RedimnetModel(nn.Module):
 
     def features(self, wave: torch.Tensor) -> torch.Tensor:
         """(B, n) → log-mel features (B, F, 1 + n // hop_length) float32."""
-        return self._spec()(self._wave(wave))
+        return self.front_end()(self._wave(wave))
 
     def backbone_out(self, wave: torch.Tensor) -> torch.Tensor:
         """(B, n) → frame-level backbone output (B, out_channels or C·F, T), after mfa."""
-        return self._body()(self.features(wave).unsqueeze(1))
+        return self.body()(self.features(wave).unsqueeze(1))
 
     def pooled(self, wave: torch.Tensor) -> torch.Tensor:
         """(B, n) → pooled statistics (B, 2·D)."""
-        return self._pool()(self.backbone_out(wave))
+        return self.pooling()(self.backbone_out(wave))
 
     def pooled_bn(self, wave: torch.Tensor) -> torch.Tensor:
         """(B, n) → pooled statistics after the head's BatchNorm (B, 2·D): the final Linear's input."""
@@ -145,8 +148,8 @@ class RedimnetModel(nn.Module):
         """Every intermediate of one pass: ``features`` (B, F, T), ``backbone_out`` (B, D, T),
         ``pooled`` (B, 2·D), ``pooled_bn`` (B, 2·D) and ``embedding`` (B, raw_dim)."""
         feats = self.features(wave)
-        body = self._body()(feats.unsqueeze(1))
-        pooled = self._pool()(body)
+        body = self.body()(feats.unsqueeze(1))
+        pooled = self.pooling()(body)
         return {"features": feats, "backbone_out": body, "pooled": pooled,
                 "pooled_bn": self._head_bn()(pooled), "embedding": self._head_out(pooled)}
 
@@ -168,13 +171,13 @@ class OfficialRedimnet(RedimnetModel):
             self.cls_head = nn.Sequential(nn.ReLU(), nn.Dropout(cfg.class_dropout),
                                           nn.Linear(cfg.embed_dim, cfg.num_classes), nn.Identity())
 
-    def _spec(self):
+    def front_end(self):
         return self.spec
 
-    def _body(self):
+    def body(self):
         return self.backbone
 
-    def _pool(self):
+    def pooling(self):
         return self.pool
 
     def _head_bn(self):
@@ -184,7 +187,7 @@ class OfficialRedimnet(RedimnetModel):
         x = self.linear(self.bn(x))
         return self.bn2(x) if self.bn2 is not None else x
 
-    def _head_linear(self):
+    def head_linear(self):
         return self.linear, self.bn2, self.bn
 
 
@@ -206,13 +209,13 @@ class MrlRedimnet(RedimnetModel):
         self.backbone = _MrlTrunk(cfg)
         self.projection = MrlProjection(cfg.pool_out_dim, cfg.embed_dim)
 
-    def _spec(self):
+    def front_end(self):
         return self.backbone.spec
 
-    def _body(self):
+    def body(self):
         return self.backbone.backbone
 
-    def _pool(self):
+    def pooling(self):
         return self.backbone.pool
 
     def _head_bn(self):
@@ -221,7 +224,7 @@ class MrlRedimnet(RedimnetModel):
     def _head_out(self, x):
         return self.projection(x)
 
-    def _head_linear(self):
+    def head_linear(self):
         return self.projection.linear, None, self.projection.bn
 
 
