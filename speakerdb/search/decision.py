@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from speakerdb.errors import UsageError
+from speakerdb.model.prefixes import unit
 from speakerdb.search.asnorm import asnorm, cohort_from_speakers, resolve_top_n
 
 __all__ = ["AGGREGATIONS", "DEFAULT_AGG_K", "Candidate", "Decision", "TopStats", "aggregate",
@@ -119,12 +120,6 @@ def decide(candidates: list[Candidate], threshold: float, min_margin: float = 0.
 # ---------------------------------------------------------------- leave-one-out scores
 
 
-def _unit(x) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    n = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.where(n > 0, n, 1.0)
-
-
 class TopStats:
     """Sorted rows of cohort scores (m, C), ready for the mean and population std of each row's
     ``top_n`` largest entries with one column left out per row (``without``)."""
@@ -205,7 +200,7 @@ def _loo_rule_matrix(vectors, labels, recordings, rule, k, asnorm_top, score_nor
     check_rule(rule, k)
     if score_norm not in ("none", "asnorm"):
         raise UsageError(f"score_norm {score_norm!r}: choose none or asnorm")
-    x = _unit(vectors)
+    x = unit(vectors)
     n = x.shape[0]
     spk, n_spk = _codes(labels)
     rec = np.arange(n) if recordings is None else _codes(recordings)[0]
@@ -222,7 +217,7 @@ def _loo_rule_matrix(vectors, labels, recordings, rule, k, asnorm_top, score_nor
         top_n = resolve_cohort_top(asnorm_top, n_spk)
         seg_stats = excluded_stats(x @ cohort.T, top_n, spk)
         cen_stats = excluded_stats(cohort @ cohort.T, top_n, np.arange(n_spk))
-        loo_cen = _unit(spk_sum[spk] - grp_sum[grp])
+        loo_cen = unit(spk_sum[spk] - grp_sum[grp])
         loo_stats = excluded_stats(loo_cen @ cohort.T, top_n, spk)
     agg = np.full((n, n_spk), np.nan)
     block = max(1, _BLOCK_ELEMENTS // max(n, n_spk * 8))
@@ -262,7 +257,7 @@ def _loo_rule_matrix(vectors, labels, recordings, rule, k, asnorm_top, score_nor
                                                                             cen_stats))
                 else:
                     vec = np.where(pok[:, :, None], x[cols[s][order]], 0.0).sum(axis=1)
-                    es = excluded_stats(_unit(vec) @ cohort.T, top_n, np.full(hi - lo, s))
+                    es = excluded_stats(unit(vec) @ cohort.T, top_n, np.full(hi - lo, s))
                 val = asnorm(val, es, qstats.without(s))
             agg[lo:hi, s] = val
     return agg, spk
