@@ -207,6 +207,6 @@ def home_file_problem(home: Path) -> str | None:
 
 
 def write_home_file(home: Path, data: dict) -> None:
-    tmp = home / (HOME_FILE + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, home / HOME_FILE)
+    from speakerdb.files.atomic import atomic_write
+
+    atomic_write(home / HOME_FILE, json.dumps(data, indent=2) + "\n")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from statistics import NormalDist
@@ -21,6 +20,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from speakerdb.eval.metrics import check_scores, det_curve, eer
+from speakerdb.files.atomic import atomic_write
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -180,18 +180,9 @@ def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
 
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     FigureCanvasAgg(fig)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=DPI)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
     finally:
         fig.clear()
     return out

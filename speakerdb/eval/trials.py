@@ -14,8 +14,6 @@ the same number of non-targets, give or take one.
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -23,6 +21,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from speakerdb.errors import ManifestError, UsageError
+from speakerdb.files.atomic import atomic_write
 from speakerdb.ingest.sources import detect_layout, discover
 
 __all__ = [
@@ -101,7 +100,7 @@ def read_trials(path: str | Path) -> list[Trial]:
 
 def write_trials(trials: Iterable[Trial], path: str | Path) -> Path:
     """Write ``trials`` to ``path`` in the VoxCeleb format, atomically (a temporary file in the
-    same folder, then ``os.replace``). Paths must be non-empty and free of whitespace."""
+    same folder, then ``os.replace``, see :func:`atomic_write`). Paths must be non-empty and free of whitespace."""
     path = Path(path)
     lines = []
     for t in trials:
@@ -110,17 +109,7 @@ def write_trials(trials: Iterable[Trial], path: str | Path) -> Path:
                 raise UsageError(f"{path}: trial path {p!r} is empty or contains whitespace")
         lines.append(f"{int(bool(t.target))} {t.a} {t.b}\n")
     folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.writelines(lines)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(folder / path.name, "".join(lines))
     return path
 
 

@@ -31,13 +31,24 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Make ``path`` hold what ``write(tmp_path)`` writes, or leave it untouched on failure.
+def atomic_write(path: str | os.PathLike,
+                 write: bytes | str | Callable[[str], None]) -> None:
+    """Make ``path`` hold ``write``, or leave it untouched on failure.
 
-    ``write`` is given the path of a fresh temporary file in the same directory; after it
-    returns the file is fsynced and moved over ``path``. Any exception removes the temporary.
+    ``write`` is bytes, a str (written as UTF-8), or a callable given the path of a fresh
+    temporary file in the same directory (for ``np.save``, ``torch.save``,
+    ``faiss.write_index``); the file is then fsynced and moved over ``path``. Any exception
+    removes the temporary.
     """
     path = Path(path)
+    if isinstance(write, str):
+        write = write.encode("utf-8")
+    if isinstance(write, (bytes, bytearray, memoryview)):
+        data = bytes(write)
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                f.write(data)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
                                    suffix=".tmp")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -218,14 +217,7 @@ def save_speakerdb_model(path: str | os.PathLike, kind: str, config: Mapping,
                                "config": cfg}, "state_dict": sd}
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from speakerdb.files.atomic import atomic_write
+
+    atomic_write(dest, lambda tmp: torch.save(obj, tmp))
     return sha256_file(dest)

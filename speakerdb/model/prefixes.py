@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["DIMS", "FULL_DIM", "prefix", "nested", "mean_embedding"]
+__all__ = ["DIMS", "FULL_DIM", "mean_embedding", "nested", "prefix", "unit"]
 
 DIMS: tuple[int, ...] = (64, 128, 192, 256)
 FULL_DIM = DIMS[-1]
 _EPS = 1e-12
+
+
+def unit(x) -> np.ndarray:
+    """``x`` as float64 with its last axis scaled to unit L2 norm; an all-zero vector stays zero."""
+    x = np.asarray(x, dtype=np.float64)
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.where(n > 0, n, 1.0)
 
 
 def prefix(raw: np.ndarray, dim: int) -> np.ndarray:

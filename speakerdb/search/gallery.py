@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from speakerdb.errors import UsageError
+from speakerdb.model.prefixes import unit
 from speakerdb.search.asnorm import (Cohort, asnorm, cohort_from_speakers, cohort_stats,
                                      exclusion_mask)
 from speakerdb.search.decision import Candidate, resolve_cohort_top
@@ -26,12 +27,6 @@ from speakerdb.search.decision import Candidate, resolve_cohort_top
 __all__ = ["Gallery", "Norm", "Scorer", "check_cohort_dim", "load_gallery"]
 
 _STATS_CACHE_MAX = 200_000
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    n = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.where(n > 0, n, 1.0)
 
 
 @dataclass
@@ -66,7 +61,7 @@ def load_gallery(store, space) -> Gallery:
     top = max(space.dims)
     ids, raw = store.all_vectors()
     refs = store.segment_refs(ids) if len(ids) else {}
-    vecs = _unit(space.transform(raw)[:, :top]).astype(np.float32) if len(ids) else \
+    vecs = unit(space.transform(raw)[:, :top]).astype(np.float32) if len(ids) else \
         np.zeros((0, top), np.float32)
     labels = [refs[int(i)].speaker for i in ids]
     recs = [refs[int(i)].path for i in ids]
@@ -184,9 +179,9 @@ class Scorer:
         top = max(space.dims)
         rows = {}
         for ids, raw in self.store.vectors(np.asarray(wanted, np.int64)):
-            for i, v in zip(ids, _unit(space.transform(raw)[:, :top])):
+            for i, v in zip(ids, unit(space.transform(raw)[:, :top])):
                 rows[int(i)] = v
-        return np.stack([_unit(np.sum([rows[i] for i in c.used], axis=0))
+        return np.stack([unit(np.sum([rows[i] for i in c.used], axis=0))
                          for c in candidates]).astype(np.float32)
 
 

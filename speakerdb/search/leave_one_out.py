@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from speakerdb.errors import UsageError
+from speakerdb.model.prefixes import unit
 from speakerdb.search.asnorm import asnorm, cohort_from_speakers
 from speakerdb.search.decision import DEFAULT_AGG_K, check_rule, resolve_cohort_top
 
@@ -111,11 +112,6 @@ def _unit_rows(vectors) -> np.ndarray:
     return x / norms[:, None]
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.where(n > 0, n, 1.0)
-
-
 def _sums(x: np.ndarray, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     sums = np.zeros((k, x.shape[1]))
     np.add.at(sums, codes, x)
@@ -159,7 +155,7 @@ class _Norm:
             # other speakers: their whole mean; own speaker: the mean without the row's group
             self.whole = excluded_stats(self.cohort @ self.cohort.T, self.top_n,
                                         np.arange(g.n_spk))
-            rest = _unit(g.spk_sum[g.spk] - g.grp_sum[g.grp])
+            rest = unit(g.spk_sum[g.spk] - g.grp_sum[g.grp])
             self.rest = excluded_stats(rest @ self.cohort.T, self.top_n, g.spk)
 
     def test_side(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -244,7 +240,7 @@ def _block(g: _Gallery, rows: slice, rule: str, k: int, norm: _Norm | None) -> n
             val = np.where(used, picked, 0.0).sum(axis=2) / used.sum(axis=2)
         if norm is not None:
             reps = np.where(used[..., None], g.xs[cols], 0.0).sum(axis=2)
-            es = norm.of_vectors(_unit(reps))
+            es = norm.of_vectors(unit(reps))
     val = np.where(count > 0, val, np.nan)
     if norm is not None:
         val = asnorm(val, es, norm.test_side(x))
