@@ -89,7 +89,7 @@ class CascadeConfig:
                 f"shortlist sizes must shrink: got 64:{self.k64} 128:{self.k128} 192:{self.k192}"
             )
         if self.top_k < 1:
-            raise UsageError(f"--top-k must be at least 1, got {self.top_k}")
+            raise UsageError(f"top_k must be at least 1, got {self.top_k}")
 
 
 @dataclass(frozen=True)

@@ -15,3 +15,9 @@ def test_identify_cli_defaults_are_the_configs():
                    "top_k": cfg.top_k, "agg_k": cfg.agg_k}
     assert (got["k64"], got["k128"], got["k192"]) == DEFAULT_SHORTLIST == (3000, 3000, 100)
     assert (got["top_k"], got["agg_k"]) == (DEFAULT_TOP_K, DEFAULT_AGG_K) == (5, 3)
+
+
+def test_server_documents_the_configs_top_k():
+    from speakerdb.server.routes import DEFAULT_TOP_K as served
+
+    assert served == CascadeConfig().top_k == 5
