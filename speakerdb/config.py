@@ -24,6 +24,9 @@ __all__ = [
     "check_max_duration",
     "SCORE_NORMS",
     "CascadeConfig",
+    "DEFAULT_AGG_K",
+    "DEFAULT_SHORTLIST",
+    "DEFAULT_TOP_K",
     "DurationGates",
     "IngestConfig",
     "check_duration",
@@ -50,6 +53,9 @@ HTTP_MAX_DURATION_S = 1800.0  # the most seconds of audio in one HTTP upload, by
 # fewer than 1 % of queries and never 4.0, while 95 % of genuine trials scored above 5.5.
 # `speakerdb calibrate --score-norm asnorm` replaces it with one chosen on the user's data.
 ASNORM_DEFAULT_THRESHOLD = 4.0
+DEFAULT_SHORTLIST = (3000, 3000, 100)  # cascade: kept after the 64-D, 128-D and 192-D stages
+DEFAULT_TOP_K = 5  # speakers reported by identify
+DEFAULT_AGG_K = 3  # segments averaged by the "topk" rule
 
 
 @dataclass(frozen=True)
@@ -63,12 +69,12 @@ class CascadeConfig:
     prefix ranks unseen voices hardly better than the 64-D one, so the 128-D stage keeps the
     whole shortlist (its scores are then computed for the final hits only)."""
 
-    k64: int = 3000
-    k128: int = 3000
-    k192: int = 100
-    top_k: int = 5  # speakers reported
+    k64: int = DEFAULT_SHORTLIST[0]
+    k128: int = DEFAULT_SHORTLIST[1]
+    k192: int = DEFAULT_SHORTLIST[2]
+    top_k: int = DEFAULT_TOP_K  # speakers reported
     aggregation: str = "max"  # max | mean | top2 | topk | centroid
-    agg_k: int = 3  # segments averaged by the "topk" rule
+    agg_k: int = DEFAULT_AGG_K  # segments averaged by the "topk" rule
 
     def __post_init__(self):
         from speakerdb.errors import UsageError
@@ -81,7 +87,7 @@ class CascadeConfig:
                 f"shortlist sizes must shrink: got 64:{self.k64} 128:{self.k128} 192:{self.k192}"
             )
         if self.top_k < 1:
-            raise UsageError(f"--top-k must be at least 1, got {self.top_k}")
+            raise UsageError(f"top_k must be at least 1, got {self.top_k}")
 
 
 @dataclass(frozen=True)

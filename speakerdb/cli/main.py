@@ -15,6 +15,7 @@ import typer
 from speakerdb.cli.shell import (AggK, Aggregation, CohortTop, Device, Home, Json, MaxDuration,
                                  NoWait, ScoreNorm, err, audio_policy, print_ingest, print_json,
                                  open_db, shell)
+from speakerdb.config import DEFAULT_AGG_K, DEFAULT_SHORTLIST, DEFAULT_TOP_K
 
 __all__ = ["app", "main"]
 
@@ -158,7 +159,7 @@ def ingest(
 def identify(
     audio: Annotated[list[Path], typer.Argument(help="Audio files to identify.")],
     home: Home = None,
-    top_k: Annotated[int, typer.Option(help="Speakers to list.", min=1)] = 5,
+    top_k: Annotated[int, typer.Option(help="Speakers to list.", min=1)] = DEFAULT_TOP_K,
     threshold: Annotated[Optional[float], typer.Option(
         help="Decision threshold (default: for FPIR 1 % at the gallery's size, from "
              "`calibrate --fpir` for this --score-norm and --aggregation, else the model's "
@@ -166,11 +167,11 @@ def identify(
     margin: Annotated[float, typer.Option(
         help="Least lead of the best speaker over the second (in the scores' space).")] = 0.0,
     exhaustive: Annotated[bool, typer.Option(help="Plain 256-D search instead of the cascade.")] = False,
-    k64: Annotated[int, typer.Option(help="Shortlist after the 64-D screen.", min=1)] = 3000,
-    k128: Annotated[int, typer.Option(help="Shortlist after 128-D rescoring.", min=1)] = 3000,
-    k192: Annotated[int, typer.Option(help="Shortlist after 192-D rescoring.", min=1)] = 100,
+    k64: Annotated[int, typer.Option(help="Shortlist after the 64-D screen.", min=1)] = DEFAULT_SHORTLIST[0],
+    k128: Annotated[int, typer.Option(help="Shortlist after 128-D rescoring.", min=1)] = DEFAULT_SHORTLIST[1],
+    k192: Annotated[int, typer.Option(help="Shortlist after 192-D rescoring.", min=1)] = DEFAULT_SHORTLIST[2],
     aggregation: Aggregation = "max",
-    agg_k: AggK = 3,
+    agg_k: AggK = DEFAULT_AGG_K,
     score_norm: ScoreNorm = "none",
     cohort: CohortFile = None,
     cohort_top: CohortTop = None,

@@ -23,6 +23,7 @@ from fastapi import (
     UploadFile,
 )
 
+from speakerdb.config import DEFAULT_TOP_K
 from speakerdb.server.auth import require_read_access, require_write_access
 from speakerdb.server.models import (
     DeletedOut,
@@ -94,7 +95,7 @@ def stats(request: Request):
 def identify(
     request: Request,
     audio: UploadFile = File(description=f"The unknown voice: {AUDIO_TYPES}"),
-    top_k: int | None = Query(None, ge=1, le=100, description="Speakers to report (default 5)"),
+    top_k: int | None = Query(None, ge=1, le=100, description=f"Speakers to report (default {DEFAULT_TOP_K})"),
     threshold: float | None = Query(None, ge=-1e6, le=1e6, allow_inf_nan=False,
                                     description="Decision threshold (default: calibrated "
                                                 "or the model's)"),
