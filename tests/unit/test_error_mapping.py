@@ -42,6 +42,7 @@ EXPECTED = {
     "Busy": (3, 409),
     "WeightsUnavailable": (2, 400),
     "DownloadError": (2, 400),
+    "UnknownEngineError": (2, 400),
 }
 
 
