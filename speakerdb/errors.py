@@ -27,6 +27,8 @@ __all__ = [
     "NotFound",
     "AmbiguousKey",
     "Busy",
+    "WeightsUnavailable",
+    "DownloadError",
 ]
 
 
@@ -138,3 +140,11 @@ class TooLongError(AudioError):
     """Audio longer than the limit on one input (``--max-duration``)."""
 
     reason = "too_long"
+
+
+class WeightsUnavailable(SpeakerDBError):
+    """No source could provide a model weights file with the expected sha256."""
+
+
+class DownloadError(SpeakerDBError):
+    """A file that could not be downloaded, or does not match its recorded sha256."""

@@ -89,8 +89,13 @@ def test_every_module_imports():
 def test_collects_the_errors_of_every_module():
     names = {c.__name__ for c in ERRORS}
     assert {"SpeakerDBError", "UsageError", "AudioError", "Busy", "StoreError"} <= names
-    # defined outside errors.py today: found because every module was imported
-    assert {"WeightsUnavailable", "DownloadError"} <= names
+
+
+def test_every_library_error_lives_in_errors_module():
+    from speakerdb import errors
+
+    assert {c.__module__ for c in ERRORS} == {"speakerdb.errors"}
+    assert sorted(c.__name__ for c in ERRORS) == sorted(errors.__all__)
 
 
 @pytest.mark.parametrize("cls", ERRORS, ids=lambda c: c.__name__)

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from speakerdb.errors import SpeakerDBError
+from speakerdb.errors import WeightsUnavailable
 from speakerdb.files.hashing import sha256_file
 
 _log = logging.getLogger("speakerdb.weights")
@@ -41,9 +41,6 @@ Progress = Callable[[int, int | None], None]
 Source = Callable[["WeightsSpec", Path, Progress | None], Path]
 _CHUNK = 1 << 20
 
-
-class WeightsUnavailable(SpeakerDBError):
-    """No source could provide a file with the expected sha256 (one-line message)."""
 
 
 @dataclass(frozen=True)

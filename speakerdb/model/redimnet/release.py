@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Optional
 
 from speakerdb.files.hashing import sha256_file as _sha256_file
-from speakerdb.errors import SpeakerDBError, UsageError
+from speakerdb.errors import DownloadError, UsageError
 
 __all__ = [
     "BASE_URL", "SIZES", "DATASETS", "TRAIN_TYPES", "PUBLISHED", "DownloadError",
@@ -42,9 +42,6 @@ PUBLISHED = frozenset(
     + [f"{s}-{d}" for s in ("M", "S") for d in ("vb2-ptn", "vb2+vox2+cnc-ft_mix")])
 _CHUNK = 1 << 20
 
-
-class DownloadError(SpeakerDBError):
-    """A release file that could not be downloaded or does not match its recorded sha256."""
 
 
 def parse_release_name(name: str) -> tuple[str, str, str]:
