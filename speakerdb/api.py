@@ -231,9 +231,9 @@ class SpeakerDB:
         return choose_threshold(given, self.store.get_setting("threshold"), score_norm, default,
                                 rule, dim)
 
-    def identify(self, audio: AudioInput, cascade: CascadeConfig = CascadeConfig(),
+    def identify(self, audio: AudioInput, *, cascade: CascadeConfig = CascadeConfig(),
                  threshold: float | None = None, min_margin: float = 0.0,
-                 exhaustive: bool = False, name: str | None = None, *,
+                 exhaustive: bool = False, name: str | None = None,
                  score_norm: str = "none", cohort=None, cohort_top: int | None = None,
                  min_duration_s: float | None = None) -> IdentifyResult:
         """Who is speaking in ``audio``: cascade search, speaker aggregation

@@ -191,7 +191,8 @@ def identify(
     with _open(home, max_duration=max_duration, device=device) as db:
         for a in audio:
             try:
-                r = db.identify(a, cfg, threshold, margin, exhaustive, score_norm=score_norm,
+                r = db.identify(a, cascade=cfg, threshold=threshold, min_margin=margin,
+                                exhaustive=exhaustive, score_norm=score_norm,
                                 cohort=cohort, cohort_top=cohort_top, min_duration_s=min_duration)
                 results.append(r.as_dict())
             except AudioError as e:

@@ -117,7 +117,7 @@ def identify(
     thr = threshold_form if threshold_form is not None else threshold
     norm = score_norm_form or score_norm
     cascade = CascadeConfig(top_k=k) if k is not None else CascadeConfig()
-    return _db(request).identify(buf, cascade, threshold=thr, name=name,
+    return _db(request).identify(buf, cascade=cascade, threshold=thr, name=name,
                                  score_norm=norm).as_dict()
 
 

@@ -177,7 +177,7 @@ def test_asnorm_identify_equals_the_formula_and_reranks(db, tiny_corpus):
     q_wave = wave(1, 60)
     q = db.embed(q_wave).nested[256].astype(np.float64)
     for rule in ("max", "centroid", "topk"):
-        r = db.identify(q_wave, CascadeConfig(aggregation=rule, agg_k=2), score_norm="asnorm")
+        r = db.identify(q_wave, cascade=CascadeConfig(aggregation=rule, agg_k=2), score_norm="asnorm")
         assert r.score_norm == "asnorm"
         assert r.cohort == {"source": "database", "size": 4, "top_n": 4}
         assert len(r.candidates) == 4
@@ -294,22 +294,22 @@ def test_centroid_cache_follows_ingest_and_delete(db, tmp_path):
     cfg = CascadeConfig(aggregation="centroid")
     q_wave = wave(1, 80)
     q = db.embed(q_wave).nested[256].astype(np.float64)
-    before = {c.speaker: c.score for c in db.identify(q_wave, cfg).candidates}
+    before = {c.speaker: c.score for c in db.identify(q_wave, cascade=cfg).candidates}
     assert before["spk01"] == pytest.approx(q @ centroid_of(db, "spk01"), abs=1e-5)
     write_corpus(tmp_path / "b", speakers=1, utterances=4, first_speaker=1)
     for p in (tmp_path / "b" / "spk01").iterdir():  # new content for spk01
         sf.write(p, voice(1, 20 + int(p.stem[-1])), RATE, subtype="PCM_16")
     db.ingest([tmp_path / "b"])
-    after = {c.speaker: c.score for c in db.identify(q_wave, cfg).candidates}
+    after = {c.speaker: c.score for c in db.identify(q_wave, cascade=cfg).candidates}
     assert after["spk01"] == pytest.approx(q @ centroid_of(db, "spk01"), abs=1e-5)
     assert after["spk01"] != pytest.approx(before["spk01"], abs=1e-6)
-    assert db.identify(q_wave, cfg, score_norm="asnorm").cohort["size"] == 3
+    assert db.identify(q_wave, cascade=cfg, score_norm="asnorm").cohort["size"] == 3
     db.delete_speaker("spk01")
-    gone = {c.speaker for c in db.identify(q_wave, cfg).candidates}
+    gone = {c.speaker for c in db.identify(q_wave, cascade=cfg).candidates}
     assert "spk01" not in gone and gone == {"spk00", "spk02"}
-    assert db.identify(q_wave, cfg, score_norm="asnorm").cohort["size"] == 2
+    assert db.identify(q_wave, cascade=cfg, score_norm="asnorm").cohort["size"] == 2
     db.delete_recording(str(tmp_path / "a" / "spk02" / "utt0.wav"))
-    last = {c.speaker: c.score for c in db.identify(q_wave, cfg).candidates}
+    last = {c.speaker: c.score for c in db.identify(q_wave, cascade=cfg).candidates}
     assert last["spk02"] == pytest.approx(q @ centroid_of(db, "spk02"), abs=1e-5)
 
 

@@ -21,3 +21,13 @@ def test_server_documents_the_configs_top_k():
     from speakerdb.server.routes import DEFAULT_TOP_K as served
 
     assert served == CascadeConfig().top_k == 5
+
+
+def test_identify_options_are_keyword_only():
+    import inspect
+
+    from speakerdb.api import SpeakerDB
+
+    params = list(inspect.signature(SpeakerDB.identify).parameters.values())
+    assert [p.name for p in params[:2]] == ["self", "audio"]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[2:])

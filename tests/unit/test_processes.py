@@ -189,9 +189,9 @@ def test_an_open_database_sees_what_another_process_writes(home, tmp_path, spect
         gone = served.identify(probe)
         assert all(c.speaker != "spk08" for c in gone.candidates)
         centroid = CascadeConfig(aggregation="centroid")
-        assert served.identify(new["spk07"][1], centroid).speaker == "spk07"  # cached
+        assert served.identify(new["spk07"][1], cascade=centroid).speaker == "spk07"  # cached
         assert cli("speakers", "rename", "spk07", "seven", "--home", home).returncode == 0
-        assert served.identify(new["spk07"][1], centroid).speaker == "seven"
+        assert served.identify(new["spk07"][1], cascade=centroid).speaker == "seven"
 
         # this process now writes: its saved indexes hold every vector of the store
         served.enroll("late", [Waveform(voice(11, 0), RATE)])

@@ -99,12 +99,12 @@ def test_speakers_lists_labelled_speakers_with_direct_sums(gallery):
 
 
 def test_rename_then_identify_returns_the_new_label(gallery):
-    assert gallery.identify(wave(1, 5), CENTROID).speaker == "spk01"  # fills the centroid cache
+    assert gallery.identify(wave(1, 5), cascade=CENTROID).speaker == "spk01"  # fills the centroid cache
     info = gallery.rename_speaker("spk01", "alice")
     assert (info.label, info.recordings, info.segments) == ("alice", 3, 3)
     assert [i.label for i in gallery.speakers()] == ["alice", "spk00", "spk02", "spk03"]
     assert gallery.identify(wave(1, 5)).speaker == "alice"
-    assert gallery.identify(wave(1, 5), CENTROID).speaker == "alice"
+    assert gallery.identify(wave(1, 5), cascade=CENTROID).speaker == "alice"
     assert_consistent(gallery)
 
 
@@ -123,7 +123,7 @@ def test_rename_errors(gallery):
 
 def test_merge_moves_recordings_and_deletes_the_source(gallery):
     before = {i.label: i for i in gallery.speakers()}
-    assert gallery.identify(wave(2, 5), CENTROID).speaker == "spk02"
+    assert gallery.identify(wave(2, 5), cascade=CENTROID).speaker == "spk02"
     ids_before = gallery.store.segment_ids()
     info = gallery.merge_speakers("spk02", "spk03")
     assert info.label == "spk03"
@@ -134,7 +134,7 @@ def test_merge_moves_recordings_and_deletes_the_source(gallery):
     assert gallery.store.counts()["speakers"] == 3
     assert np.array_equal(gallery.store.segment_ids(), ids_before)  # no vector changed
     assert gallery.identify(wave(2, 5)).speaker == "spk03"
-    assert gallery.identify(wave(2, 5), CENTROID).speaker == "spk03"
+    assert gallery.identify(wave(2, 5), cascade=CENTROID).speaker == "spk03"
     assert_consistent(gallery)
 
 
@@ -173,7 +173,7 @@ def test_delete_speaker_removes_its_vectors(gallery):
     assert gallery.delete_speaker("spk00") == n
     assert gallery.store.counts()["segments"] == before - n
     assert [i.label for i in gallery.speakers()] == ["spk01", "spk02", "spk03"]
-    assert gallery.identify(wave(0, 5), CENTROID).speaker != "spk00"
+    assert gallery.identify(wave(0, 5), cascade=CENTROID).speaker != "spk00"
     assert_consistent(gallery)
 
 
@@ -186,7 +186,7 @@ def test_enroll_adds_in_one_transaction_and_is_identified(gallery):
         return original(*args, **kwargs)
 
     gallery.store.write_batch = counting
-    assert gallery.identify(wave(9, 5), CENTROID).speaker != "bob"
+    assert gallery.identify(wave(9, 5), cascade=CENTROID).speaker != "bob"
     buf = io.BytesIO()
     sf.write(buf, voice(9, 1), RATE, format="WAV", subtype="PCM_16")
     buf.seek(0)
@@ -197,7 +197,7 @@ def test_enroll_adds_in_one_transaction_and_is_identified(gallery):
     assert (bob.recordings, bob.segments) == (3, 6)
     assert bob.seconds == pytest.approx(1.5 + 1.5 + 35.0)
     assert gallery.identify(wave(9, 5)).speaker == "bob"
-    assert gallery.identify(wave(9, 5), CENTROID).speaker == "bob"
+    assert gallery.identify(wave(9, 5), cascade=CENTROID).speaker == "bob"
     with gallery.store.session() as s:
         sources = set(s.scalars(select(Recording.source).join(Speaker)
                                 .where(Speaker.label == "bob")))
@@ -307,7 +307,7 @@ def test_identify_in_threads_while_one_thread_ingests(db, tmp_path):
         try:
             i = 0
             while not done.is_set() or i < 3:
-                r = db.identify(wave(k, 50 + i), CascadeConfig(k64=50, k128=20, k192=10))
+                r = db.identify(wave(k, 50 + i), cascade=CascadeConfig(k64=50, k128=20, k192=10))
                 results.append(r)
                 names = [s.label for s in db.speakers()]
                 assert names == sorted(names)
