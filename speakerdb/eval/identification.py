@@ -81,7 +81,7 @@ from speakerdb.eval.metrics import dir_at_fpir, top_k_accuracy
 from speakerdb.eval.trials import LabelledFile
 from speakerdb.files.hashing import sha256_file
 from speakerdb.model.prefixes import prefix
-from speakerdb.search.cascade import cascade_search, exhaustive_search
+from speakerdb.search.cascade import exhaustive_search
 from speakerdb.search.decision import AGGREGATIONS, aggregate
 
 __all__ = ["EXACT_LIMIT", "INDEX_K", "NO_SCORE", "evaluate_identification"]
@@ -339,17 +339,18 @@ def _gallery_sizes(db, full, truth, is_known, ok, sizes, draws, k, dim) -> dict:
 
 
 def _cascade(db, g, vectors, ok, own, cfg: CascadeConfig) -> dict:
-    indexes = db.indexes.set.by_dim
-    top = max(indexes)
+    tier = db.indexes
+    dims = tier.dims()
+    top = max(dims)
     n = agree = same = 0
     t_casc = t_exh = 0.0
     for i in np.flatnonzero(ok).tolist():
-        query = {d: vectors[d][i] for d in indexes}
+        query = {d: vectors[d][i] for d in dims}
         skip = set(own[i].tolist())
         t0 = time.perf_counter()
-        c_hits = cascade_search(indexes, query, cfg)
+        c_hits = tier.search_cascade(query, cfg)
         t1 = time.perf_counter()
-        e_hits = exhaustive_search(indexes[top], query[top], cfg.k192 + len(skip))
+        e_hits = tier.search_exhaustive(query[top], cfg.k192 + len(skip))
         t2 = time.perf_counter()
         t_casc, t_exh = t_casc + (t1 - t0), t_exh + (t2 - t1)
         c_hits = [h for h in c_hits if h.segment_id not in skip]
@@ -385,8 +386,7 @@ def evaluate_identification(
         raise UsageError("no known aggregation rule given (" + "; ".join(notes) + ")")
     cfg = cascade or CascadeConfig()
     root = Path(root)
-    if db.indexes.set is None:
-        db.indexes.open(catch_up=True)
+    db.indexes.ensure_open()
     g = _load_gallery(db)
     cache = _cache_for(db, probes, root, cache)
     own = [_own_segments(g, root / p.path) for p in probes]
