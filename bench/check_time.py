@@ -65,7 +65,7 @@ def main() -> int:
         del raw, speaker
         t0 = time.perf_counter()
         with SpeakerDB.open(home) as db:  # builds and saves the indexes
-            screen = db.indexes.set.by_dim[64].choice.key
+            screen = db.indexes.describe()[min(db.indexes.dims())]["index_key"]
         build_s = time.perf_counter() - t0
         index_bytes = sum(p.stat().st_size for p in home.glob("index-*.faiss"))
         full = timed_check(home, quick=False)

@@ -234,7 +234,7 @@ def open_database(raw: np.ndarray, speaker: np.ndarray, args) -> dict:
         t0 = time.perf_counter()
         db = SpeakerDB.open(home)  # no indexes yet: built from the store and saved
         first_open_s = time.perf_counter() - t0
-        key = db.indexes.set.by_dim[64].choice.key
+        key = db.indexes.describe()[min(db.indexes.dims())]["index_key"]
         db.close()
         t0 = time.perf_counter()
         db = SpeakerDB.open(home, embedder=emb)

@@ -71,7 +71,10 @@ def _print_identify_calibration(home, cal, json_: bool) -> None:
     if json_:
         print_json(doc)
         return
-    fmt = (lambda x: "n/a" if x is None else f"{x:.4f}")
+
+    def fmt(x):
+        return "n/a" if x is None else f"{x:.4f}"
+
     print(f"calibrated identification for FPIR {cal.target_fpir:g} (score-norm "
           f"{cal.score_norm}, aggregation {cal.aggregation}, {cal.dim}-D): threshold "
           f"{cal.threshold:.6f} at {cal.speakers} speakers")

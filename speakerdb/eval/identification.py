@@ -81,7 +81,6 @@ from speakerdb.eval.metrics import dir_at_fpir, top_k_accuracy
 from speakerdb.eval.trials import LabelledFile
 from speakerdb.files.hashing import sha256_file
 from speakerdb.model.prefixes import prefix
-from speakerdb.search.cascade import exhaustive_search
 from speakerdb.search.decision import AGGREGATIONS, aggregate
 
 __all__ = ["EXACT_LIMIT", "INDEX_K", "NO_SCORE", "evaluate_identification"]
@@ -238,17 +237,17 @@ def _score_dim(db, g, q, own, rules, top_k, k, full=None) -> dict[str, tuple[np.
     sums = np.add.reduceat(gallery.astype(np.float64), g.starts, axis=0)
     column = {int(x): c for c, x in enumerate(g.ids.tolist())}
     cols = [np.array([column[x] for x in o.tolist() if x in column], np.int64) for o in own]
-    vindex = db.indexes.set.by_dim[d] if g.total > EXACT_LIMIT else None
+    tier = db.indexes if g.total > EXACT_LIMIT else None
     block = max(1, _BLOCK_ELEMENTS // g.ids.size)
     for a in range(0, m, block):
         qb = q[a:a + block]
-        if vindex is None:
+        if tier is None:
             s, valid = qb @ gallery.T, np.ones((len(qb), g.ids.size), bool)
         else:
             s = np.zeros((len(qb), g.ids.size), np.float32)
             valid = np.zeros(s.shape, bool)
             for i in range(len(qb)):
-                for h in exhaustive_search(vindex, qb[i], INDEX_K + cols[a + i].size):
+                for h in tier.search_exhaustive(qb[i], INDEX_K + cols[a + i].size):
                     if h.segment_id in column:
                         s[i, column[h.segment_id]], valid[i, column[h.segment_id]] = h.score, True
         for i in range(len(qb)):

@@ -247,11 +247,15 @@ class FaissTier:
         return cascade_search(self.set.by_dim, query, config)
 
     def search_exhaustive(self, query: np.ndarray, k: int) -> list:
-        """The ``k`` best hits for ``query`` at the top dimension, scoring every vector."""
+        """The ``k`` best hits for ``query`` at its own dimension (one of ``dims()``), scoring
+        every vector."""
         from speakerdb.search.cascade import exhaustive_search
 
         self.ensure_open()
-        return exhaustive_search(self.set.by_dim[max(self.set.by_dim)], query, k)
+        d = int(np.shape(query)[-1])
+        if d not in self.set.by_dim:
+            raise ValueError(f"no {d}-D index (dimensions: {sorted(self.set.by_dim)})")
+        return exhaustive_search(self.set.by_dim[d], query, k)
 
     def describe(self) -> dict[int, dict]:
         """{dim: index key, parameter, vector count, file size} of the saved indexes."""
