@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import io
+import os
+import socket
 import threading
-import urllib.error
 from pathlib import Path
 
 import pytest
@@ -60,98 +60,130 @@ def test_bad_names(name, why):
         release_url(name)
 
 
-class _Resp(io.BytesIO):
-    def __init__(self, data: bytes, length: int | None = None):
-        super().__init__(data)
-        self.headers = {"Content-Length": str(len(data) if length is None else length)}
+class _Server:
+    """Serves ``root`` on 127.0.0.1 and counts the requests; paths under ``/short/`` announce
+    10 bytes more than they send."""
 
+    def __init__(self, root: Path):
+        self.root, self.requests = root, []
+        server = self
 
-def test_fetch_with_injected_opener_records_and_reuses(tmp_path):
-    calls = []
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *a, **kw):
+                super().__init__(*a, directory=str(root), **kw)
 
-    def opener(req, timeout):
-        calls.append(req.full_url)
-        return _Resp(PAYLOAD)
+            def do_GET(self):
+                server.requests.append(self.path)
+                if not self.path.startswith("/short/"):
+                    return super().do_GET()
+                data = (root / self.path[len("/short/"):]).read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data) + 10))
+                self.end_headers()
+                self.wfile.write(data)
+                self.close_connection = True
 
-    seen = []
-    p = fetch_release("b2-vox2-ft_lm", tmp_path / "cache", opener=opener,
-                      progress=lambda got, total: seen.append((got, total)))
-    assert p == tmp_path / "cache" / "b2-vox2-ft_lm.pt" and p.read_bytes() == PAYLOAD
-    digest = hashlib.sha256(PAYLOAD).hexdigest()
-    assert (p.parent / "b2-vox2-ft_lm.pt.sha256").read_text() == f"{digest}  b2-vox2-ft_lm.pt\n"
-    assert calls == [BASE_URL + "b2-vox2-ft_lm.pt"]
-    assert seen[-1] == (len(PAYLOAD), len(PAYLOAD))
-    assert sorted(f.name for f in p.parent.iterdir()) == ["b2-vox2-ft_lm.pt", "b2-vox2-ft_lm.pt.sha256"]
-    # second use: verified against the record, no download
-    assert fetch_release("b2-vox2-ft_lm", tmp_path / "cache", sha256=digest.upper(), opener=opener) == p
-    assert len(calls) == 1
-    # a changed cached file is refused, not used
-    p.write_bytes(PAYLOAD[:-1] + b"x")
-    with pytest.raises(DownloadError, match="recorded at download"):
-        fetch_release("b2-vox2-ft_lm", tmp_path / "cache", opener=opener)
-    assert len(calls) == 1
+            def log_message(self, *a):
+                pass
 
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
 
-def test_fetch_wrong_expected_sha_leaves_nothing(tmp_path):
-    with pytest.raises(DownloadError, match="not the expected"):
-        fetch_release("b0-vox2-ptn", tmp_path, sha256="0" * 64, opener=lambda r, timeout: _Resp(PAYLOAD))
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_fetch_cut_short_leaves_nothing(tmp_path):
-    with pytest.raises(DownloadError, match="cut short"):
-        fetch_release("b0-vox2-ptn", tmp_path, opener=lambda r, timeout: _Resp(PAYLOAD, len(PAYLOAD) + 10))
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_fetch_without_record_downloads_again(tmp_path):
-    (tmp_path / "b0-vox2-ptn.pt").write_bytes(b"stale")
-    p = fetch_release("b0-vox2-ptn", tmp_path, opener=lambda r, timeout: _Resp(PAYLOAD))
-    assert p.read_bytes() == PAYLOAD
-
-
-def test_fetch_network_error_is_typed(tmp_path):
-    def opener(req, timeout):
-        raise urllib.error.URLError("no route to host")
-
-    with pytest.raises(DownloadError, match="no route to host"):
-        fetch_release("b0-vox2-ptn", tmp_path, opener=opener)
-    assert list(tmp_path.iterdir()) == []
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 @pytest.fixture
-def local_server(tmp_path):
+def server(tmp_path, monkeypatch):
+    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "*")
     root = tmp_path / "served"
     root.mkdir()
-    (root / "b2-vox2-ft_lm.pt").write_bytes(PAYLOAD)
+    for name in ("b2-vox2-ft_lm.pt", "b0-vox2-ptn.pt"):
+        (root / name).write_bytes(PAYLOAD)
     (root / "M-vb2+vox2+cnc-ft_mix.pt").write_bytes(PAYLOAD[::-1])
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, directory=str(root), **kw)
-
-        def log_message(self, *a):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+    s = _Server(root)
+    yield s
+    s.close()
 
 
-def test_fetch_over_http_from_localhost(tmp_path, local_server):
+def test_fetch_records_and_reuses(tmp_path, server):
+    seen = []
     cache = tmp_path / "cache"
-    p = fetch_release("b2-vox2-ft_lm", cache, base_url=local_server,
+    p = fetch_release("b2-vox2-ft_lm", cache, base_url=server.url,
+                      progress=lambda got, total: seen.append((got, total)))
+    assert p == cache / "b2-vox2-ft_lm.pt" and p.read_bytes() == PAYLOAD
+    digest = hashlib.sha256(PAYLOAD).hexdigest()
+    assert (p.parent / "b2-vox2-ft_lm.pt.sha256").read_text().splitlines()[0] == \
+        f"{digest}  b2-vox2-ft_lm.pt"
+    assert server.requests == ["/b2-vox2-ft_lm.pt"]
+    assert seen[-1] == (len(PAYLOAD), len(PAYLOAD))
+    assert sorted(f.name for f in p.parent.iterdir()) == ["b2-vox2-ft_lm.pt", "b2-vox2-ft_lm.pt.sha256"]
+    # second use: verified against the record, no download
+    assert fetch_release("b2-vox2-ft_lm", cache, sha256=digest.upper(), base_url=server.url) == p
+    assert len(server.requests) == 1
+    # a changed cached file is refused, not used (the record covers the size and mtime)
+    st = p.stat()
+    p.write_bytes(PAYLOAD[:-1] + b"x")
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    with pytest.raises(DownloadError, match="recorded at download"):
+        fetch_release("b2-vox2-ft_lm", cache, base_url=server.url)
+    assert len(server.requests) == 1
+
+
+def test_fetch_reads_a_bare_sha256sum_record(tmp_path, server):
+    """The sidecar format of earlier versions (one sha256sum line) is still the reference."""
+    (tmp_path / "b0-vox2-ptn.pt").write_bytes(PAYLOAD)
+    digest = hashlib.sha256(PAYLOAD).hexdigest()
+    (tmp_path / "b0-vox2-ptn.pt.sha256").write_text(f"{digest}  b0-vox2-ptn.pt\n")
+    assert fetch_release("b0-vox2-ptn", tmp_path, base_url=server.url).read_bytes() == PAYLOAD
+    assert server.requests == []
+    (tmp_path / "b0-vox2-ptn.pt.sha256").write_text(f"{'0' * 64}  b0-vox2-ptn.pt\n")
+    with pytest.raises(DownloadError, match="recorded at download"):
+        fetch_release("b0-vox2-ptn", tmp_path, base_url=server.url)
+
+
+def test_fetch_wrong_expected_sha_leaves_nothing(tmp_path, server):
+    with pytest.raises(DownloadError, match="not the expected"):
+        fetch_release("b0-vox2-ptn", tmp_path / "c", sha256="0" * 64, base_url=server.url)
+    assert list((tmp_path / "c").iterdir()) == []
+
+
+def test_fetch_cut_short_leaves_nothing(tmp_path, server):
+    with pytest.raises(DownloadError, match="cut short"):
+        fetch_release("b0-vox2-ptn", tmp_path / "c", base_url=server.url + "short/")
+    assert list((tmp_path / "c").iterdir()) == []
+
+
+def test_fetch_without_record_downloads_again(tmp_path, server):
+    (tmp_path / "b0-vox2-ptn.pt").write_bytes(b"stale")
+    p = fetch_release("b0-vox2-ptn", tmp_path, base_url=server.url)
+    assert p.read_bytes() == PAYLOAD and len(server.requests) == 1
+
+
+def test_fetch_network_error_is_typed(tmp_path, monkeypatch):
+    monkeypatch.setenv("no_proxy", "*")
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(DownloadError, match=f"127.0.0.1:{port}.*download failed"):
+        fetch_release("b0-vox2-ptn", tmp_path, base_url=f"http://127.0.0.1:{port}/", timeout=5)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fetch_over_http_from_localhost(tmp_path, server):
+    cache = tmp_path / "cache"
+    (server.root / "b0-vox2-ptn.pt").unlink()
+    p = fetch_release("b2-vox2-ft_lm", cache, base_url=server.url,
                       sha256=hashlib.sha256(PAYLOAD).hexdigest())
     assert p.read_bytes() == PAYLOAD
-    q = fetch_release("M-vb2+vox2+cnc-ft_mix", cache, base_url=local_server)
+    q = fetch_release("M-vb2+vox2+cnc-ft_mix", cache, base_url=server.url)
     assert q.name == "M-vb2+vox2+cnc-ft_mix.pt" and q.read_bytes() == PAYLOAD[::-1]
     with pytest.raises(DownloadError, match="HTTP 404"):
-        fetch_release("b0-vox2-ptn", cache, base_url=local_server)
+        fetch_release("b0-vox2-ptn", cache, base_url=server.url)
     assert sorted(f.name for f in cache.iterdir()) == sorted(
         ["b2-vox2-ft_lm.pt", "b2-vox2-ft_lm.pt.sha256",
          "M-vb2+vox2+cnc-ft_mix.pt", "M-vb2+vox2+cnc-ft_mix.pt.sha256"])
