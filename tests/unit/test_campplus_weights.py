@@ -5,14 +5,11 @@ Nothing here touches the network: URLs point at 127.0.0.1 and pip is replaced.""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
-import http.server
 import os
 import shutil
 import subprocess
 import sys
-import threading
 import zipfile
 from pathlib import Path
 
@@ -24,6 +21,7 @@ from speakerdb.model.campplus import weights as W
 from speakerdb.model.campplus.weights import (
     CAMPPLUS, UrlSource, WeightsSpec, WeightsUnavailable, WheelSource, cache_dir, ensure_weights,
 )
+from tests.loopback import LoopbackServer, without_proxies
 
 PAYLOAD = bytes(range(256)) * 40 + b"campplus"
 MEMBER = "fakepkg/models/weights.pt"
@@ -53,10 +51,7 @@ def cache(tmp_path, monkeypatch) -> Path:
     c = tmp_path / "cache"
     monkeypatch.setenv("SPEAKERDB_CACHE", str(c))
     monkeypatch.delenv("SPEAKERDB_TEST_W", raising=False)
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
-                "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("no_proxy", "*")
+    without_proxies(monkeypatch)
     return c
 
 
@@ -70,18 +65,9 @@ def server(tmp_path):
     bad[100] ^= 0xFF
     (root / "bad.pt").write_bytes(bytes(bad))  # same size, wrong sha256
     (root / "long.pt").write_bytes(PAYLOAD + b"extra")
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", root
-    httpd.shutdown()
-    httpd.server_close()
+    s = LoopbackServer(root)
+    yield s.url, root
+    s.close()
 
 
 def _wheel(tmp_path: Path, member_bytes: bytes = PAYLOAD, member: str = MEMBER) -> Path:

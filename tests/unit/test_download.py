@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import json
 import os
-import threading
 from pathlib import Path
 
 import pytest
 
 from speakerdb.errors import DownloadError
 from speakerdb.files import download as D
+from tests.loopback import LoopbackServer, without_proxies
 
 PAYLOAD = bytes(range(256)) * 2050 + b"tail"  # a little over 512 KiB
 DIGEST = hashlib.sha256(PAYLOAD).hexdigest()
@@ -34,28 +32,13 @@ def source(tmp_path) -> Path:
 @pytest.fixture
 def server(tmp_path, monkeypatch):
     """Serves tmp_path/www on 127.0.0.1; yields (base_url, list of requested paths)."""
-    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("no_proxy", "*")
+    without_proxies(monkeypatch)
     root = tmp_path / "www"
     root.mkdir()
     (root / "w.pt").write_bytes(PAYLOAD)
-    requests: list[str] = []
-
-    class Counting(http.server.SimpleHTTPRequestHandler):
-        def do_GET(self):
-            requests.append(self.path)
-            super().do_GET()
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Counting, directory=str(root)))
-    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", requests
-    httpd.shutdown()
-    httpd.server_close()
+    s = LoopbackServer(root)
+    yield s.url, s.requests
+    s.close()
 
 
 @pytest.mark.parametrize("as_url", [False, True])

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import os
 import socket
-import threading
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from speakerdb.model.redimnet.release import (
     release_filename,
     release_url,
 )
+from tests.loopback import LoopbackServer, without_proxies
 
 PAYLOAD = bytes(range(256)) * 4099  # ~1 MB, more than one read chunk
 
@@ -60,52 +59,15 @@ def test_bad_names(name, why):
         release_url(name)
 
 
-class _Server:
-    """Serves ``root`` on 127.0.0.1 and counts the requests; paths under ``/short/`` announce
-    10 bytes more than they send."""
-
-    def __init__(self, root: Path):
-        self.root, self.requests = root, []
-        server = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def __init__(self, *a, **kw):
-                super().__init__(*a, directory=str(root), **kw)
-
-            def do_GET(self):
-                server.requests.append(self.path)
-                if not self.path.startswith("/short/"):
-                    return super().do_GET()
-                data = (root / self.path[len("/short/"):]).read_bytes()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data) + 10))
-                self.end_headers()
-                self.wfile.write(data)
-                self.close_connection = True
-
-            def log_message(self, *a):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def server(tmp_path, monkeypatch):
-    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("no_proxy", "*")
+    without_proxies(monkeypatch)
     root = tmp_path / "served"
     root.mkdir()
     for name in ("b2-vox2-ft_lm.pt", "b0-vox2-ptn.pt"):
         (root / name).write_bytes(PAYLOAD)
     (root / "M-vb2+vox2+cnc-ft_mix.pt").write_bytes(PAYLOAD[::-1])
-    s = _Server(root)
+    s = LoopbackServer(root)
     yield s
     s.close()
 
@@ -154,7 +116,7 @@ def test_fetch_wrong_expected_sha_leaves_nothing(tmp_path, server):
 
 def test_fetch_cut_short_leaves_nothing(tmp_path, server):
     with pytest.raises(DownloadError, match="cut short"):
-        fetch_release("b0-vox2-ptn", tmp_path / "c", base_url=server.url + "short/")
+        fetch_release("b0-vox2-ptn", tmp_path / "c", base_url=server.url + "/short/")
     assert list((tmp_path / "c").iterdir()) == []
 
 
@@ -165,7 +127,7 @@ def test_fetch_without_record_downloads_again(tmp_path, server):
 
 
 def test_fetch_network_error_is_typed(tmp_path, monkeypatch):
-    monkeypatch.setenv("no_proxy", "*")
+    without_proxies(monkeypatch)
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
