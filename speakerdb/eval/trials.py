@@ -168,7 +168,7 @@ def labelled_files(
     kind = detect_layout(source) if layout == "auto" else layout
     if kind == "manifest":
         if not source.is_file():
-            raise UsageError(f"{source}: --layout manifest needs a CSV file")
+            raise UsageError(f"{source}: a manifest layout needs a CSV file")
         root, files = source.parent, _from_manifest(source, recording_column)
     elif source.is_dir():
         root, files = source, _from_tree(source, kind)

@@ -154,7 +154,7 @@ def discover(
 ) -> list[SourceItem]:
     """Every input named by ``sources`` under ``layout``, in a stable order, each path once."""
     if layout not in LAYOUTS:
-        raise UsageError(f"--layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
+        raise UsageError(f"layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
     items: list[SourceItem] = []
     for src in sources:
         root = Path(src)
@@ -165,7 +165,7 @@ def discover(
             items.append(SourceItem(root, None, "file"))
         elif kind == "manifest":
             if not root.is_file():
-                raise UsageError(f"{src}: --layout manifest needs a CSV file")
+                raise UsageError(f"{src}: a manifest layout needs a CSV file")
             items.extend(_from_manifest(root))
         else:
             items.extend(_from_tree(root, kind, extensions))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from speakerdb.errors import ManifestError
+from speakerdb.errors import ManifestError, UsageError
 from speakerdb.eval.trials import labelled_files
 from speakerdb.ingest.manifest import read_manifest
 from speakerdb.ingest.sources import discover
@@ -72,3 +72,14 @@ def test_not_utf8(tmp_path):
     p = _write(tmp_path, "path,speaker\n\xe9.wav,ann\n", encoding="latin-1")
     with pytest.raises(ManifestError, match="m.csv: not a UTF-8 CSV file"):
         read_manifest(p)
+
+
+def test_library_messages_name_no_cli_flags(tmp_path):
+    with pytest.raises(UsageError) as e:
+        discover([tmp_path], "nope")
+    assert str(e.value).startswith("layout 'nope': choose one of") and "--" not in str(e.value)
+    for call in (lambda: discover([tmp_path], "manifest"),
+                 lambda: labelled_files(tmp_path, "manifest")):
+        with pytest.raises(UsageError, match="a manifest layout needs a CSV file") as e:
+            call()
+        assert "--" not in str(e.value)
