@@ -100,9 +100,9 @@ def _sources(src, name: str):
 
 
 def open_blocks(x, name: str, max_duration_s: float | None = None) -> Blocks:
-    """Open ``x``, an ``inputs.AudioSource`` with a path or bytes. Raises ``AudioError`` for what can be told
-    before decoding: no such file, empty, truncated WAV, not audio, a rate below ``MIN_RATE``,
-    a declared length over ``max_duration_s``."""
+    """Open ``x``, an ``inputs.AudioSource`` with a path or bytes. Raises ``AudioError`` for
+    what can be told before decoding: no such file, empty, truncated WAV, not audio, a rate
+    below ``MIN_RATE``, a declared length over ``max_duration_s``."""
     for_sf, for_av = _sources(x, name)
     try:
         return _sf_blocks(for_sf, name, max_duration_s)
