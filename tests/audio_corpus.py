@@ -106,13 +106,9 @@ def write_m4a(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
 def pcm16_wav(samples: np.ndarray, rate: int) -> bytes:
     """A 16-bit mono WAV file of float ``samples`` whose header declares ``rate`` Hz (any rate,
     also those libsndfile refuses to write)."""
-    import struct
+    from speakerdb.audio.wav import wav_bytes
 
-    data = np.round(np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
-    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * 2, 2, 16)
-    return b"".join([b"RIFF", struct.pack("<I", 4 + 8 + len(fmt) + 8 + len(data)), b"WAVE",
-                     b"fmt ", struct.pack("<I", len(fmt)), fmt,
-                     b"data", struct.pack("<I", len(data)), data])
+    return wav_bytes(samples, rate, pcm16=True)
 
 
 def write_bad_corpus(dir: Path, *, include_long: bool = True) -> dict[str, Path]:

@@ -16,6 +16,10 @@ import numpy as np
 
 from speakerdb.errors import AudioError, SilentAudioError, TooShortError
 
+# the submodule ``decode`` is loaded first: loading it later would rebind the package's name
+# ``decode`` from the function below to the module (light: numpy and errors only)
+from speakerdb.audio import decode as _decode_module  # noqa: E402, F401
+
 __all__ = [
     "TARGET_RATE",
     "FRAME_S",
@@ -56,11 +60,13 @@ class Waveform:
         return len(self.samples) / self.sample_rate
 
 
-AudioInput = str | os.PathLike | BinaryIO | Waveform
-"""What the audio functions accept:
+AudioInput = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO | Waveform
+"""What the audio functions accept (checked by ``inputs.audio_input``, which also takes its own
+``AudioSource``):
 
 * ``str`` or ``os.PathLike``: path of an audio file (wav, flac, ogg, mp3, ... via soundfile;
   m4a/AAC, mp4 and whatever else FFmpeg reads via PyAV);
+* ``bytes``, ``bytearray`` or ``memoryview``: the bytes of such a file;
 * a binary file object (``open(p, "rb")``, ``io.BytesIO``): read from its current position;
 * ``Waveform``: samples already in memory (float arrays as they are, integer arrays scaled to
   [-1, 1], e.g. int16 / 32768).
@@ -103,10 +109,15 @@ class Prepared:
 
 def describe(x: AudioInput) -> str:
     """The name errors and results use: the path as given (``names.display_name``: valid
-    UTF-8 whatever its bytes), a file object's ``.name`` or ``"<stream>"``, ``"<waveform>"``."""
+    UTF-8 whatever its bytes), a file object's ``.name`` or ``"<stream>"``, ``"<waveform>"``,
+    ``"<bytes>"``; an ``inputs.AudioSource``'s own name."""
     if isinstance(x, Waveform):
         return "<waveform>"
+    from speakerdb.audio.inputs import AudioSource
     from speakerdb.audio.names import display_name
+
+    if isinstance(x, AudioSource):
+        return x.name
 
     if isinstance(x, (str, os.PathLike)):
         return display_name(x)
@@ -144,20 +155,20 @@ def _from_waveform(w: Waveform, name: str) -> Waveform:
 
 def open_input(x: AudioInput, name: str, max_duration_s: float | None = None):
     """``decode.Blocks`` of ``x``: its rate, channels and (n, channels) float32 blocks. A rate
-    below ``decode.MIN_RATE`` or more than ``max_duration_s`` seconds is an ``AudioError``."""
+    below ``decode.MIN_RATE`` or more than ``max_duration_s`` seconds is an ``AudioError``; so
+    is an input ``inputs.audio_input`` refuses."""
     from speakerdb.audio.decode import Blocks, check_rate, open_blocks, too_long
+    from speakerdb.audio.inputs import audio_input
 
-    if isinstance(x, Waveform):
-        w = _from_waveform(x, name)
+    src = audio_input(x, name)
+    if src.waveform is not None:
+        w = _from_waveform(src.waveform, name)
         check_rate(w.sample_rate, name)
         if max_duration_s is not None and len(w.samples) > int(max_duration_s * w.sample_rate):
             raise too_long(name, max_duration_s, w.duration_s)
         a = w.samples if w.samples.ndim == 2 else w.samples[:, None]
         return Blocks(w.sample_rate, a.shape[1], iter([a]))
-    if isinstance(x, (str, os.PathLike)) or hasattr(x, "read"):
-        return open_blocks(x, name, max_duration_s)
-    raise TypeError(f"cannot read audio from {type(x).__name__}; expected a path, "
-                    "a binary file object or a Waveform")
+    return open_blocks(src, name, max_duration_s)
 
 
 def decode(x: AudioInput, name: str | None = None, *,

@@ -74,41 +74,35 @@ def _check_header(head: bytes, size: int, name: str) -> None:
         raise AudioError(name, reason)
 
 
-def _sources(x, name: str):
-    """What soundfile and PyAV open for ``x``: a path (bytes for soundfile, so that any name the
-    file system allows works) or one in-memory copy of a file object's bytes."""
-    if isinstance(x, (str, os.PathLike)):
-        path = os.fsdecode(x)
+def _sources(src, name: str):
+    """What soundfile and PyAV open for ``src`` (an ``inputs.AudioSource`` with a path or
+    bytes): the path (bytes for soundfile, so that any name the file system allows works) or
+    one in-memory copy of the bytes."""
+    if src.path is not None:
+        path = src.path
         try:
-            st = os.stat(path)
-            if os.path.isdir(path):
-                raise AudioError(name, "not a readable audio file (is a directory)")
+            size = os.stat(path).st_size
             with open(path, "rb") as fh:
                 head = fh.read(_HEAD_BYTES)
-        except FileNotFoundError:
-            raise AudioError(name, "no such file") from None
-        except OSError as e:
-            raise AudioError(name, f"cannot read ({short_reason(e)})") from None
-        if st.st_size == 0:
+        except OSError as e:  # gone or changed since ``audio_input`` looked at it
+            from speakerdb.audio.inputs import file_error
+
+            raise file_error(name, e) from None
+        if size == 0:
             raise AudioError(name, "empty file (0 bytes)")
-        _check_header(head, st.st_size, name)
+        _check_header(head, size, name)
         return os.fsencode(path), path
-    try:
-        data = x.read()
-    except Exception as e:  # noqa: BLE001
-        raise AudioError(name, f"cannot read ({short_reason(e)})") from None
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise AudioError(name, "file object must be opened in binary mode")
+    data = src.data
     if len(data) == 0:
         raise AudioError(name, "empty file (0 bytes)")
-    _check_header(bytes(data[:_HEAD_BYTES]), len(data), name)
+    _check_header(data[:_HEAD_BYTES], len(data), name)
     return io.BytesIO(data), io.BytesIO(data)
 
 
 def open_blocks(x, name: str, max_duration_s: float | None = None) -> Blocks:
-    """Open a path or binary file object ``x``. Raises ``AudioError`` for what can be told
-    before decoding: no such file, empty, truncated WAV, not audio, a rate below ``MIN_RATE``,
-    a declared length over ``max_duration_s``."""
+    """Open ``x``, an ``inputs.AudioSource`` with a path or bytes. Raises ``AudioError`` for
+    what can be told before decoding: no such file, empty, truncated WAV, not audio, a rate
+    below ``MIN_RATE``, a declared length over ``max_duration_s``."""
     for_sf, for_av = _sources(x, name)
     try:
         return _sf_blocks(for_sf, name, max_duration_s)

@@ -15,8 +15,9 @@ being changed nor index ids whose store rows were just deleted, and readers in o
 on while one thread ingests (SQLite in WAL mode serves their store reads meanwhile).
 
 Enroll goes through the ingest path (reader → gate → runner → writer) with the inputs held in
-memory: a path or file object is read once, a ``Waveform`` is written as a float32 WAV in
-memory (so its content hash is that WAV's sha256; the same samples enrolled twice are
+memory: each is checked by ``audio.inputs.audio_input`` (so it fails as decode would), a path
+or file object is read once, a ``Waveform`` is written as a float32 WAV in memory
+(``audio.wav``; so its content hash is that WAV's sha256; the same samples enrolled twice are
 recognised, a file with the same samples in another encoding is not).
 """
 
@@ -24,12 +25,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import struct
 from dataclasses import dataclass
 
-import numpy as np
-
 from speakerdb.audio import AudioInput, Waveform, decode, describe
+from speakerdb.audio.inputs import AudioSource, audio_input
+from speakerdb.audio.wav import wav_bytes
 from speakerdb.errors import AudioError, UsageError
 from speakerdb.database.results import EnrollResult, SpeakerInfo
 
@@ -90,19 +90,6 @@ def delete_recording(db, key: str) -> int:
 
 
 # enroll ---------------------------------------------------------------------------------------
-class _InMemory:
-    """Stands in for a source item's ``path``: the reader calls ``read_bytes`` and ``str``."""
-
-    def __init__(self, name: str, data: bytes):
-        self.name, self.data = name, data
-
-    def read_bytes(self) -> bytes:
-        return self.data
-
-    def __str__(self) -> str:
-        return self.name
-
-
 @dataclass
 class _Input:
     name: str
@@ -110,47 +97,28 @@ class _Input:
     error: AudioError | None = None
 
 
-def float_wav(samples, rate: int) -> bytes:
-    """A 32-bit float WAV file of ``samples`` ((n,) or (n, channels)), the same bytes for the
-    same samples (libsndfile's writer adds a time-stamped PEAK chunk, so it is not used)."""
-    a = np.ascontiguousarray(samples, dtype="<f4")
-    channels = 1 if a.ndim == 1 else a.shape[1]
-    data = a.tobytes()
-    fmt = struct.pack("<HHIIHH", 3, channels, rate, rate * channels * 4, channels * 4, 32)
-    return b"".join([b"RIFF", struct.pack("<I", 4 + 8 + len(fmt) + 8 + len(data)), b"WAVE",
-                     b"fmt ", struct.pack("<I", len(fmt)), fmt,
-                     b"data", struct.pack("<I", len(data)), data])
-
-
 def _read(x: AudioInput, name: str) -> _Input:
     """The bytes of ``x`` (a float32 WAV for a Waveform), or the AudioError of reading it."""
     try:
-        if isinstance(x, Waveform):
-            w = decode(x, name)
-            return _Input(name, float_wav(w.samples, w.sample_rate))
-        if isinstance(x, (str, os.PathLike)):
-            path = os.fsdecode(x)
-            if os.path.isdir(path):
-                raise AudioError(name, "not a readable audio file (is a directory)")
-            try:
-                with open(path, "rb") as fh:
-                    return _Input(name, fh.read())
-            except FileNotFoundError:
-                raise AudioError(name, "no such file") from None
-            except OSError as e:
-                raise AudioError(name, f"cannot read ({e.strerror or e})") from None
-        if hasattr(x, "read"):
-            try:
-                data = x.read()
-            except Exception as e:  # noqa: BLE001 - any failure of a foreign file object
-                raise AudioError(name, f"cannot read ({e})") from None
-            if not isinstance(data, (bytes, bytearray, memoryview)):
-                raise AudioError(name, "file object must be opened in binary mode")
-            return _Input(name, bytes(data))
-        raise AudioError(name, f"cannot read audio from {type(x).__name__}; expected a path, "
-                               "a binary file object or a Waveform")
+        src = audio_input(x, name)
+        if src.waveform is not None:
+            w = decode(src, name)
+            return _Input(name, wav_bytes(w.samples, w.sample_rate))
+        return _Input(name, src.read_bytes())
     except AudioError as e:
         return _Input(name, error=e)
+
+
+def _inputs(audio) -> list:
+    """``audio`` as a list of inputs: one input (of any type, also one no reader takes, so
+    that it fails like the others) or an iterable of them."""
+    if isinstance(audio, (str, os.PathLike, bytes, bytearray, memoryview, Waveform,
+                          AudioSource)) or hasattr(audio, "read"):
+        return [audio]
+    try:
+        return list(audio)
+    except TypeError:
+        return [audio]
 
 
 def _names(audio: list, names: list[str] | None) -> list[str]:
@@ -165,7 +133,7 @@ def _names(audio: list, names: list[str] | None) -> list[str]:
 
 def enroll(db, speaker: str, audio, names: list[str] | None = None,
            min_duration_s: float | None = None) -> EnrollResult:
-    """Add the recordings ``audio`` (paths, binary file objects, Waveforms) labelled
+    """Add the recordings ``audio`` (paths, bytes, binary file objects, Waveforms) labelled
     ``speaker``: one store transaction, indexes updated like ingest. Content already stored
     (same sha256) or repeated in ``audio`` is skipped with the reason; inputs that cannot be
     read, are too short or silent fail with ingest's reasons (and are stored as failures
@@ -185,9 +153,7 @@ def _enroll(db, speaker, audio, names, min_duration_s) -> EnrollResult:
     from speakerdb.ingest.writer import StoreWriter
 
     gate = gate_seconds(min_duration_s, db.gates.min_enroll_s)
-    if isinstance(audio, (str, os.PathLike, Waveform)) or hasattr(audio, "read"):
-        audio = [audio]
-    audio = list(audio)
+    audio = _inputs(audio)
     inputs = [_read(x, n) for x, n in zip(audio, _names(audio, names))]
     failed = [{"input": i.name, "reason": i.error.reason, "error": str(i.error)}
               for i in inputs if i.error is not None]
@@ -202,7 +168,7 @@ def _enroll(db, speaker, audio, names, min_duration_s) -> EnrollResult:
             skipped.append({"input": i.name, "reason": f"same audio as {first[sha]}"})
         else:
             first[sha] = i.name
-            items.append(SourceItem(_InMemory(i.name, i.data), speaker, ENROLL_SOURCE))
+            items.append(SourceItem(AudioSource(i.name, data=i.data), speaker, ENROLL_SOURCE))
     if not items:
         return EnrollResult(speaker, 0, 0, skipped, failed)
     embedder = db.embedder

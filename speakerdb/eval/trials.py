@@ -13,15 +13,15 @@ the same number of non-targets, give or take one.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
 from speakerdb.errors import ManifestError, UsageError
 from speakerdb.files.atomic import atomic_write
+from speakerdb.ingest.manifest import ManifestRow, read_manifest
 from speakerdb.ingest.sources import detect_layout, discover
 
 __all__ = [
@@ -116,47 +116,24 @@ def write_trials(trials: Iterable[Trial], path: str | Path) -> Path:
 # --- labelled files ---------------------------------------------------------------------------
 
 
-def _manifest_recording(row: dict, rel: str, fields: Sequence[str], column: str) -> str:
+def _manifest_recording(row: ManifestRow, columns: Sequence[str], column: str) -> str:
     """The recording of one manifest row: the named column if present and filled, else the
     ``source`` text before `` [split``, else the file itself."""
-    if column in fields:
-        value = (row.get(column) or "").strip()
+    if column in columns and row.get(column):
+        return row.get(column)
+    if "source" in columns:
+        value = row.get("source").split(_SPLIT_MARK, 1)[0].strip()
         if value:
             return value
-    if "source" in fields:
-        value = (row.get("source") or "").split(_SPLIT_MARK, 1)[0].strip()
-        if value:
-            return value
-    return rel
+    return row.rel
 
 
 def _from_manifest(source: Path, recording_column: str) -> list[LabelledFile]:
     """Labelled rows of a CSV manifest (``path``, ``speaker`` and optional extra columns)."""
-    try:
-        with open(source, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            fields = reader.fieldnames or []
-            for column in ("path", "speaker"):
-                if column not in fields:
-                    raise ManifestError(
-                        f"{source}: line 1: no {column!r} column (found: {', '.join(fields)})"
-                    )
-            files = []
-            for row in reader:
-                raw = (row.get("path") or "").strip()
-                if not raw:
-                    raise ManifestError(f"{source}: line {reader.line_num}: empty path")
-                speaker = (row.get("speaker") or "").strip()
-                if not speaker:
-                    continue
-                rel = PurePosixPath(raw.replace("\\", "/")).as_posix()
-                recording = _manifest_recording(row, rel, fields, recording_column)
-                files.append(LabelledFile(rel, speaker, recording))
-            return files
-    except UnicodeDecodeError as e:
-        raise ManifestError(f"{source}: not a UTF-8 CSV file ({e.reason})") from None
-    except csv.Error as e:
-        raise ManifestError(f"{source}: not a valid CSV file ({e})") from None
+    manifest = read_manifest(source, required=("path", "speaker"))
+    return [LabelledFile(row.rel, row.get("speaker"),
+                         _manifest_recording(row, manifest.columns, recording_column))
+            for row in manifest.rows if row.get("speaker")]
 
 
 def _from_tree(source: Path, layout: str) -> list[LabelledFile]:
@@ -191,7 +168,7 @@ def labelled_files(
     kind = detect_layout(source) if layout == "auto" else layout
     if kind == "manifest":
         if not source.is_file():
-            raise UsageError(f"{source}: --layout manifest needs a CSV file")
+            raise UsageError(f"{source}: a manifest layout needs a CSV file")
         root, files = source.parent, _from_manifest(source, recording_column)
     elif source.is_dir():
         root, files = source, _from_tree(source, kind)

@@ -7,18 +7,17 @@ are embedded as they are cut (``embed``), so that memory holds a bounded number 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from pathlib import PurePath
 
 import numpy as np
 
 from speakerdb.audio import AudioPolicy, Prepared, Segment
+from speakerdb.audio.inputs import AudioSource, audio_input, file_error
 from speakerdb.errors import AudioError
 from speakerdb.ingest.sources import SourceItem
 from speakerdb.audio.names import display_name
@@ -58,22 +57,26 @@ def _stamp(path) -> tuple[int, int]:
 
 
 def _hash_one(item: SourceItem) -> tuple[str, object]:
-    """(sha256, what to decode): the bytes of an in-memory input, or the size and time stamp
-    of a file (hashed a block at a time); or ("", FailureIn)."""
+    """(sha256, what to decode): the ``AudioSource`` of an in-memory input, or the size and
+    time stamp of a file (hashed a block at a time); or ("", FailureIn). Every input is first
+    checked by ``audio_input``, so a missing file fails here as it fails in decode."""
     name = display_name(item.path)
     if item.error is not None:
         return "", FailureIn(name, "", item.reason, f"{name}: {item.error}")
     try:
-        if not isinstance(item.path, (PurePath, str)):  # in memory (enroll)
-            data = item.path.read_bytes()
-            return hashlib.sha256(data).hexdigest(), data
-        stamp = _stamp(item.path)
+        src = audio_input(item.path, name)
+        if src.path is None:  # in memory (enroll)
+            return hashlib.sha256(src.read_bytes()).hexdigest(), src
+        stamp = _stamp(src.path)
         h = hashlib.sha256()
-        with open(item.path, "rb") as fh:
+        with open(src.path, "rb") as fh:
             while chunk := fh.read(_CHUNK):
                 h.update(chunk)
+    except AudioError as e:
+        return "", FailureIn(name, "", e.reason, str(e))
     except OSError as e:
-        return "", FailureIn(name, "", "unreadable", f"{name}: cannot read ({e.strerror or e})")
+        e = file_error(name, e)
+        return "", FailureIn(name, "", e.reason, str(e))
     return h.hexdigest(), stamp
 
 
@@ -120,13 +123,13 @@ def _decode_one(item: SourceItem, sha: str, data, policy: AudioPolicy, embed, lo
     name = display_name(item.path)
     emb = _Embedding(embed, lock)
     try:
-        src = io.BytesIO(data) if isinstance(data, bytes) else item.path
-        p = Preparing(src, policy, name=name)
+        in_memory = isinstance(data, AudioSource)
+        p = Preparing(data if in_memory else item.path, policy, name=name)
         for s in p:
             emb.add(s, policy)
         if emb.raw:
             emb.flush(policy)
-        if not isinstance(data, bytes):
+        if not in_memory:
             try:
                 changed = _stamp(item.path) != data
             except OSError:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 import errno
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from speakerdb.errors import ManifestError, UsageError
+from speakerdb.errors import UsageError
 from speakerdb.audio.names import display_name
+from speakerdb.ingest.manifest import read_manifest
 from speakerdb.store.speakers import label_problem
 
 __all__ = ["LAYOUTS", "SourceItem", "discover", "detect_layout"]
@@ -139,29 +139,14 @@ def _bad_label(path: Path, speaker: str, source: str) -> SourceItem:
 
 
 def _from_manifest(path: Path) -> list[SourceItem]:
-    base = path.parent
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            fields = reader.fieldnames or []
-            if "path" not in fields:
-                raise ManifestError(f"{path}: line 1: no 'path' column (found: {', '.join(fields)})")
-            items = []
-            for row in reader:
-                line = reader.line_num
-                rel = (row.get("path") or "").strip()
-                if not rel:
-                    raise ManifestError(f"{path}: line {line}: empty path")
-                speaker = (row.get("speaker") or "").strip() or None
-                if speaker is not None and label_problem(speaker):
-                    items.append(_bad_label(base / rel, speaker, "manifest"))
-                else:
-                    items.append(SourceItem(base / rel, speaker, "manifest"))
-            return _each_path_once(items)
-    except UnicodeDecodeError as e:
-        raise ManifestError(f"{path}: not a UTF-8 CSV file ({e.reason})") from None
-    except csv.Error as e:
-        raise ManifestError(f"{path}: not a valid CSV file ({e})") from None
+    items = []
+    for row in read_manifest(path).rows:
+        speaker = row.get("speaker") or None
+        if speaker is not None and label_problem(speaker):
+            items.append(_bad_label(row.path, speaker, "manifest"))
+        else:
+            items.append(SourceItem(row.path, speaker, "manifest"))
+    return _each_path_once(items)
 
 
 def discover(
@@ -169,7 +154,7 @@ def discover(
 ) -> list[SourceItem]:
     """Every input named by ``sources`` under ``layout``, in a stable order, each path once."""
     if layout not in LAYOUTS:
-        raise UsageError(f"--layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
+        raise UsageError(f"layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
     items: list[SourceItem] = []
     for src in sources:
         root = Path(src)
@@ -180,7 +165,7 @@ def discover(
             items.append(SourceItem(root, None, "file"))
         elif kind == "manifest":
             if not root.is_file():
-                raise UsageError(f"{src}: --layout manifest needs a CSV file")
+                raise UsageError(f"{src}: a manifest layout needs a CSV file")
             items.extend(_from_manifest(root))
         else:
             items.extend(_from_tree(root, kind, extensions))

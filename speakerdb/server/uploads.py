@@ -3,7 +3,7 @@
 The limit is enforced twice: ``BodyLimit`` (an ASGI middleware) refuses a request whose
 declared length is over it before reading anything and stops reading a streamed body as soon
 as it passes the limit; ``read_uploads`` counts the bytes of the uploaded files themselves.
-Audio is handed to the library as ``io.BytesIO`` objects: no endpoint ever opens a path.
+Audio is handed to the library as in-memory ``AudioSource``s: no endpoint ever opens a path.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import re
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.exceptions import HTTPException
+
+from speakerdb.audio.inputs import AudioSource, audio_input
 
 __all__ = ["FORM_OVERHEAD_BYTES", "BodyLimit", "TooLarge", "one_file_each", "read_uploads",
            "upload_name"]
@@ -120,8 +122,9 @@ def _check_type(upload: UploadFile, name: str) -> None:
                                  "or application/octet-stream")
 
 
-def read_uploads(uploads: list, field: str, limit: int) -> list[tuple[str, io.BytesIO]]:
-    """``(name, BytesIO)`` for each upload of ``field``; 415 for a wrong content type, 413
+def read_uploads(uploads: list, field: str, limit: int) -> list[tuple[str, AudioSource]]:
+    """``(name, AudioSource)`` for each upload of ``field`` (its bytes, through
+    ``audio.inputs.audio_input`` like every other input); 415 for a wrong content type, 413
     when the files together pass ``limit`` bytes, 422 for a form value that is not a file."""
     out, total = [], 0
     for upload in uploads:
@@ -136,9 +139,8 @@ def read_uploads(uploads: list, field: str, limit: int) -> list[tuple[str, io.By
             if total > limit:
                 raise TooLarge(limit)
             buf.write(chunk)
-        buf.seek(0)
-        buf.name = name  # what the library's messages and results call this input
-        out.append((name, buf))
+        # named as the library's messages and results call this input
+        out.append((name, audio_input(buf.getvalue(), name)))
     return out
 
 

@@ -99,7 +99,7 @@ def test_verify_nonexistent_input(cli, built, tmp_path):
 def test_bad_layout(cli, built, home_copy):
     run = cli("ingest", built.corpus, "--home", home_copy, "--layout", "bogus", expect=2)
     line = run.error_line()  # no progress bar before the error either
-    assert "--layout" in line and "bogus" in line
+    assert "layout 'bogus'" in line
     assert run.stdout == ""
 
 

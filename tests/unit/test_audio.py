@@ -318,5 +318,5 @@ def test_zero_sample_file_and_text_stream(tmp_path):
     with open(tmp_path / "zero.wav", "r", encoding="latin-1") as f:
         with pytest.raises(AudioError, match="binary mode"):
             decode(f)
-    with pytest.raises(TypeError):
+    with pytest.raises(AudioError, match="cannot read audio from int"):
         decode(12345)  # type: ignore[arg-type]

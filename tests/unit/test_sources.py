@@ -63,7 +63,7 @@ def test_manifest_errors_name_file_and_line(tmp_path):
 def test_missing_source_and_bad_layout(tmp_path):
     with pytest.raises(UsageError, match="no such file"):
         discover([tmp_path / "nope"])
-    with pytest.raises(UsageError, match="--layout"):
+    with pytest.raises(UsageError, match="layout .zip.: choose one of"):
         discover([tmp_path], "zip")
 
 

@@ -363,10 +363,10 @@ def test_direct_sums_of_the_counts_helper(gallery):
 
 
 def test_a_waveform_has_one_content_hash():
-    from speakerdb.database.management import float_wav
+    from speakerdb.audio.wav import wav_bytes
 
-    a = float_wav(voice(3, 0), RATE)
+    a = wav_bytes(voice(3, 0), RATE)
     time.sleep(1.1)  # a time-stamped header would differ now
-    assert float_wav(voice(3, 0), RATE) == a
+    assert wav_bytes(voice(3, 0), RATE) == a
     samples, rate = sf.read(io.BytesIO(a), dtype="float32")
     assert rate == RATE and np.array_equal(samples, voice(3, 0))
