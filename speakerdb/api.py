@@ -225,7 +225,7 @@ class SpeakerDB:
         (and aggregation rule and dimension, when given): one comparison of two voices.
         Identification thresholds follow the gallery's size: ``identify_threshold``."""
         if given is not None:
-            return Threshold(check_finite("--threshold", given), "given")
+            return Threshold(check_finite("threshold", given), "given")
         default = (ASNORM_DEFAULT_THRESHOLD if score_norm == "asnorm"
                    else float(self.embedder.default_threshold))
         return choose_threshold(given, self.store.get_setting("threshold"), score_norm, default,
@@ -244,9 +244,9 @@ class SpeakerDB:
 
         check_score_norm(score_norm)
         self.refresh()
-        min_margin = check_finite("--margin", min_margin)
+        min_margin = check_finite("min_margin", min_margin)
         if threshold is not None:
-            check_finite("--threshold", threshold)
+            check_finite("threshold", threshold)
         emb = self.embed(audio, name=name, min_duration_s=min_duration_s)
         t0 = time.perf_counter()
         with self.lock:  # the indexes, the hits' labels and the speaker caches agree
@@ -291,7 +291,7 @@ class SpeakerDB:
         check_score_norm(score_norm)
         self.refresh()
         if threshold is not None and not isinstance(threshold, Threshold):
-            check_finite("--threshold", threshold)
+            check_finite("threshold", threshold)
         top = max(self.embedder.dims)
         norm = self.scorer.norm(cohort, cohort_top, top) if score_norm == "asnorm" else None
         thr = self.threshold_for(threshold, score_norm, None, top)

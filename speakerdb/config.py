@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 __all__ = [
     "DEFAULT_HOME",
@@ -23,6 +24,9 @@ __all__ = [
     "HTTP_MAX_DURATION_S",
     "check_max_duration",
     "SCORE_NORMS",
+    "AGGREGATIONS",
+    "Aggregation",
+    "ScoreNorm",
     "CascadeConfig",
     "DEFAULT_AGG_K",
     "DEFAULT_SHORTLIST",
@@ -42,7 +46,12 @@ DEFAULT_HOME = Path("indexes") / "default"
 DEFAULT_MODEL = "campplus"  # CAM++ with the packaged Matryoshka head
 HOME_FILE = "home.json"
 
-SCORE_NORMS = ("none", "asnorm")
+ScoreNorm = Literal["none", "asnorm"]
+"""Score normalisation: none, or AS-norm against a cohort."""
+SCORE_NORMS: tuple[str, ...] = get_args(ScoreNorm)
+Aggregation = Literal["max", "mean", "top2", "topk", "centroid"]
+"""How a speaker's segment scores become one score (``speakerdb.search.decision``)."""
+AGGREGATIONS: tuple[str, ...] = get_args(Aggregation)
 COHORT_TOP_N = 300  # AS-norm top-N; clamped to the cohort size unless given explicitly
 MIN_DURATION_S = 0.5  # seconds of signal needed at enrollment and at query by default
 HTTP_MAX_DURATION_S = 1800.0  # the most seconds of audio in one HTTP upload, by default
@@ -123,8 +132,8 @@ def check_duration(seconds) -> float:
 
     ok = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
     if not ok or not 0.0 < float(seconds) <= 3600.0:
-        raise UsageError(f"--min-duration must be a number of seconds in (0, 3600], "
-                         f"got {seconds!r}")
+        raise UsageError(f"min_duration must be a number of seconds in (0, 3600], "
+                         f"got {seconds!r}", option="min_duration")
     return float(seconds)
 
 
@@ -137,13 +146,15 @@ def check_max_duration(seconds) -> float:
 
     ok = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
     if not ok or not math.isfinite(seconds) or not seconds > 0:
-        raise UsageError(f"--max-duration must be a positive number of seconds, got {seconds!r}")
+        raise UsageError(f"max_duration must be a positive number of seconds, got {seconds!r}",
+                         option="max_duration")
     return float(seconds)
 
 
 def check_finite(option: str, value) -> float:
     """``value`` as a float if it is a finite number, else ``UsageError`` naming ``option``
-    (NaN would make every comparison false and print as non-JSON ``NaN``)."""
+    (the library parameter, e.g. ``"threshold"``). NaN would make every comparison false and
+    print as non-JSON ``NaN``."""
     import math
 
     from speakerdb.errors import UsageError
@@ -153,7 +164,7 @@ def check_finite(option: str, value) -> float:
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise UsageError(f"{option} must be a finite number, got {value!r}")
+        raise UsageError(f"{option} must be a finite number, got {value!r}", option=option)
     return float(value)
 
 
@@ -161,7 +172,8 @@ def check_score_norm(score_norm: str) -> str:
     from speakerdb.errors import UsageError
 
     if score_norm not in SCORE_NORMS:
-        raise UsageError(f"--score-norm {score_norm!r}: choose one of {', '.join(SCORE_NORMS)}")
+        raise UsageError(f"score_norm {score_norm!r}: choose one of {', '.join(SCORE_NORMS)}",
+                         option="score_norm")
     return score_norm
 
 

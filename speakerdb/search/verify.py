@@ -34,7 +34,8 @@ def verify_with(embedder, a: AudioInput, b: AudioInput, threshold=None,
     norm = None
     if score_norm == "asnorm":
         if cohort is None:
-            raise UsageError("--score-norm asnorm without a database needs --cohort FILE")
+            raise UsageError("score_norm asnorm without a database needs cohort FILE",
+                             option="score_norm", also=("cohort",))
         if not isinstance(cohort, Norm):
             c = cohort if isinstance(cohort, Cohort) else Cohort.load(cohort)
             name = "given" if isinstance(cohort, Cohort) else str(cohort)
@@ -47,7 +48,7 @@ def verify_with(embedder, a: AudioInput, b: AudioInput, threshold=None,
         threshold = Threshold(ASNORM_DEFAULT_THRESHOLD, "asnorm default") if norm else \
             Threshold(float(embedder.default_threshold), "model default")
     elif not isinstance(threshold, Threshold):
-        threshold = Threshold(check_finite("--threshold", threshold), "given")
+        threshold = Threshold(check_finite("threshold", threshold), "given")
     gate = policy.min_signal_s if min_duration_s is None else check_duration(min_duration_s)
     ea, eb = (embed_gated(embedder, x, policy, gate) for x in (a, b))
     if space is not None:
