@@ -256,7 +256,7 @@ class SpeakerDB:
             query = self.space.query(emb.segments_raw)
             exhaustive = exhaustive or len(dims) == 1  # a space without nested prefixes yet
             if exhaustive:
-                hits = self.indexes.search_exhaustive(query[full], cascade.k192)
+                hits = self.indexes.search_exhaustive(query[full], cascade.kept)
             else:
                 hits = self.indexes.search_cascade(query, cascade)
             refs = self.store.segment_refs(h.segment_id for h in hits)

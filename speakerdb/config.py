@@ -8,6 +8,7 @@ with their infos JSON.
 from __future__ import annotations
 
 import json
+import operator
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,10 +68,17 @@ DEFAULT_TOP_K = 5  # speakers reported by identify
 DEFAULT_AGG_K = 3  # segments averaged by the "topk" rule
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class CascadeConfig:
-    """Shortlist sizes of the identify cascade: 64-D screen keeps ``k64`` segments, 128-D
-    rescoring keeps ``k128``, 192-D keeps ``k192``; the 256-D scores rank those.
+    """Shortlist sizes of the identify cascade, one per dimension of the database's space but
+    the last: the first dimension screens everything and keeps ``shortlist[0]`` segments, each
+    later one rescores the shortlist exactly and keeps the next size; the last dimension ranks
+    what is left. ``stages(dims)`` pairs them up.
+
+    ``k64=``, ``k128=``, ``k192=`` give the sizes by their old names (the first three stages of
+    a 64/128/192/256-D space). Such sizes and the default are ``fit`` to a space with another
+    number of stages: the first ones are used, and the last is repeated where more are needed
+    (keeping as many changes nothing). A ``shortlist`` given as such must match the space.
 
     ``bench/search_scale.py`` (1M segments) set the defaults: the best segment of an unseen
     voice at 256-D can rank in the thousands at 64-D, so a 3000-segment screen shortlist kept
@@ -78,25 +86,71 @@ class CascadeConfig:
     prefix ranks unseen voices hardly better than the 64-D one, so the 128-D stage keeps the
     whole shortlist (its scores are then computed for the final hits only)."""
 
-    k64: int = DEFAULT_SHORTLIST[0]
-    k128: int = DEFAULT_SHORTLIST[1]
-    k192: int = DEFAULT_SHORTLIST[2]
-    top_k: int = DEFAULT_TOP_K  # speakers reported
-    aggregation: str = "max"  # max | mean | top2 | topk | centroid
-    agg_k: int = DEFAULT_AGG_K  # segments averaged by the "topk" rule
+    shortlist: tuple[int, ...]
+    top_k: int  # speakers reported
+    aggregation: Aggregation
+    agg_k: int  # segments averaged by the "topk" rule
+    fit: bool  # sizes fit to a space with another number of stages (see above)
 
-    def __post_init__(self):
+    def __init__(self, shortlist: tuple[int, ...] | None = None, top_k: int = DEFAULT_TOP_K,
+                 aggregation: Aggregation = "max", agg_k: int = DEFAULT_AGG_K, *,
+                 k64: int | None = None, k128: int | None = None, k192: int | None = None,
+                 fit: bool | None = None):
         from speakerdb.errors import UsageError
         from speakerdb.search.decision import check_rule
 
-        check_rule(self.aggregation, self.agg_k)
+        named = (k64, k128, k192)
+        if any(k is not None for k in named):
+            if shortlist is not None:
+                raise UsageError("give the shortlist as a tuple or as k64/k128/k192, not both",
+                                 option="shortlist")
+            shortlist = tuple(d if k is None else k for k, d in zip(named, DEFAULT_SHORTLIST))
+        elif shortlist is None:
+            shortlist = DEFAULT_SHORTLIST
+        elif fit is None:
+            fit = False
+        try:  # ints, numpy's included; not bools or floats
+            sizes = tuple(operator.index(k) for k in shortlist if not isinstance(k, bool))
+        except TypeError:
+            sizes = ()
+        if not sizes or len(sizes) != len(tuple(shortlist)):
+            raise UsageError(f"shortlist must hold whole numbers, got {shortlist!r}",
+                             option="shortlist")
+        check_rule(aggregation, agg_k)
+        if sizes[-1] < 1 or any(a < b for a, b in zip(sizes, sizes[1:])):
+            raise UsageError(f"shortlist sizes must shrink: got {' '.join(map(str, sizes))}",
+                             option="shortlist")
+        if top_k < 1:
+            raise UsageError(f"top_k must be at least 1, got {top_k}", option="top_k")
+        for name, value in (("shortlist", sizes), ("top_k", top_k),
+                            ("aggregation", aggregation), ("agg_k", agg_k),
+                            ("fit", True if fit is None else bool(fit))):
+            object.__setattr__(self, name, value)
 
-        if not (self.k64 >= self.k128 >= self.k192 >= 1):
-            raise UsageError(
-                f"shortlist sizes must shrink: got 64:{self.k64} 128:{self.k128} 192:{self.k192}"
-            )
-        if self.top_k < 1:
-            raise UsageError(f"top_k must be at least 1, got {self.top_k}")
+    @property
+    def kept(self) -> int:
+        """Segments the last stage keeps (and an exhaustive search returns)."""
+        return self.shortlist[-1]
+
+    def stages(self, dims) -> list[tuple[int, int]]:
+        """``(dim, kept)`` for every dimension of ``dims`` (ascending, the space's) but the
+        last: the first screens, the others rescore; ``UsageError`` when the shortlist does not
+        fit the space. A space of one dimension has no stages (it is searched exhaustively)."""
+        from speakerdb.errors import UsageError
+
+        dims = tuple(dims)
+        if list(dims) != sorted(set(dims)) or not dims:
+            raise ValueError(f"dims must ascend, got {dims}")
+        cut = dims[:-1]
+        sizes = self.shortlist
+        if cut and len(sizes) != len(cut):
+            if not self.fit:
+                raise UsageError(
+                    f"shortlist has {len(sizes)} sizes; the {'/'.join(map(str, dims))}-D space "
+                    f"has {len(cut)} stages ({', '.join(f'{d}-D' for d in cut)})",
+                    option="shortlist")
+            sizes = (sizes + (sizes[-1],) * len(cut))[: len(cut)]
+        return list(zip(cut, sizes))
 
 
 @dataclass(frozen=True)
