@@ -16,9 +16,11 @@ from speakerdb.database import management as manage
 from speakerdb.audio import AudioInput, AudioPolicy
 from speakerdb.config import (
                               ASNORM_DEFAULT_THRESHOLD,
+                              Aggregation,
                               CascadeConfig,
                               DurationGates,
                               IngestConfig,
+                              ScoreNorm,
                               check_finite,
                               check_score_norm,
                               )
@@ -219,7 +221,7 @@ class SpeakerDB:
         """The decision threshold: a calibrated one stored in the database, else the model's."""
         return self.threshold_for().value
 
-    def threshold_for(self, given: float | None = None, score_norm: str = "none",
+    def threshold_for(self, given: float | None = None, score_norm: ScoreNorm = "none",
                       rule: str | None = None, dim: int | None = None) -> Threshold:
         """The verification ``Threshold`` (value and source) for this score normalisation
         (and aggregation rule and dimension, when given): one comparison of two voices.
@@ -234,7 +236,7 @@ class SpeakerDB:
     def identify(self, audio: AudioInput, *, cascade: CascadeConfig = CascadeConfig(),
                  threshold: float | None = None, min_margin: float = 0.0,
                  exhaustive: bool = False, name: str | None = None,
-                 score_norm: str = "none", cohort=None, cohort_top: int | None = None,
+                 score_norm: ScoreNorm = "none", cohort=None, cohort_top: int | None = None,
                  min_duration_s: float | None = None) -> IdentifyResult:
         """Who is speaking in ``audio``: cascade search, speaker aggregation
         (``cascade.aggregation``), optional AS-norm of the candidates' scores
@@ -283,7 +285,7 @@ class SpeakerDB:
         )
 
     def verify(self, a: AudioInput, b: AudioInput, threshold: float | None = None, *,
-               score_norm: str = "none", cohort=None, cohort_top: int | None = None,
+               score_norm: ScoreNorm = "none", cohort=None, cohort_top: int | None = None,
                min_duration_s: float | None = None) -> VerifyResult:
         """Cosine score of ``a`` against ``b`` at every dimension and a same/different decision;
         with ``score_norm="asnorm"`` the scores are AS-normalised against ``cohort`` (None: the
@@ -301,7 +303,7 @@ class SpeakerDB:
                            space=self.space)
 
     def calibrate(self, target_far: float | None = None, eer: bool = False,
-                  score_norm: str = "none", rule: str | None = None, dim: int | None = None,
+                  score_norm: ScoreNorm = "none", rule: Aggregation | None = None, dim: int | None = None,
                   *, agg_k: int | None = None, cohort_top: int | None = None,
                   fpir: float | None = None):
         """Choose and store a decision threshold from the database's own labelled vectors.

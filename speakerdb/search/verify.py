@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from speakerdb.audio import AudioInput, AudioPolicy
-from speakerdb.config import (ASNORM_DEFAULT_THRESHOLD, check_duration, check_finite,
-                              check_score_norm)
+from speakerdb.config import (ASNORM_DEFAULT_THRESHOLD, ScoreNorm, check_duration,
+                              check_finite, check_score_norm)
 from speakerdb.database.results import Threshold, VerifyResult
 from speakerdb.errors import UsageError
 from speakerdb.search.asnorm import Cohort, asnorm, cohort_stats
@@ -19,7 +19,7 @@ __all__ = ["verify_with"]
 
 
 def verify_with(embedder, a: AudioInput, b: AudioInput, threshold=None,
-                policy: AudioPolicy = AudioPolicy(), *, score_norm: str = "none", cohort=None,
+                policy: AudioPolicy = AudioPolicy(), *, score_norm: ScoreNorm = "none", cohort=None,
                 cohort_top: int | None = None, min_duration_s: float | None = None,
                 space=None) -> VerifyResult:
     """Verify with a model alone (no database needed).
