@@ -175,7 +175,8 @@ def bench_size(n: int, spec, args, report: dict) -> None:
               + (f" | build {build_s:.1f} s" if build_s is not None else ""), flush=True)
         return out
 
-    print(f"cascade (k64 {CFG.k64}, k128 {CFG.k128}, k192 {CFG.k192}), {args.queries} "
+    sizes = ", ".join(f"k{d} {k}" for d, k in CFG.stages(DIMS))
+    print(f"cascade ({sizes}), {args.queries} "
           f"probes in batches of {BATCH} for accuracy; single-query ms are medians of "
           f"{min(args.queries, args.single_exhaustive)} queries each timed right after its "
           "exhaustive search (cold caches); steady: the same queries back to back:", flush=True)
@@ -200,8 +201,9 @@ def bench_size(n: int, spec, args, report: dict) -> None:
         hnsw = faiss.IndexHNSWFlat(64, 32, faiss.METRIC_INNER_PRODUCT)
         t0 = time.perf_counter()
         hnsw.add(x64)
-        hnsw.hnsw.efSearch = CFG.k64  # fewer than k results come back when efSearch < k
-        alternatives.append((f"HNSW32 (efSearch {CFG.k64})", hnsw, time.perf_counter() - t0))
+        screen_k = CFG.stages(DIMS)[0][1]
+        hnsw.hnsw.efSearch = screen_k  # fewer than k results come back when efSearch < k
+        alternatives.append((f"HNSW32 (efSearch {screen_k})", hnsw, time.perf_counter() - t0))
     else:
         print(f"  (HNSW skipped above --hnsw-max {args.hnsw_max:,}: its build adds only a few "
               "thousand vectors/s on this machine)", flush=True)

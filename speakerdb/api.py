@@ -16,9 +16,11 @@ from speakerdb.database import management as manage
 from speakerdb.audio import AudioInput, AudioPolicy
 from speakerdb.config import (
                               ASNORM_DEFAULT_THRESHOLD,
+                              Aggregation,
                               CascadeConfig,
                               DurationGates,
                               IngestConfig,
+                              ScoreNorm,
                               check_finite,
                               check_score_norm,
                               )
@@ -219,13 +221,13 @@ class SpeakerDB:
         """The decision threshold: a calibrated one stored in the database, else the model's."""
         return self.threshold_for().value
 
-    def threshold_for(self, given: float | None = None, score_norm: str = "none",
+    def threshold_for(self, given: float | None = None, score_norm: ScoreNorm = "none",
                       rule: str | None = None, dim: int | None = None) -> Threshold:
         """The verification ``Threshold`` (value and source) for this score normalisation
         (and aggregation rule and dimension, when given): one comparison of two voices.
         Identification thresholds follow the gallery's size: ``identify_threshold``."""
         if given is not None:
-            return Threshold(check_finite("--threshold", given), "given")
+            return Threshold(check_finite("threshold", given), "given")
         default = (ASNORM_DEFAULT_THRESHOLD if score_norm == "asnorm"
                    else float(self.embedder.default_threshold))
         return choose_threshold(given, self.store.get_setting("threshold"), score_norm, default,
@@ -234,7 +236,7 @@ class SpeakerDB:
     def identify(self, audio: AudioInput, *, cascade: CascadeConfig = CascadeConfig(),
                  threshold: float | None = None, min_margin: float = 0.0,
                  exhaustive: bool = False, name: str | None = None,
-                 score_norm: str = "none", cohort=None, cohort_top: int | None = None,
+                 score_norm: ScoreNorm = "none", cohort=None, cohort_top: int | None = None,
                  min_duration_s: float | None = None) -> IdentifyResult:
         """Who is speaking in ``audio``: cascade search, speaker aggregation
         (``cascade.aggregation``), optional AS-norm of the candidates' scores
@@ -244,9 +246,9 @@ class SpeakerDB:
 
         check_score_norm(score_norm)
         self.refresh()
-        min_margin = check_finite("--margin", min_margin)
+        min_margin = check_finite("min_margin", min_margin)
         if threshold is not None:
-            check_finite("--threshold", threshold)
+            check_finite("threshold", threshold)
         emb = self.embed(audio, name=name, min_duration_s=min_duration_s)
         t0 = time.perf_counter()
         with self.lock:  # the indexes, the hits' labels and the speaker caches agree
@@ -256,7 +258,7 @@ class SpeakerDB:
             query = self.space.query(emb.segments_raw)
             exhaustive = exhaustive or len(dims) == 1  # a space without nested prefixes yet
             if exhaustive:
-                hits = self.indexes.search_exhaustive(query[full], cascade.k192)
+                hits = self.indexes.search_exhaustive(query[full], cascade.kept)
             else:
                 hits = self.indexes.search_cascade(query, cascade)
             refs = self.store.segment_refs(h.segment_id for h in hits)
@@ -283,7 +285,7 @@ class SpeakerDB:
         )
 
     def verify(self, a: AudioInput, b: AudioInput, threshold: float | None = None, *,
-               score_norm: str = "none", cohort=None, cohort_top: int | None = None,
+               score_norm: ScoreNorm = "none", cohort=None, cohort_top: int | None = None,
                min_duration_s: float | None = None) -> VerifyResult:
         """Cosine score of ``a`` against ``b`` at every dimension and a same/different decision;
         with ``score_norm="asnorm"`` the scores are AS-normalised against ``cohort`` (None: the
@@ -291,7 +293,7 @@ class SpeakerDB:
         check_score_norm(score_norm)
         self.refresh()
         if threshold is not None and not isinstance(threshold, Threshold):
-            check_finite("--threshold", threshold)
+            check_finite("threshold", threshold)
         top = max(self.embedder.dims)
         norm = self.scorer.norm(cohort, cohort_top, top) if score_norm == "asnorm" else None
         thr = self.threshold_for(threshold, score_norm, None, top)
@@ -301,7 +303,7 @@ class SpeakerDB:
                            space=self.space)
 
     def calibrate(self, target_far: float | None = None, eer: bool = False,
-                  score_norm: str = "none", rule: str | None = None, dim: int | None = None,
+                  score_norm: ScoreNorm = "none", rule: Aggregation | None = None, dim: int | None = None,
                   *, agg_k: int | None = None, cohort_top: int | None = None,
                   fpir: float | None = None):
         """Choose and store a decision threshold from the database's own labelled vectors.

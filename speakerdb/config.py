@@ -8,9 +8,11 @@ with their infos JSON.
 from __future__ import annotations
 
 import json
+import operator
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 __all__ = [
     "DEFAULT_HOME",
@@ -23,6 +25,9 @@ __all__ = [
     "HTTP_MAX_DURATION_S",
     "check_max_duration",
     "SCORE_NORMS",
+    "AGGREGATIONS",
+    "Aggregation",
+    "ScoreNorm",
     "CascadeConfig",
     "DEFAULT_AGG_K",
     "DEFAULT_SHORTLIST",
@@ -42,7 +47,12 @@ DEFAULT_HOME = Path("indexes") / "default"
 DEFAULT_MODEL = "campplus"  # CAM++ with the packaged Matryoshka head
 HOME_FILE = "home.json"
 
-SCORE_NORMS = ("none", "asnorm")
+ScoreNorm = Literal["none", "asnorm"]
+"""Score normalisation: none, or AS-norm against a cohort."""
+SCORE_NORMS: tuple[str, ...] = get_args(ScoreNorm)
+Aggregation = Literal["max", "mean", "top2", "topk", "centroid"]
+"""How a speaker's segment scores become one score (``speakerdb.search.decision``)."""
+AGGREGATIONS: tuple[str, ...] = get_args(Aggregation)
 COHORT_TOP_N = 300  # AS-norm top-N; clamped to the cohort size unless given explicitly
 MIN_DURATION_S = 0.5  # seconds of signal needed at enrollment and at query by default
 HTTP_MAX_DURATION_S = 1800.0  # the most seconds of audio in one HTTP upload, by default
@@ -58,10 +68,17 @@ DEFAULT_TOP_K = 5  # speakers reported by identify
 DEFAULT_AGG_K = 3  # segments averaged by the "topk" rule
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class CascadeConfig:
-    """Shortlist sizes of the identify cascade: 64-D screen keeps ``k64`` segments, 128-D
-    rescoring keeps ``k128``, 192-D keeps ``k192``; the 256-D scores rank those.
+    """Shortlist sizes of the identify cascade, one per dimension of the database's space but
+    the last: the first dimension screens everything and keeps ``shortlist[0]`` segments, each
+    later one rescores the shortlist exactly and keeps the next size; the last dimension ranks
+    what is left. ``stages(dims)`` pairs them up.
+
+    ``k64=``, ``k128=``, ``k192=`` give the sizes by their old names (the first three stages of
+    a 64/128/192/256-D space). Such sizes and the default are ``fit`` to a space with another
+    number of stages: the first ones are used, and the last is repeated where more are needed
+    (keeping as many changes nothing). A ``shortlist`` given as such must match the space.
 
     ``bench/search_scale.py`` (1M segments) set the defaults: the best segment of an unseen
     voice at 256-D can rank in the thousands at 64-D, so a 3000-segment screen shortlist kept
@@ -69,25 +86,71 @@ class CascadeConfig:
     prefix ranks unseen voices hardly better than the 64-D one, so the 128-D stage keeps the
     whole shortlist (its scores are then computed for the final hits only)."""
 
-    k64: int = DEFAULT_SHORTLIST[0]
-    k128: int = DEFAULT_SHORTLIST[1]
-    k192: int = DEFAULT_SHORTLIST[2]
-    top_k: int = DEFAULT_TOP_K  # speakers reported
-    aggregation: str = "max"  # max | mean | top2 | topk | centroid
-    agg_k: int = DEFAULT_AGG_K  # segments averaged by the "topk" rule
+    shortlist: tuple[int, ...]
+    top_k: int  # speakers reported
+    aggregation: Aggregation
+    agg_k: int  # segments averaged by the "topk" rule
+    fit: bool  # sizes fit to a space with another number of stages (see above)
 
-    def __post_init__(self):
+    def __init__(self, shortlist: tuple[int, ...] | None = None, top_k: int = DEFAULT_TOP_K,
+                 aggregation: Aggregation = "max", agg_k: int = DEFAULT_AGG_K, *,
+                 k64: int | None = None, k128: int | None = None, k192: int | None = None,
+                 fit: bool | None = None):
         from speakerdb.errors import UsageError
         from speakerdb.search.decision import check_rule
 
-        check_rule(self.aggregation, self.agg_k)
+        named = (k64, k128, k192)
+        if any(k is not None for k in named):
+            if shortlist is not None:
+                raise UsageError("give the shortlist as a tuple or as k64/k128/k192, not both",
+                                 option="shortlist")
+            shortlist = tuple(d if k is None else k for k, d in zip(named, DEFAULT_SHORTLIST))
+        elif shortlist is None:
+            shortlist = DEFAULT_SHORTLIST
+        elif fit is None:
+            fit = False
+        try:  # ints, numpy's included; not bools or floats
+            sizes = tuple(operator.index(k) for k in shortlist if not isinstance(k, bool))
+        except TypeError:
+            sizes = ()
+        if not sizes or len(sizes) != len(tuple(shortlist)):
+            raise UsageError(f"shortlist must hold whole numbers, got {shortlist!r}",
+                             option="shortlist")
+        check_rule(aggregation, agg_k)
+        if sizes[-1] < 1 or any(a < b for a, b in zip(sizes, sizes[1:])):
+            raise UsageError(f"shortlist sizes must shrink: got {' '.join(map(str, sizes))}",
+                             option="shortlist")
+        if top_k < 1:
+            raise UsageError(f"top_k must be at least 1, got {top_k}", option="top_k")
+        for name, value in (("shortlist", sizes), ("top_k", top_k),
+                            ("aggregation", aggregation), ("agg_k", agg_k),
+                            ("fit", True if fit is None else bool(fit))):
+            object.__setattr__(self, name, value)
 
-        if not (self.k64 >= self.k128 >= self.k192 >= 1):
-            raise UsageError(
-                f"shortlist sizes must shrink: got 64:{self.k64} 128:{self.k128} 192:{self.k192}"
-            )
-        if self.top_k < 1:
-            raise UsageError(f"top_k must be at least 1, got {self.top_k}")
+    @property
+    def kept(self) -> int:
+        """Segments the last stage keeps (and an exhaustive search returns)."""
+        return self.shortlist[-1]
+
+    def stages(self, dims) -> list[tuple[int, int]]:
+        """``(dim, kept)`` for every dimension of ``dims`` (ascending, the space's) but the
+        last: the first screens, the others rescore; ``UsageError`` when the shortlist does not
+        fit the space. A space of one dimension has no stages (it is searched exhaustively)."""
+        from speakerdb.errors import UsageError
+
+        dims = tuple(dims)
+        if list(dims) != sorted(set(dims)) or not dims:
+            raise ValueError(f"dims must ascend, got {dims}")
+        cut = dims[:-1]
+        sizes = self.shortlist
+        if cut and len(sizes) != len(cut):
+            if not self.fit:
+                raise UsageError(
+                    f"shortlist has {len(sizes)} sizes; the {'/'.join(map(str, dims))}-D space "
+                    f"has {len(cut)} stages ({', '.join(f'{d}-D' for d in cut)})",
+                    option="shortlist")
+            sizes = (sizes + (sizes[-1],) * len(cut))[: len(cut)]
+        return list(zip(cut, sizes))
 
 
 @dataclass(frozen=True)
@@ -123,8 +186,8 @@ def check_duration(seconds) -> float:
 
     ok = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
     if not ok or not 0.0 < float(seconds) <= 3600.0:
-        raise UsageError(f"--min-duration must be a number of seconds in (0, 3600], "
-                         f"got {seconds!r}")
+        raise UsageError(f"min_duration must be a number of seconds in (0, 3600], "
+                         f"got {seconds!r}", option="min_duration")
     return float(seconds)
 
 
@@ -137,13 +200,15 @@ def check_max_duration(seconds) -> float:
 
     ok = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
     if not ok or not math.isfinite(seconds) or not seconds > 0:
-        raise UsageError(f"--max-duration must be a positive number of seconds, got {seconds!r}")
+        raise UsageError(f"max_duration must be a positive number of seconds, got {seconds!r}",
+                         option="max_duration")
     return float(seconds)
 
 
 def check_finite(option: str, value) -> float:
     """``value`` as a float if it is a finite number, else ``UsageError`` naming ``option``
-    (NaN would make every comparison false and print as non-JSON ``NaN``)."""
+    (the library parameter, e.g. ``"threshold"``). NaN would make every comparison false and
+    print as non-JSON ``NaN``."""
     import math
 
     from speakerdb.errors import UsageError
@@ -153,7 +218,7 @@ def check_finite(option: str, value) -> float:
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise UsageError(f"{option} must be a finite number, got {value!r}")
+        raise UsageError(f"{option} must be a finite number, got {value!r}", option=option)
     return float(value)
 
 
@@ -161,7 +226,8 @@ def check_score_norm(score_norm: str) -> str:
     from speakerdb.errors import UsageError
 
     if score_norm not in SCORE_NORMS:
-        raise UsageError(f"--score-norm {score_norm!r}: choose one of {', '.join(SCORE_NORMS)}")
+        raise UsageError(f"score_norm {score_norm!r}: choose one of {', '.join(SCORE_NORMS)}",
+                         option="score_norm")
     return score_norm
 
 

@@ -43,7 +43,24 @@ class SpeakerDBError(Exception):
 
 
 class UsageError(SpeakerDBError):
-    """Arguments that cannot work together or values out of range."""
+    """Arguments that cannot work together or values out of range.
+
+    ``option``: the library parameter at fault (``"device"``, ``"agg_k"``), named as such in
+    the message; ``also``: other parameters the message names. The message never names a
+    command-line flag: a shell that has its own names for them (the CLI's ``--agg-k``)
+    rewrites these words when it prints the message, so the message uses them for the
+    parameters alone ("device 'tpu': ...", not "no CUDA device")."""
+
+    def __init__(self, message: str = "", option: str | None = None,
+                 also: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.option = option
+        self.also = tuple(also)
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """Every parameter the message names, ``option`` first."""
+        return ((self.option,) if self.option else ()) + self.also
 
 
 class UnknownEngineError(UsageError):

@@ -185,8 +185,9 @@ def identify(
     from speakerdb.errors import AudioError
 
     check_score_norm(score_norm)
-    cfg = CascadeConfig(k64=k64, k128=k128, k192=k192, top_k=top_k, aggregation=aggregation,
-                        agg_k=agg_k)
+    # the flags name the stages of a 64/128/192/256-D space; fit to a space with other ones
+    cfg = CascadeConfig((k64, k128, k192), top_k=top_k, aggregation=aggregation, agg_k=agg_k,
+                        fit=True)
     results, bad = [], 0
     with _open(home, max_duration=max_duration, device=device) as db:
         for a in audio:

@@ -47,7 +47,7 @@ def serve(
     """Serve the database over HTTP (JSON API, docs at /docs, a web page at /)."""
     from speakerdb.config import check_finite
 
-    check_finite("--max-upload-mb", max_upload_mb)
+    check_finite("max_upload_mb", max_upload_mb)
     if not token and not is_loopback(host):
         err(f"--host {host} is not a loopback address: set --token or SPEAKERDB_TOKEN so "
              "that requests need it")

@@ -9,6 +9,7 @@ import json
 import math
 import numbers
 import os
+import re
 import sys
 from functools import wraps
 from pathlib import Path
@@ -16,9 +17,11 @@ from typing import Annotated, Optional
 
 import typer
 
+from speakerdb.config import AGGREGATIONS, SCORE_NORMS
+
 __all__ = ["AggK", "Aggregation", "CohortTop", "Home", "Json", "Device", "MaxDuration",
-           "NoWait", "ScoreNorm", "shell", "err", "audio_policy", "print_json", "print_ingest",
-           "open_db"]
+           "NoWait", "ScoreNorm", "shell", "err", "flag", "cli_message", "audio_policy",
+           "print_json", "print_ingest", "open_db"]
 
 Home = Annotated[
     Optional[Path],
@@ -26,12 +29,16 @@ Home = Annotated[
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 Device = Annotated[str, typer.Option(help="Where the model runs: auto | cpu | cuda.")]
+# The choices come from speakerdb.config's Literals. The options stay plain strings checked by
+# the library, so a bad value is the usual one-line error (exit 2) rather than click's boxed
+# usage message.
 ScoreNorm = Annotated[str, typer.Option(
-    "--score-norm", help="Score normalisation: none | asnorm (AS-norm against a cohort).")]
+    "--score-norm", help=f"Score normalisation: {' | '.join(SCORE_NORMS)} (AS-norm against a "
+                         "cohort).")]
 CohortTop = Annotated[Optional[int], typer.Option(
     "--cohort-top", help="AS-norm top-N cohort scores (default 300, at most the cohort size).")]
 Aggregation = Annotated[str, typer.Option(
-    help="Speaker score: max | mean | top2 | topk | centroid.")]
+    help=f"Speaker score: {' | '.join(AGGREGATIONS)}.")]
 AggK = Annotated[int, typer.Option("--agg-k", help="Segments averaged by --aggregation topk.")]
 NoWait = Annotated[bool, typer.Option(
     "--no-wait", help="Fail at once (exit 3) when another process is writing to the database, "
@@ -64,6 +71,30 @@ def audio_policy(max_duration: float | None):
     return replace(AudioPolicy(), max_duration_s=check_max_duration(max_duration))
 
 
+FLAGS = {"local": "--from", "min_margin": "--margin"}
+"""Library parameters whose command-line flag is not ``--`` + the name with dashes."""
+NO_FLAG = frozenset({"shortlist", "fit"})
+"""Library parameters that no command-line option sets as such."""
+
+
+def flag(option: str) -> str | None:
+    """The command-line flag of library parameter ``option`` (None when there is none)."""
+    if option in NO_FLAG:
+        return None
+    return FLAGS.get(option, "--" + option.replace("_", "-"))
+
+
+def cli_message(e: BaseException) -> str:
+    """``str(e)`` with the library parameters a ``UsageError`` names (``agg_k``) written as
+    the command-line flags that set them (``--agg-k``)."""
+    text = str(e)
+    for option in getattr(e, "options", ()):
+        name = flag(option)
+        if name is not None:
+            text = re.sub(rf"(?<![\w-]){re.escape(option)}(?![\w-])", name, text)
+    return text
+
+
 def err(message: str) -> None:
     """Print ``message`` as the one ``speakerdb: error:`` line on stderr."""
     print(f"speakerdb: error: {message}", file=sys.stderr)
@@ -79,7 +110,7 @@ def shell(fn):
         try:
             return fn(*args, **kwargs)
         except SpeakerDBError as e:
-            err(str(e))
+            err(cli_message(e))
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             err("interrupted")

@@ -69,8 +69,8 @@ def rebuild_home_file(home: Path, db_url: str | None, model, embedder, device) -
                 f"{emb.name} ({emb.sha256[:12]})")
         spec = spec or model
     if not spec:
-        raise UsageError(f"{home}: the store does not record where its model {bound.name} "
-                         "comes from; give --model")
+        raise UsageError(f"{home}: the store does not record where {bound.name}, the network "
+                         "it is bound to, comes from; give model", option="model")
     old = home / HOME_FILE
     if old.exists():
         os.replace(old, home / (HOME_FILE + ".unreadable"))

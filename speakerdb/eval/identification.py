@@ -57,7 +57,8 @@ Result shape (JSON-safe; thresholds that are infinite are None)::
          "gallery_sizes" (with ``gallery_sizes``): {"10": {"max": {"threshold", "fpir",
                         "dir", "unknown", "known", "draws"}}},
          "cascade": {"dim", "rule", "probes", "recall_at_1", "speaker_agreement",
-                     "cascade_ms", "exhaustive_ms", "config": {"k64", "k128", "k192"}}}}}
+                     "cascade_ms", "exhaustive_ms",
+                     "config": {"k<dim>" per stage: "k64", "k128", "k192"}}}}}
 """
 
 from __future__ import annotations
@@ -349,7 +350,7 @@ def _cascade(db, g, vectors, ok, own, cfg: CascadeConfig) -> dict:
         t0 = time.perf_counter()
         c_hits = tier.search_cascade(query, cfg)
         t1 = time.perf_counter()
-        e_hits = tier.search_exhaustive(query[top], cfg.k192 + len(skip))
+        e_hits = tier.search_exhaustive(query[top], cfg.kept + len(skip))
         t2 = time.perf_counter()
         t_casc, t_exh = t_casc + (t1 - t0), t_exh + (t2 - t1)
         c_hits = [h for h in c_hits if h.segment_id not in skip]
@@ -363,7 +364,7 @@ def _cascade(db, g, vectors, ok, own, cfg: CascadeConfig) -> dict:
             "recall_at_1": agree / n if n else None, "speaker_agreement": same / n if n else None,
             "cascade_ms": 1000 * t_casc / n if n else None,
             "exhaustive_ms": 1000 * t_exh / n if n else None,
-            "config": {"k64": cfg.k64, "k128": cfg.k128, "k192": cfg.k192}}
+            "config": {f"k{d}": k for d, k in cfg.stages(dims)}}
 
 
 def evaluate_identification(

@@ -6,7 +6,8 @@ without FAISS. Measured by ``bench/search_scale.py`` (README, "Search at scale")
 * Every dimension the cascade rescores (128, 192, 256) stays ``Flat``: the shortlist is
   rescored exactly from those stored vectors, and the full dimension also answers exhaustive
   searches.
-* The screening dimension (64) is ``Flat`` (exact) below ``FLAT_MAX_VECTORS``; from there an
+* The screening dimension (the space's first, 64 for a Matryoshka model: ``screen_dim``) is
+  ``Flat`` (exact) below ``FLAT_MAX_VECTORS``; from there an
   inverted-file index ``IVF<nlist>,SQfp16`` (vectors kept as 16-bit floats, half the memory
   traffic of a scan; only the lists nearest the query are scanned) with about ``4 * sqrt(n)``
   lists, of which ``nlist / PROBE_DIVISOR`` are probed. The screen only picks the shortlist:
@@ -21,14 +22,14 @@ import math
 import re
 from dataclasses import dataclass
 
-__all__ = ["FLAT_KEY", "FLAT_MAX_VECTORS", "PROBE_DIVISOR", "SCREEN_DIM", "IndexChoice",
-           "choose_index", "choose_index_key", "ivf_lists", "parse_choice"]
+__all__ = ["FLAT_KEY", "FLAT_MAX_VECTORS", "PROBE_DIVISOR", "IndexChoice", "choose_index",
+           "choose_index_key", "ivf_lists", "parse_choice", "screen_dim"]
 
 FLAT_KEY = "Flat"
 """Exact inner-product search over every stored vector."""
 
 FLAT_MAX_VECTORS = 200_000
-"""From this many vectors the 64-D screen is an inverted-file index instead of flat."""
+"""From this many vectors the screen is an inverted-file index instead of flat."""
 
 PROBE_DIVISOR = 6
 """An IVF screen probes one list in this many (about 17 % of the vectors). On the 1M store of
@@ -37,9 +38,6 @@ PROBE_DIVISOR = 6
 list far from the query at 64-D."""
 
 MIN_LISTS, MAX_LISTS = 1024, 65536
-
-SCREEN_DIM = 64
-"""The dimension the identify cascade screens everything with."""
 
 _IVF = re.compile(r"IVF(\d+),SQfp16")
 _NPROBE = re.compile(r"nprobe=(\d+)")
@@ -72,9 +70,17 @@ def ivf_lists(n_vectors: int) -> int:
     return int(min(MAX_LISTS, max(MIN_LISTS, 2 ** round(math.log2(want)))))
 
 
-def choose_index(n_vectors: int, dim: int, screen_dim: int = SCREEN_DIM) -> IndexChoice:
+def screen_dim(dims) -> int | None:
+    """The dimension the identify cascade screens everything with: the first of a space's
+    ``dims`` (ascending). None for a space of one dimension: it is searched exhaustively, so
+    its one index answers exactly and stays flat."""
+    dims = tuple(dims)
+    return dims[0] if len(dims) > 1 else None
+
+
+def choose_index(n_vectors: int, dim: int, screen_dim: int | None) -> IndexChoice:
     """The index for ``n_vectors`` unit vectors of ``dim`` values (``screen_dim``: the
-    dimension the cascade screens with; every other dimension is flat)."""
+    dimension the cascade screens with, see ``screen_dim``; every other dimension is flat)."""
     if n_vectors < 0:
         raise ValueError(f"n_vectors must be >= 0, got {n_vectors}")
     if dim <= 0:
@@ -85,9 +91,9 @@ def choose_index(n_vectors: int, dim: int, screen_dim: int = SCREEN_DIM) -> Inde
     return IndexChoice(f"IVF{nlist},SQfp16", f"nprobe={max(1, nlist // PROBE_DIVISOR)}")
 
 
-def choose_index_key(n_vectors: int, dim: int) -> str:
+def choose_index_key(n_vectors: int, dim: int, screen_dim: int | None) -> str:
     """The FAISS factory key alone (see ``choose_index``)."""
-    return choose_index(n_vectors, dim).key
+    return choose_index(n_vectors, dim, screen_dim).key
 
 
 def parse_choice(key: str, param: str) -> IndexChoice:

@@ -14,7 +14,7 @@ import numpy as np
 
 from speakerdb.errors import IndexOutOfDateError
 from speakerdb.index.checks import checksum_problems, index_problems, vector_problems
-from speakerdb.index.choose import SCREEN_DIM, choose_index, parse_choice
+from speakerdb.index.choose import choose_index, parse_choice, screen_dim
 from speakerdb.files.hashing import sha256_file as file_sha256
 from speakerdb.index.infos import IndexInfo, ids_digest, read_info, write_info
 from speakerdb.index.vector_index import VectorIndex, ids_array
@@ -77,8 +77,8 @@ class IndexSet:
         raw = _raw_array(raw, ids.size, max(dims))
         screen = min(dims)
         by_dim = {d: VectorIndex.empty(d) for d in dims}
-        choice = choose_index(ids.size, screen) if screen == SCREEN_DIM else None
-        if choice is not None and choice.nlist:  # only the screen is ever trained
+        choice = choose_index(ids.size, screen, screen_dim(dims))
+        if choice.nlist:  # only the screen is ever trained
             by_dim[screen] = VectorIndex.trained(screen, choice,
                                                  nested(raw, (screen,))[screen])
         out = cls(directory, by_dim, None, model_sha256, schema_revision, space)
@@ -92,6 +92,7 @@ class IndexSet:
         count, ids). The checksum is not read here (it costs a pass over every byte): ``check``
         verifies it."""
         by_dim, infos = {}, {}
+        screen = screen_dim(dims)
         for d in dims:
             faiss_path, json_path = index_paths(directory, d)
             info = read_info(json_path)
@@ -99,8 +100,8 @@ class IndexSet:
                 choice = parse_choice(info.index_key, info.index_param)
             except ValueError as e:
                 raise IndexOutOfDateError(f"{json_path}: {e}") from None
-            current = choose_index(info.ntotal, d, dims[0]) if dims[0] == SCREEN_DIM else None
-            if choice.nlist and current is not None and current.key == choice.key:
+            current = choose_index(info.ntotal, d, screen)
+            if choice.nlist and current.key == choice.key:
                 choice = current  # the probe count is a search setting: this version's applies
             index = VectorIndex.load(faiss_path, d, choice)
             if info.dim != d:
@@ -200,12 +201,13 @@ class IndexSet:
     def retarget(self) -> list[int]:
         """Rebuild, as ``choose_index`` now wants for its size, every index built as another
         kind (a screen that outgrew flat search, or an IVF whose list count no longer fits);
-        returns the dimensions rebuilt. Only a Matryoshka set (screen at 64-D) uses IVF."""
-        screen = min(self.by_dim)
+        returns the dimensions rebuilt. Only the screen of a set with several dimensions
+        (``screen_dim``) uses IVF."""
+        screen = screen_dim(self.dims)
         changed = []
         for d, index in sorted(self.by_dim.items()):
-            want = choose_index(index.ntotal, d, screen) if screen == SCREEN_DIM else None
-            if want is not None and want.key != index.choice.key:
+            want = choose_index(index.ntotal, d, screen)
+            if want.key != index.choice.key:
                 self.by_dim[d] = index.rebuilt(want)
                 changed.append(d)
         return changed

@@ -32,7 +32,8 @@ def load_embedder(spec: str, device: str = "auto", optimize: bool = True) -> Emb
     (``speakerdb.model.campplus.folded``: same outputs up to float32 rounding, ~1.5-2x faster on
     CPU); ``False`` gives the plain eager modules, the reference. Other models ignore it."""
     if device not in DEVICES:
-        raise UsageError(f"--device {device!r}: choose one of {', '.join(DEVICES)}")
+        raise UsageError(f"device {device!r}: choose one of {', '.join(DEVICES)}",
+                         option="device")
     if spec == "spectral":
         from speakerdb.model.spectral import SpectralEmbedder
 
@@ -72,7 +73,8 @@ def fetch(spec: str, local: str | None = None) -> Path:
         return ensure_weights(CAMPPLUS, local=local)
     if is_release_name(spec):
         if local is not None:
-            raise UsageError("--from applies to campplus only; give a release file as --model")
+            raise UsageError("local applies to campplus only; give a release file as model",
+                             option="local", also=("model",))
         from speakerdb.model.redimnet.release import fetch_release
 
         return fetch_release(spec, cache_dir())

@@ -25,11 +25,13 @@ __all__ = ["DEVICES", "TorchEmbedder", "resolve_device", "set_threads"]
 def resolve_device(device: str = "auto") -> torch.device:
     """``auto`` → CUDA when available, else CPU. Asking for CUDA without it is a UsageError."""
     if device not in DEVICES:
-        raise UsageError(f"--device {device!r}: choose one of {', '.join(DEVICES)}")
+        raise UsageError(f"device {device!r}: choose one of {', '.join(DEVICES)}",
+                         option="device")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available (use --device cpu)")
+        raise UsageError("device cuda: no CUDA GPU is available (use device cpu)",
+                         option="device")
     return torch.device(device)
 
 

@@ -1,5 +1,7 @@
-"""The identify cascade: 64-D screen over everything, exact rescoring of a shrinking shortlist
-at 128 and 192-D, final ranking at 256-D; and the exhaustive 256-D search it is compared with."""
+"""The identify cascade: a screen over everything at the space's first dimension (64-D), exact
+rescoring of a shrinking shortlist at the next ones (128, 192-D), final ranking at the last
+(256-D), as ``CascadeConfig.stages`` pairs dimensions and shortlist sizes; and the exhaustive
+search at the last dimension it is compared with."""
 
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ def _top(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.nd
 def cascade_search(
     indexes: Mapping[int, ScoringIndex], query: Mapping[int, np.ndarray], config: CascadeConfig
 ) -> list[Hit]:
-    """Segments ranked by the cascade, best first (at most ``config.k192`` of them).
+    """Segments ranked by the cascade, best first (at most the last stage's shortlist).
 
     indexes: {dim: index over unit prefixes}; query: {dim: (dim,) unit vector}.
     """
@@ -72,15 +74,17 @@ def cascade_search_many(
     """``cascade_search`` for a batch: queries {dim: (q, dim) unit vectors}. One screening
     search for the whole batch (FAISS spreads it over the cores); then every later stage that
     cuts scores its shortlist exactly from that dimension's stored vectors, in place, and keeps
-    the best (the set, unsorted). A stage that keeps everything (e.g. ``k128 == k64``) changes
-    nothing, so its scores are computed for the final shortlist only; that one is sorted."""
+    the best (the set, unsorted). A stage that keeps everything (e.g. the 128-D one of the
+    default 3000/3000/100) changes nothing, so its scores are computed for the final shortlist
+    only; that one is sorted."""
     dims = sorted(indexes)
     screen = indexes[dims[0]]
     q0 = np.ascontiguousarray(np.asarray(queries[dims[0]], np.float32))
     if screen.ntotal == 0 or q0.shape[0] == 0:
         return [[] for _ in range(q0.shape[0])]
-    sizes = dict(zip(dims[1:-1], (config.k128, config.k192)))
-    scores, ids = screen.search(q0, min(config.k64, screen.ntotal))
+    stages = config.stages(dims) or [(dims[0], config.shortlist[0])]  # one dimension: a screen
+    sizes = dict(stages[1:])
+    scores, ids = screen.search(q0, min(stages[0][1], screen.ntotal))
     if (ids < 0).any():  # an approximate screen found fewer than asked: padding sorts last
         pos = _rows_top(ids, scores, ids.shape[1])
         ids, scores = np.take_along_axis(ids, pos, 1), np.take_along_axis(scores, pos, 1)

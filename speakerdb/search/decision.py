@@ -9,14 +9,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from speakerdb.config import AGGREGATIONS, DEFAULT_AGG_K
 from speakerdb.errors import UsageError
 from speakerdb.search.asnorm import resolve_top_n
 
 __all__ = ["AGGREGATIONS", "DEFAULT_AGG_K", "Candidate", "Decision", "aggregate", "check_rule",
            "decide", "resolve_cohort_top", "rule_label"]
-
-AGGREGATIONS = ("max", "mean", "top2", "topk", "centroid")
-DEFAULT_AGG_K = 3  # segments averaged by the "topk" rule
 
 
 @dataclass(frozen=True)
@@ -42,9 +40,10 @@ class Decision:
 def check_rule(rule: str, k: int = DEFAULT_AGG_K) -> None:
     """``UsageError`` for an unknown rule or a ``topk`` k below 1."""
     if rule not in AGGREGATIONS:
-        raise UsageError(f"aggregation {rule!r}: choose one of {', '.join(AGGREGATIONS)}")
+        raise UsageError(f"aggregation {rule!r}: choose one of {', '.join(AGGREGATIONS)}",
+                         option="aggregation")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise UsageError(f"--agg-k must be a positive integer, got {k!r}")
+        raise UsageError(f"agg_k must be a positive integer, got {k!r}", option="agg_k")
 
 
 def aggregate(hits, labels: Mapping[int, str | None], rule: str = "max", *,
@@ -98,7 +97,8 @@ def resolve_cohort_top(top: int | None, size: int) -> int:
     if top is None:
         return min(COHORT_TOP_N, int(size))
     if not (isinstance(top, (int, np.integer)) and not isinstance(top, bool) and 1 <= top <= size):
-        raise UsageError(f"--cohort-top must be in 1..{size} (the cohort size), got {top!r}")
+        raise UsageError(f"cohort_top must be in 1..{size} (the cohort size), got {top!r}",
+                         option="cohort_top")
     return resolve_top_n(int(top), size)
 
 

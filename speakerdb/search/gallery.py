@@ -137,8 +137,9 @@ class Scorer:
     def _db_cohort(self) -> Cohort:
         vecs, labels, _ = self.gallery().labelled()
         if len(set(labels)) < 2:
-            raise UsageError("AS-norm needs a cohort: the database has fewer than 2 labelled "
-                             "speakers (give --cohort FILE)")
+            raise UsageError("AS-norm has no impostors to normalise against: the database has "
+                             "fewer than 2 labelled speakers (give cohort FILE)",
+                             option="cohort")
         return cohort_from_speakers(vecs, labels, "mean")
 
     def normalise(self, candidates: list[Candidate], query: np.ndarray, rule: str,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from speakerdb.audio import AudioInput, AudioPolicy
-from speakerdb.config import (ASNORM_DEFAULT_THRESHOLD, check_duration, check_finite,
-                              check_score_norm)
+from speakerdb.config import (ASNORM_DEFAULT_THRESHOLD, ScoreNorm, check_duration,
+                              check_finite, check_score_norm)
 from speakerdb.database.results import Threshold, VerifyResult
 from speakerdb.errors import UsageError
 from speakerdb.search.asnorm import Cohort, asnorm, cohort_stats
@@ -19,7 +19,7 @@ __all__ = ["verify_with"]
 
 
 def verify_with(embedder, a: AudioInput, b: AudioInput, threshold=None,
-                policy: AudioPolicy = AudioPolicy(), *, score_norm: str = "none", cohort=None,
+                policy: AudioPolicy = AudioPolicy(), *, score_norm: ScoreNorm = "none", cohort=None,
                 cohort_top: int | None = None, min_duration_s: float | None = None,
                 space=None) -> VerifyResult:
     """Verify with a model alone (no database needed).
@@ -34,7 +34,8 @@ def verify_with(embedder, a: AudioInput, b: AudioInput, threshold=None,
     norm = None
     if score_norm == "asnorm":
         if cohort is None:
-            raise UsageError("--score-norm asnorm without a database needs --cohort FILE")
+            raise UsageError("score_norm asnorm without a database needs cohort FILE",
+                             option="score_norm", also=("cohort",))
         if not isinstance(cohort, Norm):
             c = cohort if isinstance(cohort, Cohort) else Cohort.load(cohort)
             name = "given" if isinstance(cohort, Cohort) else str(cohort)
@@ -47,7 +48,7 @@ def verify_with(embedder, a: AudioInput, b: AudioInput, threshold=None,
         threshold = Threshold(ASNORM_DEFAULT_THRESHOLD, "asnorm default") if norm else \
             Threshold(float(embedder.default_threshold), "model default")
     elif not isinstance(threshold, Threshold):
-        threshold = Threshold(check_finite("--threshold", threshold), "given")
+        threshold = Threshold(check_finite("threshold", threshold), "given")
     gate = policy.min_signal_s if min_duration_s is None else check_duration(min_duration_s)
     ea, eb = (embed_gated(embedder, x, policy, gate) for x in (a, b))
     if space is not None:

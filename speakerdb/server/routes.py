@@ -9,8 +9,6 @@ writes), so a route added here is guarded unless it is added to ``public`` on pu
 
 from __future__ import annotations
 
-from typing import Literal
-
 from fastapi import (
     APIRouter,
     Body,
@@ -23,7 +21,7 @@ from fastapi import (
     UploadFile,
 )
 
-from speakerdb.config import DEFAULT_TOP_K
+from speakerdb.config import DEFAULT_TOP_K, ScoreNorm
 from speakerdb.server.auth import require_read_access, require_write_access
 from speakerdb.server.models import (
     DeletedOut,
@@ -99,13 +97,13 @@ def identify(
     threshold: float | None = Query(None, ge=-1e6, le=1e6, allow_inf_nan=False,
                                     description="Decision threshold (default: calibrated "
                                                 "or the model's)"),
-    score_norm: Literal["none", "asnorm"] = Query("none", description="Score normalisation"),
+    score_norm: ScoreNorm = Query("none", description="Score normalisation"),
     top_k_form: int | None = Form(None, alias="top_k", ge=1, le=100,
                                   description="Same as the query parameter"),
     threshold_form: float | None = Form(None, alias="threshold", ge=-1e6, le=1e6,
                                         allow_inf_nan=False,
                                         description="Same as the query parameter"),
-    score_norm_form: Literal["none", "asnorm"] | None = Form(
+    score_norm_form: ScoreNorm | None = Form(
         None, alias="score_norm", description="Same as the query parameter"),
 ):
     """Who is speaking: cascade search over the database and an open-set decision

@@ -114,7 +114,8 @@ def make_engine(url: str, read_only: bool = False) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError as e:
-        raise UsageError(f"--db-url {url!r}: not a database URL ({e})") from None
+        raise UsageError(f"db_url {url!r}: not a database URL ({e})",
+                         option="db_url") from None
     read_only = read_only and parsed.get_backend_name() == "sqlite" and \
         parsed.database not in (None, "", ":memory:")
     if read_only:

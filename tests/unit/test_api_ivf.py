@@ -22,7 +22,7 @@ def test_grown_database_screens_with_ivf_and_reopens_without_rebuild(
     with SpeakerDB.create(tmp_home, model="spectral", embedder=spectral_embedder) as db:
         db.ingest([corpus])
         stats = db.stats()
-    want = choose.choose_index(30, 64)
+    want = choose.choose_index(30, 64, 64)
     assert want.nlist == choose.ivf_lists(30)
     assert stats["indexes"]["64"]["index_key"] == want.key
     assert stats["indexes"]["64"]["index_param"] == want.param

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from speakerdb.config import CascadeConfig
+from speakerdb.config import DEFAULT_SHORTLIST, CascadeConfig
 from speakerdb.errors import UsageError
 from speakerdb.model.prefixes import nested
 from speakerdb.search.cascade import cascade_search, exhaustive_search
@@ -44,7 +44,7 @@ def make(n=400, seed=0):
 def test_full_shortlist_equals_exhaustive_ranking():
     ids, raw, idx = make()
     q = nested(raw[7] + 0.3)
-    cfg = CascadeConfig(k64=400, k128=400, k192=400)
+    cfg = CascadeConfig((400, 400, 400))
     hits = cascade_search(idx, q, cfg)
     exact = exhaustive_search(idx[256], q[256], 400)
     assert [h.segment_id for h in hits] == [h.segment_id for h in exact]
@@ -56,7 +56,7 @@ def test_full_shortlist_equals_exhaustive_ranking():
 def test_shortlists_shrink_and_scores_are_exact():
     ids, raw, idx = make()
     q = nested(raw[3])
-    hits = cascade_search(idx, q, CascadeConfig(k64=50, k128=20, k192=5))
+    hits = cascade_search(idx, q, CascadeConfig((50, 20, 5)))
     assert len(hits) == 5
     assert hits[0].segment_id == ids[3] and hits[0].score == pytest.approx(1.0, abs=1e-5)
     pos = {int(i): k for k, i in enumerate(ids)}
@@ -71,7 +71,7 @@ def test_near_duplicate_query_finds_its_source_top1():
     rng = np.random.default_rng(5)
     for k in rng.choice(2000, 40, replace=False):
         q = nested(raw[k] + 0.2 * rng.standard_normal(256).astype(np.float32))
-        top = cascade_search(idx, q, CascadeConfig(k64=100, k128=30, k192=10))[0]
+        top = cascade_search(idx, q, CascadeConfig((100, 30, 10)))[0]
         assert top.segment_id == ids[k]
 
 
@@ -93,7 +93,7 @@ def test_batched_cascade_equals_one_query_at_a_time():
     rng = np.random.default_rng(4)
     probes = raw[rng.integers(0, 600, 9)] + 0.5 * rng.standard_normal((9, 256)).astype(np.float32)
     q = nested(probes)
-    cfg = CascadeConfig(k64=120, k128=40, k192=15)
+    cfg = CascadeConfig((120, 40, 15))
     batch = cascade_search_many(idx, q, cfg)
     assert len(batch) == 9
     for row, hits in enumerate(batch):
@@ -138,7 +138,7 @@ def test_padding_from_an_approximate_screen_and_a_single_dimension():
             i[:, 1::2] = -1
             return s, i
 
-    cfg = CascadeConfig(k64=60, k128=30, k192=30)  # no cut below the 30 real candidates
+    cfg = CascadeConfig((60, 30, 30))  # no cut below the 30 real candidates
     hits = cascade_search({**idx, 64: Padded()}, q, cfg)[:5]
     kept = idx[64].search(q[64][None, :], 60)[1][0, ::2]
     want = [h.segment_id for h in exhaustive_search(NumpyIndex(kept, idx[256].reconstruct(kept)),
@@ -147,3 +147,41 @@ def test_padding_from_an_approximate_screen_and_a_single_dimension():
     alone = cascade_search({256: idx[256]}, {256: q[256]}, cfg)
     assert [h.segment_id for h in alone] == [h.segment_id for h in
                                              exhaustive_search(idx[256], q[256], 60)]
+
+
+def test_stages_pair_the_shortlist_with_all_but_the_last_dimension():
+    assert CascadeConfig((50, 20, 5)).stages((64, 128, 192, 256)) == [(64, 50), (128, 20),
+                                                                        (192, 5)]
+    assert CascadeConfig((50, 20)).stages((64, 128, 192)) == [(64, 50), (128, 20)]
+    assert CascadeConfig((50, 20)).kept == 20
+    assert CascadeConfig().stages((256,)) == []
+
+
+def test_a_given_shortlist_must_fit_the_space():
+    with pytest.raises(UsageError, match="3 sizes.*2 stages") as e:
+        CascadeConfig((50, 20, 5)).stages((64, 128, 192))
+    assert e.value.option == "shortlist"
+    with pytest.raises(UsageError, match="2 sizes.*3 stages"):
+        CascadeConfig((50, 20)).stages((64, 128, 192, 256))
+
+
+def test_default_and_named_sizes_fit_spaces_with_other_stages():
+    """The default and k64=/k128=/k192= name the stages of a 64/128/192/256-D space: a space
+    with fewer uses the first sizes, one with more keeps the last (which cuts nothing)."""
+    default = CascadeConfig()
+    assert default.shortlist == DEFAULT_SHORTLIST and default.fit
+    assert default.stages((64, 128, 192)) == [(64, 3000), (128, 3000)]
+    assert default.stages((64, 128, 192, 256, 512)) == [(64, 3000), (128, 3000), (192, 100),
+                                                        (256, 100)]
+    assert CascadeConfig(k64=4000, k192=5).shortlist == (4000, DEFAULT_SHORTLIST[1], 5)
+    assert CascadeConfig(k64=50, k128=20, k192=5) == CascadeConfig((50, 20, 5), fit=True)
+    assert CascadeConfig(k64=50, k128=20, k192=5).stages((64, 128, 192)) == [(64, 50),
+                                                                              (128, 20)]
+    with pytest.raises(UsageError, match="not both"):
+        CascadeConfig((50, 20, 5), k64=50)
+
+
+@pytest.mark.parametrize("sizes", [(), (0,), (10, 20), (5, 5, 6), (10.0, 5)])
+def test_shortlist_sizes_are_shrinking_whole_numbers(sizes):
+    with pytest.raises(UsageError):
+        CascadeConfig(sizes)

@@ -87,5 +87,5 @@ def test_cascade_config_checks_the_rule():
 
     with pytest.raises(UsageError, match="median"):
         CascadeConfig(aggregation="median")
-    with pytest.raises(UsageError, match="agg-k"):
+    with pytest.raises(UsageError, match="agg_k"):
         CascadeConfig(aggregation="topk", agg_k=0)

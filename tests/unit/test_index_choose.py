@@ -15,7 +15,11 @@ from speakerdb.index.choose import (
     choose_index_key,
     ivf_lists,
     parse_choice,
+    screen_dim,
 )
+from speakerdb.model.prefixes import DIMS
+
+SCREEN = screen_dim(DIMS)  # 64
 
 
 @pytest.mark.parametrize(
@@ -34,13 +38,20 @@ from speakerdb.index.choose import (
     ],
 )
 def test_choose_table(n, dim, key, param):
-    assert choose_index(n, dim) == IndexChoice(key, param)
-    assert choose_index_key(n, dim) == key
+    assert choose_index(n, dim, SCREEN) == IndexChoice(key, param)
+    assert choose_index_key(n, dim, SCREEN) == key
 
 
 def test_only_the_screen_dimension_is_approximate():
     assert choose_index(10**7, 64, screen_dim=192) == IndexChoice("Flat")
     assert choose_index(10**7, 192, screen_dim=192).key.startswith("IVF")
+    assert choose_index(10**7, 64, screen_dim=None) == IndexChoice("Flat")
+
+
+@pytest.mark.parametrize("dims, screen", [(DIMS, 64), ((64, 128, 192), 64),
+                                          ((32, 96), 32), ((192,), None), ((64,), None)])
+def test_the_screen_is_the_first_of_several_dimensions(dims, screen):
+    assert screen_dim(dims) == screen
 
 
 @given(st.integers(0, 10**9))
@@ -48,18 +59,18 @@ def test_list_count_is_a_clamped_power_of_two_growing_with_n(n):
     lists = ivf_lists(n)
     assert MIN_LISTS <= lists <= MAX_LISTS and lists & (lists - 1) == 0
     assert ivf_lists(n + n // 2 + 1) >= lists
-    choice = choose_index(max(n, FLAT_MAX_VECTORS), 64)
+    choice = choose_index(max(n, FLAT_MAX_VECTORS), 64, SCREEN)
     assert choice.nprobe == choice.nlist // PROBE_DIVISOR
 
 
 @pytest.mark.parametrize("n, dim", [(-1, 64), (10, 0)])
 def test_choose_rejects_nonsense(n, dim):
     with pytest.raises(ValueError):
-        choose_index_key(n, dim)
+        choose_index_key(n, dim, SCREEN)
 
 
 def test_parse_choice_round_trip_and_rejects_unknown_kinds():
-    for c in (IndexChoice("Flat"), choose_index(10**6, 64)):
+    for c in (IndexChoice("Flat"), choose_index(10**6, 64, SCREEN)):
         assert parse_choice(c.key, c.param) == c
     for key, param in [("HNSW32,Flat", ""), ("IVF0,SQfp16", "nprobe=1"),
                        ("IVF4096,Flat", "nprobe=341"),  # an earlier version's screen: rebuilt

@@ -213,7 +213,7 @@ def test_rebuild_of_a_large_set_builds_the_screen_as_ivf(tmp_path, small_thresho
     raw = _raw(rng, 1000)
     ids = np.arange(1, 1001, dtype=np.int64)
     s = IndexSet.build(tmp_path, ids, raw, SHA, REV)
-    assert s.by_dim[64].choice == choose.choose_index(1000, 64)
+    assert s.by_dim[64].choice == choose.choose_index(1000, 64, 64)
     assert s.by_dim[64].choice.nlist > 0
     assert s.retarget() == []
 
@@ -241,7 +241,7 @@ def test_a_saved_screen_searches_with_this_versions_probe_count(tmp_path, small_
     old = built.by_dim[64].choice
     monkeypatch.setattr(choose, "PROBE_DIVISOR", 2)
     back = IndexSet.load(tmp_path)
-    want = choose.choose_index(1000, 64)
+    want = choose.choose_index(1000, 64, 64)
     assert want.key == old.key and want.nprobe != old.nprobe
     assert back.by_dim[64].choice == want
     import faiss

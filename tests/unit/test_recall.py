@@ -32,7 +32,7 @@ DECAY, NOISE = 128.0, 1.5  # energy of dim i ~ exp(-i / DECAY); utterance noise 
 # The floors sit a little below what was measured.
 RECALL_CASES = [
     pytest.param(CascadeConfig(), 0.99, 0.99, id="default-1000-300-100"),
-    pytest.param(CascadeConfig(k64=100, k128=30, k192=10), 0.97, 0.90, id="tight-100-30-10"),
+    pytest.param(CascadeConfig((100, 30, 10)), 0.97, 0.90, id="tight-100-30-10"),
 ]
 
 
@@ -84,7 +84,7 @@ def test_full_shortlists_rank_exactly_like_exhaustive_search(tmp_path):
     raw[250:] = raw[:50]  # 50 exact duplicates under other ids: tied scores
     ids, indexes = build(tmp_path, raw)
     n = ids.size
-    full = CascadeConfig(k64=n, k128=n, k192=n)
+    full = CascadeConfig((n, n, n))
     unit = prefix(raw, 256).astype(np.float64)
     queries = np.concatenate([rng.standard_normal((20, 256)), raw[:5], raw[100:105]])
     for qraw in queries.astype(np.float32):
@@ -123,7 +123,7 @@ def test_tied_top_scores_are_broken_by_the_smaller_id(tmp_path):
     raw[30] = raw[3]  # same vector: ids 16 (row 3) and 97 (row 30)
     ids, indexes = build(tmp_path, raw)
     q = query_at(raw, 3)
-    cascade = cascade_search(indexes.by_dim, q, CascadeConfig(k64=40, k128=40, k192=40))
+    cascade = cascade_search(indexes.by_dim, q, CascadeConfig((40, 40, 40)))
     exhaustive = exhaustive_search(indexes.by_dim[256], q[256], 40)
     for hits in (cascade, exhaustive):
         assert [h.segment_id for h in hits[:2]] == [ids[3], ids[30]]
@@ -153,7 +153,7 @@ def test_cascade_recall_against_exhaustive(speaker_set, config, floor_at_1, floo
     at_1 = at_10 = 0.0
     for i in range(q.shape[0]):
         hits = cascade_search(indexes.by_dim, {d: v[i] for d, v in q_nested.items()}, config)
-        assert len(hits) == config.k192
+        assert len(hits) == config.kept
         assert all(a.score >= b.score for a, b in zip(hits, hits[1:]))
         at_1 += hits[0].score >= truth_scores[i, 0] - EPS
         at_10 += sum(h.score >= truth_scores[i, 9] - EPS for h in hits[:10]) / 10
@@ -167,7 +167,7 @@ def test_cascade_recall_against_exhaustive(speaker_set, config, floor_at_1, floo
 
 
 # (c) ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("config", [CascadeConfig(), CascadeConfig(k64=10, k128=5, k192=1)],
+@pytest.mark.parametrize("config", [CascadeConfig(), CascadeConfig((10, 5, 1))],
                          ids=["default", "k64=10"])
 def test_a_stored_vector_finds_itself_first(speaker_set, config):
     ids, raw, indexes, _, _, _ = speaker_set

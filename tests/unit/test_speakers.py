@@ -307,7 +307,7 @@ def test_identify_in_threads_while_one_thread_ingests(db, tmp_path):
         try:
             i = 0
             while not done.is_set() or i < 3:
-                r = db.identify(wave(k, 50 + i), cascade=CascadeConfig(k64=50, k128=20, k192=10))
+                r = db.identify(wave(k, 50 + i), cascade=CascadeConfig((50, 20, 10)))
                 results.append(r)
                 names = [s.label for s in db.speakers()]
                 assert names == sorted(names)

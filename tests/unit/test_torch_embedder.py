@@ -49,8 +49,9 @@ def test_short_inputs_are_tiled_not_padded():
 def test_devices():
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type in ("cpu", "cuda")
-    with pytest.raises(UsageError, match="--device"):
+    with pytest.raises(UsageError, match="^device 'tpu'") as e:
         resolve_device("tpu")
+    assert e.value.option == "device"
     if not torch.cuda.is_available():
         with pytest.raises(UsageError, match="no CUDA"):
             resolve_device("cuda")
