@@ -154,9 +154,10 @@ class Busy(SpeakerDBError):
 
 
 class TooLongError(AudioError):
-    """Audio longer than the limit on one input (``--max-duration``)."""
+    """Audio longer than the limit on one input (the ``max_duration`` parameter)."""
 
     reason = "too_long"
+    options = ("max_duration",)  # the parameter its message names
 
 
 class WeightsUnavailable(SpeakerDBError):

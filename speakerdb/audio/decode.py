@@ -61,9 +61,9 @@ def check_rate(rate, name: str) -> None:
 def too_long(name: str, limit: float, declared: float | None = None) -> TooLongError:
     if declared is not None:
         return TooLongError(name, f"too long: {declared:.1f} s of audio, the limit is "
-                                  f"{limit:g} s (--max-duration)")
+                                  f"{limit:g} s (max_duration)")
     return TooLongError(name, f"too long: more than {limit:g} s of audio, the limit "
-                              "(--max-duration); the rest was not read")
+                              "(max_duration); the rest was not read")
 
 
 def _check_header(head: bytes, size: int, name: str) -> None:

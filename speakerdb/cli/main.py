@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from speakerdb.cli.shell import (AggK, Aggregation, CohortTop, Device, Home, Json, MaxDuration,
-                                 NoWait, ScoreNorm, err, audio_policy, print_ingest, print_json,
+                                 NoWait, ScoreNorm, cli_message, err, audio_policy, print_ingest, print_json,
                                  open_db, shell)
 from speakerdb.config import DEFAULT_AGG_K, DEFAULT_SHORTLIST, DEFAULT_TOP_K
 
@@ -200,7 +200,7 @@ def identify(
                 bad += 1
                 results.append({"input": e.where, "error": str(e)})
                 if not json_:
-                    err(str(e))
+                    err(cli_message(e))
     if json_:
         print_json({"results": results})
     else:
@@ -297,7 +297,7 @@ def embed(
             bad += 1
             results.append({"input": e.where, "error": str(e)})
             if not json_:
-                err(str(e))
+                err(cli_message(e))
     if json_:
         print_json({"model": model_info(emb), "results": results})
     else:

@@ -78,7 +78,7 @@ def test_ingest_max_duration_fails_longer_inputs_with_the_reason(cli, home_copy,
     [f] = doc["failures"]
     assert f["reason"] == "too_long"
     assert f["error"] == (f"{forty_seconds}: too long: 40.0 s of audio, the limit is 30 s "
-                          "(--max-duration)")
+                          "(max_duration)")
     doc = cli("ingest", forty_seconds.parent.parent, "--home", home_copy, "--json", "-q",
               "--max-duration", "60", "--retry-failed").json()
     assert (doc["added"], doc["failed"], doc["segments"]) == (1, 0, 4)

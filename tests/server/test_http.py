@@ -395,7 +395,7 @@ def test_uploads_longer_than_the_duration_limit_are_400(fresh_home):
         long = {"audio": ("long.wav", wav_bytes(1, 7, seconds=3.0), "audio/wav")}
         message = assert_error(c.post("/identify", files=long), 400, "TooLongError")
         assert message == ("long.wav: too long: 3.0 s of audio, the limit is 2 s "
-                           "(--max-duration)")
+                           "(max_duration)")
         assert_error(c.post("/embed", files=long), 400, "TooLongError")
         ok = {"audio": ("ok.wav", wav_bytes(1, 7, seconds=1.5), "audio/wav")}
         assert c.post("/identify", files=ok).status_code == 200

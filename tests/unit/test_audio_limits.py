@@ -93,7 +93,7 @@ def test_declared_length_over_the_limit_fails_before_decoding(tmp_path):
     sf.write(p, speechlike(20.0, R, seed=4), R, subtype="PCM_16")
     policy = AudioPolicy(max_duration_s=15)
     with pytest.raises(TooLongError, match=r"long.wav: too long: 20.0 s of audio, the limit is "
-                                           r"15 s \(--max-duration\)"):
+                                           r"15 s \(max_duration\)"):
         Preparing(p, policy)
     with pytest.raises(TooLongError):
         load(p, max_duration_s=15)
@@ -104,7 +104,7 @@ def test_declared_length_over_the_limit_fails_before_decoding(tmp_path):
 def test_undeclared_length_is_stopped_at_the_limit(tmp_path):
     p = tmp_path / "long.m4a"
     write_m4a(p, speechlike(8.0, R, seed=5), R)
-    with pytest.raises(TooLongError, match=r"more than 5 s of audio, the limit \(--max-duration\); "
+    with pytest.raises(TooLongError, match=r"more than 5 s of audio, the limit \(max_duration\); "
                                            r"the rest was not read"):
         prepare(p, AudioPolicy(max_duration_s=5))
     assert len(prepare(p, AudioPolicy(max_duration_s=9)).segments) == 1
