@@ -256,12 +256,13 @@ def read_home_file(home: Path) -> dict | None:
 
 def home_file_problem(home: Path) -> str | None:
     """Why ``home.json`` cannot be used in a folder that holds database files (a SQLite store
-    or index files); None when it can, or when the folder holds no database."""
+    or vector files); None when it can, or when the folder holds no database."""
     try:
+        from speakerdb.index.index_set import holds_vector_files
         from speakerdb.store.engine import STORE_FILE_SUFFIXES
 
-        held = home.is_dir() and any(p.suffix in (".faiss", *STORE_FILE_SUFFIXES)
-                                     for p in home.iterdir())
+        held = home.is_dir() and (holds_vector_files(home) or any(
+            p.suffix in STORE_FILE_SUFFIXES for p in home.iterdir()))
     except OSError:
         held = False
     if not held:

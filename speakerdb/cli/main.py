@@ -361,10 +361,14 @@ def stats(home: Home = None, json_: Json = False):
           f"({c['unlabelled_recordings']} unlabelled), {c['segments']} segments, "
           f"{c['duration_s'] / 3600:.2f} h, {c['failures']} failed inputs, "
           f"{c['ingest_runs']} ingest runs")
-    for d, i in doc["indexes"].items():
-        param = f" ({i['index_param']})" if i.get("index_param") else ""
-        print(f"  index {d}-D: {i['index_key']}{param}, {i['ntotal']} vectors, "
-              f"{i['size_bytes']} bytes")
+    v = doc["vectors"]
+    if v:
+        sc = v["screen"]
+        screen = (f"screened exactly at {sc['dim']}-D" if sc["index_key"] == "Flat" else
+                  f"{sc['dim']}-D screen {sc['index_key']} ({sc['index_param']}), "
+                  f"{sc['bytes']} bytes")
+        print(f"  vectors: {v['ntotal']} at {'/'.join(map(str, v['dims']))}-D, "
+              f"{v['rows_bytes']} bytes; {screen}")
     for key, c in doc.get("identify_calibrations", {}).items():
         if "error" in c:
             print(f"  identify calibration {key}: {c['error']}")

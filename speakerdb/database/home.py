@@ -27,12 +27,13 @@ def not_found(home: Path) -> DatabaseNotFound:
 
 def store_left(home: Path, db_url: str | None) -> bool:
     """Whether ``home`` lost its home.json but not its store: its own store file, or index
-    files and the ``db_url`` of the store they belong to."""
+    vector files and the ``db_url`` of the store they belong to."""
+    from speakerdb.index.index_set import holds_vector_files
     from speakerdb.store.engine import home_has_store
 
     if home_has_store(home):
         return True
-    return bool(db_url) and home.is_dir() and any(p.suffix == ".faiss" for p in home.iterdir())
+    return bool(db_url) and holds_vector_files(home)
 
 
 def rebuild_home_file(home: Path, db_url: str | None, model, embedder, device) -> None:

@@ -40,12 +40,13 @@ def create(cls, home, model, db_url, embedder, device):
         return db
     if home.exists() and not home.is_dir():
         raise UsageError(f"{home}: exists and is not a directory")
+    from speakerdb.index.index_set import holds_vector_files
     from speakerdb.store.engine import STORE_FILE_SUFFIXES, home_store_url, make_engine
 
-    if home.exists() and any(p.suffix in (".faiss", *STORE_FILE_SUFFIXES)
-                             for p in home.iterdir()):
+    if home.exists() and (holds_vector_files(home) or any(
+            p.suffix in STORE_FILE_SUFFIXES for p in home.iterdir())):
         raise DatabaseExistsError(
-            f"{home}: holds index files but no usable home.json nor a SQLite store; its "
+            f"{home}: holds vector files but no usable home.json nor a SQLite store; its "
             f"store was elsewhere: `speakerdb init --home {home} --db-url URL` rebuilds "
             "home.json from it")
     home.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Deciding, from an index's JSON alone, how to bring it level with the store."""
+"""Deciding, from the saved description alone, how to bring it level with the store."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ from typing import Literal
 
 import numpy as np
 
-from speakerdb.index.infos import IndexInfo, ids_digest
+from speakerdb.index.infos import SetInfo, ids_digest
 
 __all__ = ["CatchUp", "catch_up_plan"]
 
 CatchUp = Literal["current", "append", "rebuild"]
 
 
-def catch_up_plan(info: IndexInfo, store_ids: np.ndarray, store_max_id: int) -> CatchUp:
-    """What a saved index described by ``info`` needs to agree with the store.
+def catch_up_plan(info: SetInfo, store_ids: np.ndarray, store_max_id: int) -> CatchUp:
+    """What the saved vectors described by ``info`` need to agree with the store.
 
     ``current``: it holds exactly the store's ids. ``append``: it holds exactly the store's
     ids up to ``info.store_max_id`` (nothing it holds was deleted since it was saved) and only

@@ -1,21 +1,28 @@
-"""Every way a set of indexes can disagree with the store, as one human line each."""
+"""Every way a database's saved vectors can disagree with its store, as one human line each.
+
+Lines start with what they are about: ``vectors`` (the full-precision rows and their
+description) or ``screen`` (the 16-bit screen of a large set)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from pathlib import Path
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from speakerdb.errors import IndexOutOfDateError
-from speakerdb.files.hashing import sha256_file as file_sha256
-from speakerdb.index.infos import IndexInfo, ids_digest, read_info
-from speakerdb.index.vector_index import VectorIndex
+from speakerdb.files.hashing import sha256_file
+from speakerdb.index.infos import INFO_FILE, SetInfo, ids_digest, read_info
 from speakerdb.model.prefixes import prefix
 
-__all__ = ["checksum_problems", "index_problems", "short_sha", "vector_problems"]
+if TYPE_CHECKING:  # pragma: no cover
+    from speakerdb.index.index_set import IndexSet
 
-NAMED = 10  # differing vectors named one by one per index; the rest are counted
+__all__ = ["NAMED", "ROWS_TOLERANCE", "SCREEN_TOLERANCE", "set_problems", "short_sha"]
+
+NAMED = 10  # differing vectors named one by one; the rest are counted
+ROWS_TOLERANCE = 1e-5  # full-precision rows: float noise only
+SCREEN_TOLERANCE = 1e-3  # a 16-bit screen: rounding of unit vectors
 
 
 def short_sha(sha: str) -> str:
@@ -30,148 +37,125 @@ def _count_absent(a: np.ndarray, b: np.ndarray) -> int:
     return int(np.count_nonzero(b[pos] != a))
 
 
-def _file_problems(name: str, directory: Path) -> list[str]:
-    return [f"{name}: {name}{ext} is missing" for ext in (".faiss", ".json")
-            if not (directory / f"{name}{ext}").is_file()]
-
-
-def _info_problems(name: str, info: IndexInfo, index: VectorIndex, digest: str) -> list[str]:
-    out = []
-    if info.dim != index.dim:
-        out.append(f"{name}: {name}.json says dimension {info.dim}, index has {index.dim}")
-    if info.index_key != index.choice.key:
-        out.append(f"{name}: {name}.json says {info.index_key}, index is {index.choice.key}")
-    if info.ntotal != index.ntotal:
-        out.append(f"{name}: {name}.json says {info.ntotal} vectors, index has {index.ntotal}")
-    elif info.ids_digest != digest:
-        out.append(f"{name}: {name}.json ids digest does not match the index")
-    return out
-
-
-def _differing(index: VectorIndex, ids: np.ndarray, raw: np.ndarray) -> np.ndarray:
-    """The ids whose index copy differs from the normalised prefix of their stored ``raw``
-    vector by more than the index's precision allows (ids the index lacks are skipped: they
-    are reported as missing already)."""
+def _differing(s: IndexSet, ids: np.ndarray, raw: np.ndarray) -> dict[str, np.ndarray]:
+    """{"vectors": ids, "screen": ids} whose copies differ from the normalised prefixes of
+    their stored ``raw`` vectors by more than each copy's precision allows (ids not held are
+    skipped: they are reported as missing already)."""
     ids = np.asarray(ids, dtype=np.int64)
     raw = np.asarray(raw, dtype=np.float32).reshape(ids.size, -1)
-    present = index.contains(ids)
-    if not present.any():
-        return ids[:0]
+    present = s.matrix.contains(ids)
     ids, raw = ids[present], raw[present]
-    stored = index.reconstruct(ids)
-    bad = ~(np.abs(stored - prefix(raw, index.dim)).max(axis=1) <= index.tolerance)  # NaN: bad
-    return ids[bad]
-
-
-def _sample_problems(name: str, index: VectorIndex,
-                     raw_sample: tuple[np.ndarray, np.ndarray]) -> list[str]:
-    return [f"{name}: vector of segment {int(i)} differs from the store"
-            for i in _differing(index, raw_sample[0], raw_sample[1])]
-
-
-def vector_problems(by_dim: Mapping[int, VectorIndex], dims: tuple[int, ...],
-                    chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> list[str]:
-    """Every stored vector compared with its copy in each index of ``dims``, one chunk of
-    ``(ids, raw)`` (raw in the database's space) at a time, so memory is bounded by a chunk.
-    The first ``NAMED`` differing segments of each index are named, the rest counted."""
-    present = [d for d in dims if d in by_dim]
-    named: dict[int, list[int]] = {d: [] for d in present}
-    counts = dict.fromkeys(present, 0)
-    for ids, raw in chunks:
-        for d in present:
-            bad = _differing(by_dim[d], ids, raw)
-            counts[d] += bad.size
-            named[d] += [int(i) for i in bad[: NAMED - len(named[d])]]
-    out = []
-    for d in present:
-        out += [f"index-{d}: vector of segment {i} differs from the store" for i in named[d]]
-        if counts[d] > len(named[d]):
-            out.append(f"index-{d}: {counts[d] - len(named[d])} more vectors differ from the "
-                       "store")
+    bad = np.zeros(ids.size, bool)
+    for d in s.dims:
+        if ids.size:
+            gap = np.abs(s.matrix.reconstruct(d, ids) - prefix(raw, d)).max(axis=1)
+            bad |= ~(gap <= ROWS_TOLERANCE)  # NaN: bad
+    out = {"vectors": ids[bad]}
+    if s.screen is not None:
+        held = s.screen.contains(ids)
+        d0 = s.dims[0]
+        gap = np.abs(s.screen.reconstruct(ids[held]) - prefix(raw[held], d0)).max(axis=1)
+        out["screen"] = ids[held][~(gap <= SCREEN_TOLERANCE)]
     return out
 
 
-def _saved_again(json_path: Path, info: IndexInfo) -> bool:
-    """Whether the JSON on disk now describes a later save than ``info`` (read at load)."""
+def _vector_lines(s: IndexSet, chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> list[str]:
+    named: dict[str, list[int]] = {}
+    counts: dict[str, int] = {}
+    for ids, raw in chunks:
+        for what, bad in _differing(s, ids, raw).items():
+            counts[what] = counts.get(what, 0) + bad.size
+            have = named.setdefault(what, [])
+            have += [int(i) for i in bad[: NAMED - len(have)]]
+    out = []
+    for what in sorted(named):
+        out += [f"{what}: vector of segment {i} differs from the store" for i in named[what]]
+        if counts[what] > len(named[what]):
+            out.append(f"{what}: {counts[what] - len(named[what])} more vectors differ from "
+                       "the store")
+    return out
+
+
+def _saved_again(s: IndexSet) -> bool:
+    """Whether the description on disk is now a later save than the one this set read."""
     try:
-        now = read_info(json_path)
+        now = read_info(s.directory / INFO_FILE)
     except IndexOutOfDateError:
         return False
-    return now.sha256 != info.sha256 or now.created_at != info.created_at
+    return now.to_dict() != s.info.to_dict()
 
 
-def checksum_problems(infos: Mapping[int, IndexInfo], directory: Path,
-                      dims: tuple[int, ...]) -> list[str]:
-    """Each ``index-<dim>.faiss`` whose bytes do not hash to the sha256 its JSON held when
-    ``infos`` were read (files without a recorded checksum, or missing, are left to other
-    checks); a file another process saved again since is reported as such."""
+def _checksum_lines(s: IndexSet) -> list[str]:
+    info: SetInfo = s.info
+    out = s.matrix.checksum_problems(s.directory)
+    if info.screen_file and info.screen_sha256:
+        path = s.directory / info.screen_file
+        if path.is_file() and sha256_file(path) != info.screen_sha256:
+            out.append(f"screen: {info.screen_file} does not match the checksum in {INFO_FILE} "
+                       f"(sha256 {short_sha(info.screen_sha256)})")
+    if out and _saved_again(s):
+        return ["vectors: saved again during the check (another process is writing); run "
+                "check again"]
+    return [line if line.startswith("screen:") else f"vectors: {line}" for line in out]
+
+
+def _file_lines(s: IndexSet) -> list[str]:
+    info = s.info
     out = []
-    for d in dims:
-        info, path = infos.get(d), directory / f"index-{d}.faiss"
-        if info is None or not info.sha256 or not path.is_file():
-            continue
-        if file_sha256(path) == info.sha256:
-            continue
-        if _saved_again(directory / f"index-{d}.json", info):
-            out.append(f"index-{d}: saved again during the check (another process is "
-                       "writing); run check again")
-        else:
-            out.append(f"index-{d}: index-{d}.faiss does not match the checksum in "
-                       f"index-{d}.json (sha256 {short_sha(info.sha256)})")
+    if not (s.directory / INFO_FILE).is_file():
+        out.append(f"vectors: {INFO_FILE} is missing")
+    if info.screen_file and not (s.directory / info.screen_file).is_file():
+        out.append(f"screen: {info.screen_file} is missing")
     return out
 
 
-def index_problems(
-    by_dim: Mapping[int, VectorIndex],
-    infos: Mapping[int, IndexInfo] | None,
-    directory: Path | None,
-    dims: tuple[int, ...],
-    store_ids: np.ndarray,
-    store_max_id: int,
-    model_sha256: str,
-    schema_revision: str,
-    set_model_sha256: str,
-    set_schema_revision: str,
-    raw_sample: tuple[np.ndarray, np.ndarray] | None = None,
-) -> list[str]:
-    """Disagreements of the indexes (and their JSON descriptions, where saved) with the store.
-
-    ``infos``/``directory`` are None for a set never saved; the model and schema it was built
-    for (``set_*``) are then compared instead of the JSONs'.
-    """
+def set_problems(s: IndexSet, store_ids, store_max_id: int, model_sha256: str,
+                 schema_revision: str, raw_sample: tuple[np.ndarray, np.ndarray] | None,
+                 dims: tuple[int, ...], space: str, vectors=None,
+                 checksums: bool = False) -> list[str]:
+    """Disagreements of the set ``s`` (and its saved description, where there is one) with
+    the store and with what the database expects (``dims``, ``space``, model, schema)."""
     store_ids = np.sort(np.asarray(store_ids, dtype=np.int64))  # cheap when already sorted
     out: list[str] = []
-    for dim in dims:
-        name = f"index-{dim}"
-        index = by_dim.get(dim)
-        if index is None:
-            out.append(f"{name}: no {dim}-D index in the set")
-            continue
-        if directory is not None:
-            out += _file_problems(name, directory)
-        have = index.ids()
-        digest = ids_digest(have)
-        info = infos.get(dim) if infos is not None else None
-        if infos is not None and info is None:
-            out.append(f"{name}: no description ({name}.json) was read")
-        if info is not None:
-            out += _info_problems(name, info, index, digest)
-        if index.ntotal != store_ids.size:
-            out.append(f"{name}: {index.ntotal} vectors, store has {store_ids.size}")
-        missing = _count_absent(store_ids, have)
-        extra = _count_absent(have, store_ids)
-        if missing or extra:
-            out.append(f"{name}: ids differ from the store ({missing} missing, {extra} extra)")
-        elif info is not None and info.store_max_id != store_max_id:
-            out.append(f"{name}: saved when the store's largest id was {info.store_max_id}, "
-                       f"store has {store_max_id}")
-        sha = info.model_sha256 if info is not None else set_model_sha256
-        if sha != model_sha256:
-            out.append(f"{name}: model sha256 {short_sha(sha)} but the database model is "
-                       f"{short_sha(model_sha256)}")
-        rev = info.schema_revision if info is not None else set_schema_revision
-        if rev != schema_revision:
-            out.append(f"{name}: schema revision {rev}, store {schema_revision}")
-        if raw_sample is not None and len(raw_sample[0]):
-            out += _sample_problems(name, index, raw_sample)
+    if tuple(s.dims) != tuple(dims):
+        return [f"vectors: hold {'/'.join(map(str, s.dims))}-D, the database uses "
+                f"{'/'.join(map(str, dims))}-D"]
+    have = s.ids()
+    info = s.info
+    if info is not None:
+        out += _file_lines(s)
+        if info.ntotal != s.ntotal:
+            out.append(f"vectors: {INFO_FILE} says {info.ntotal} vectors, the set holds "
+                       f"{s.ntotal}")
+        elif info.ids_digest != ids_digest(have):
+            out.append(f"vectors: {INFO_FILE} ids digest does not match the rows")
+    if s.ntotal != store_ids.size:
+        out.append(f"vectors: {s.ntotal} vectors, store has {store_ids.size}")
+    missing, extra = _count_absent(store_ids, have), _count_absent(have, store_ids)
+    if missing or extra:
+        out.append(f"vectors: ids differ from the store ({missing} missing, {extra} extra)")
+    elif info is not None and info.store_max_id != store_max_id:
+        out.append(f"vectors: saved when the store's largest id was {info.store_max_id}, "
+                   f"store has {store_max_id}")
+    if s.screen is not None:
+        if s.screen.ntotal != s.ntotal:
+            out.append(f"screen: {s.screen.ntotal} vectors, the rows hold {s.ntotal}")
+        elif not np.array_equal(s.screen.ids(), have):
+            out.append("screen: ids differ from the rows")
+    sha = info.model_sha256 if info is not None else s.model_sha256
+    if sha != model_sha256:
+        out.append(f"vectors: model sha256 {short_sha(sha)} but the database model is "
+                   f"{short_sha(model_sha256)}")
+    rev = info.schema_revision if info is not None else s.schema_revision
+    if rev != schema_revision:
+        out.append(f"vectors: schema revision {rev}, store {schema_revision}")
+    held = info.space if info is not None else s.space
+    if held != space:
+        out.append(f"vectors: built in vector space {held}, the database uses {space}")
+    if raw_sample is not None and len(raw_sample[0]):
+        out += _vector_lines(s, [raw_sample])
+    if vectors is not None:
+        out += _vector_lines(s, vectors)
+    if checksums and info is not None:
+        out += _checksum_lines(s)
     return out

@@ -1,7 +1,9 @@
-"""The FAISS indexes of one database, kept in agreement with its metadata store.
+"""The vectors of one database (``speakerdb.index.index_set``: full-precision rows and a FAISS
+screen), kept in agreement with its metadata store.
 
-The store is the source of truth. Indexes are saved after ingest (and at most every
-``flush_s`` seconds during one); on open, indexes that are behind the store catch up (append
+The store is the source of truth. The vectors are saved after ingest (and at most every
+``flush_s`` seconds during one); on open, vectors saved at the store's current generation are
+mapped as they are (no per-segment work); ones that are behind the store catch up (append
 what is missing) or, if they disagree in any other way, are rebuilt from the stored vectors.
 
 Several processes: ``generation`` is the store generation (``store/generation.py``) the
@@ -33,8 +35,9 @@ _SAMPLE = 64  # stored vectors compared with their index copies by check --quick
 
 
 class FaissTier:
-    """The FAISS vector tier (``speakerdb.index.tier.VectorTier``): one exact index per
-    nested dimension of the space, saved in the home next to JSON descriptions."""
+    """The FAISS vector tier (``speakerdb.index.tier.VectorTier``): every vector once at full
+    precision (each nested prefix scored exactly from it) and, for a large set, a 16-bit IVF
+    screen; saved in the home and described by ``vectors.json``."""
 
     def __init__(self, directory: Path, store: Store, model_sha256: str, revision: str,
                  space: VectorSpace, flush_s: float = 30.0, read_only: bool = False):
@@ -106,32 +109,27 @@ class FaissTier:
             self.unsaved = True
             return
         try:
-            if self.flush(force=True):
-                self._remove_stale_files()
+            self.flush(force=True)
         except (DiskFullError, ReadOnlyError):
             self.unsaved, self._dirty = True, False
 
     def plan(self) -> str:
-        """``current``, ``append`` or ``rebuild``: what open() would do, from the JSONs alone."""
+        """``current``, ``append`` or ``rebuild``: what open() would do, from the saved
+        description alone. Vectors saved at the store's generation now are current without
+        listing the store's ids; otherwise the ids decide (``catch_up_plan``)."""
         try:
-            infos = IndexSet.state(self.directory, self.space.dims)
+            info = IndexSet.state(self.directory)
         except IndexOutOfDateError:
             return "rebuild"
-        if not infos:
+        if info is None or tuple(info.dims) != tuple(self.space.dims):
             return "rebuild"
-        if len({(i.ntotal, i.ids_digest) for i in infos.values()}) > 1:
-            return "rebuild"  # a save interrupted between dimensions: they hold different ids
+        if (info.model_sha256, info.schema_revision, info.space) != (
+                self.model_sha256, self.revision, self.space.name):
+            return "rebuild"
+        if info.store_generation and info.store_generation == self.store.generation():
+            return "current"
         store_ids = self.store.segment_ids()
-        store_max = int(store_ids[-1]) if store_ids.size else 0
-        plans = set()
-        for info in infos.values():
-            if (info.model_sha256, info.schema_revision, info.space) != (
-                    self.model_sha256, self.revision, self.space.name):
-                return "rebuild"
-            plans.add(catch_up_plan(info, store_ids, store_max))
-        if "rebuild" in plans:
-            return "rebuild"
-        return "append" if "append" in plans else "current"
+        return catch_up_plan(info, store_ids, int(store_ids[-1]) if store_ids.size else 0)
 
     def rebuild(self, save: bool = True) -> None:
         generation = self.store.generation()
@@ -141,8 +139,8 @@ class FaissTier:
                                   self.space.name)
         self.generation = generation
         self._dirty = True
-        if save and self.flush(force=True):
-            self._remove_stale_files()
+        if save:
+            self.flush(force=True)
 
     def follow(self, generation: int) -> tuple[int, int]:
         """Bring the in-memory indexes level with the store after other processes wrote
@@ -150,8 +148,7 @@ class FaissTier:
         than any held; only when the counts then differ (deletes) compares every id.
         Returns (added, removed). Nothing is saved: the process that wrote saves."""
         added = removed = 0
-        have = self.set.ids()
-        for ids, raw in self.store.vectors_after(int(have[-1]) if have.size else 0):
+        for ids, raw in self.store.vectors_after(self.set.max_id()):
             self.set.add(ids, self.space.transform(raw))
             added += ids.size
         if self.store.segment_count() != self.set.ntotal:
@@ -164,14 +161,6 @@ class FaissTier:
                 added += ids.size
         self.generation = generation
         return added, removed
-
-    def _remove_stale_files(self) -> None:
-        """Index files of dimensions this space does not use (left by an earlier space)."""
-        from speakerdb.index import index_paths, saved_dims
-
-        for d in set(saved_dims(self.directory)) - set(self.space.dims):
-            for p in index_paths(self.directory, d):
-                p.unlink(missing_ok=True)
 
     # changes -------------------------------------------------------------------------------
     def add(self, ids: np.ndarray, raw: np.ndarray,
@@ -223,10 +212,10 @@ class FaissTier:
 
     def _saved_generation(self) -> int:
         try:
-            infos = IndexSet.state(self.directory, self.space.dims) or {}
+            info = IndexSet.state(self.directory)
         except IndexOutOfDateError:
             return 0
-        return max((i.store_generation for i in infos.values()), default=0)
+        return info.store_generation if info is not None else 0
 
     # reading -------------------------------------------------------------------------------
     def dims(self) -> tuple[int, ...]:
@@ -257,15 +246,26 @@ class FaissTier:
             raise ValueError(f"no {d}-D index (dimensions: {sorted(self.set.by_dim)})")
         return exhaustive_search(self.set.by_dim[d], query, k)
 
-    def describe(self) -> dict[int, dict]:
-        """{dim: index key, parameter, vector count, file size} of the saved indexes."""
+    def describe(self) -> dict:
+        """What the saved vectors are and the bytes each part takes on disk: the rows
+        (``vectors``), the screen, and their description; empty when none are saved."""
         try:
-            infos = IndexSet.state(self.directory, self.space.dims) or {}
+            info = IndexSet.state(self.directory)
         except IndexOutOfDateError:
-            infos = {}
-        return {d: {"index_key": i.index_key, "index_param": i.index_param,
-                    "ntotal": i.ntotal, "size_bytes": i.size_bytes}
-                for d, i in sorted(infos.items())}
+            info = None
+        if info is None:
+            return {}
+        from speakerdb.index.matrix import matrix_files
+
+        rows = sum(p.stat().st_size for p in matrix_files(self.directory, info.matrix.epoch)
+                   .values() if p.is_file())
+        screen = self.directory / info.screen_file if info.screen_file else None
+        return {"dims": list(info.dims), "ntotal": info.ntotal, "rows": info.matrix.rows,
+                "removed_rows": info.matrix.deleted, "rows_bytes": rows,
+                "screen": {"dim": info.dims[0], "index_key": info.index_key,
+                           "index_param": info.index_param,
+                           "bytes": screen.stat().st_size if screen and screen.is_file() else 0},
+                "store_generation": info.store_generation}
 
     # checking ------------------------------------------------------------------------------
     def problems(self, quick: bool = False) -> list[str]:
@@ -298,11 +298,3 @@ class FaissTier:
             vectors=vectors,
             checksums=not quick,
         )
-
-    def unchecksummed(self) -> list[int]:
-        """The dimensions whose saved JSON records no checksum (saved by an older version)."""
-        try:
-            infos = IndexSet.state(self.directory, self.space.dims) or {}
-        except IndexOutOfDateError:
-            return []
-        return sorted(d for d, info in infos.items() if not info.sha256)

@@ -1,247 +1,332 @@
-"""One index per nested dimension, saved side by side in a database's directory.
+"""A database's saved vectors: every vector once at full precision (``VectorMatrix``), and for a
+large set a 16-bit inverted-file screen at the smallest dimension; ``vectors.json`` describes
+both and is written last by every save.
 
-Files: ``index-<dim>.faiss`` (the FAISS index) and ``index-<dim>.json`` (its ``IndexInfo``).
-Everything here is derived from the metadata store and can be rebuilt from it.
+Files in the home: ``vectors.json``, ``vectors-<epoch>.{f32,ids,norms,deleted}`` (the rows,
+mapped at open, see ``speakerdb.index.matrix``) and, for an IVF screen,
+``screen-<dim>-<serial>.faiss`` (a new name at every save of a changed screen, so a reader
+never loads a screen of another save than its description's). Everything here is derived from
+the metadata store and can be rebuilt from it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from speakerdb.errors import IndexOutOfDateError
-from speakerdb.index.checks import checksum_problems, index_problems, vector_problems
-from speakerdb.index.choose import choose_index, parse_choice, screen_dim
-from speakerdb.files.hashing import sha256_file as file_sha256
-from speakerdb.index.infos import IndexInfo, ids_digest, read_info, write_info
-from speakerdb.index.vector_index import VectorIndex, ids_array
-from speakerdb.model.prefixes import DIMS, FULL_DIM, nested
+from speakerdb.files.hashing import sha256_file
+from speakerdb.index.choose import FLAT_KEY, IndexChoice, choose_index, parse_choice, screen_dim
+from speakerdb.index.infos import INFO_FILE, SetInfo, ids_digest, read_info, write_info
+from speakerdb.index.matrix import VectorMatrix
+from speakerdb.index.vector_index import VectorIndex
+from speakerdb.model.prefixes import DIMS
 
-__all__ = ["IndexSet", "index_paths", "saved_dims"]
+__all__ = ["LEGACY_FILES", "IndexSet", "PrefixIndex", "holds_vector_files", "info_path"]
+
+LEGACY_FILES = ("index-*.faiss", "index-*.json")
+"""Files of the layout before ``vectors.json`` (one FAISS index per dimension): a set saved so
+is rebuilt from the store, and these are removed."""
+
+TRAIN_BLOCK = 65_536  # rows added to a screen per call while building it
+_SCREEN = re.compile(r"screen-(\d+)-(\d+)\.faiss")
 
 
-def index_paths(directory: str | os.PathLike, dim: int) -> tuple[Path, Path]:
-    """(``index-<dim>.faiss``, ``index-<dim>.json``) inside ``directory``."""
+def info_path(directory: str | os.PathLike) -> Path:
+    return Path(directory) / INFO_FILE
+
+
+def holds_vector_files(directory: str | os.PathLike) -> bool:
+    """Whether ``directory`` holds saved vectors of a database (of this layout or the one
+    before)."""
     directory = Path(directory)
-    return directory / f"index-{dim}.faiss", directory / f"index-{dim}.json"
+    if not directory.is_dir():
+        return False
+    return info_path(directory).is_file() or any(
+        next(directory.glob(pattern), None) is not None
+        for pattern in ("vectors-*.f32", "screen-*.faiss", *LEGACY_FILES))
 
 
-def _raw_array(raw, n: int, width: int = FULL_DIM) -> np.ndarray:
-    x = np.asarray(raw, dtype=np.float32)
-    if x.ndim != 2 or x.shape[0] != n or x.shape[1] < width:
-        raise ValueError(f"raw vectors must have shape ({n}, >={width}), got {x.shape}")
-    return x
+def _screen_choice(n: int, dims: tuple[int, ...]) -> IndexChoice:
+    """The screen this many vectors want: an IVF one for a set of several dimensions at scale
+    (``choose_index``), else exact screening from the rows."""
+    return choose_index(n, dims[0], screen_dim(dims))
 
 
-def saved_dims(directory: str | os.PathLike) -> tuple[int, ...]:
-    """The dimensions that have an ``index-<dim>.json`` in ``directory``, ascending."""
-    found = []
-    for p in Path(directory).glob("index-*.json"):
-        tail = p.stem.split("-", 1)[1]
-        if tail.isdigit():
-            found.append(int(tail))
-    return tuple(sorted(found))
+class PrefixIndex:
+    """One nested dimension of a set, as the cascade and checks see an index: searched through
+    the screen when there is one (at the smallest dimension), scored exactly from the rows."""
+
+    def __init__(self, matrix: VectorMatrix, dim: int, screen: VectorIndex | None = None):
+        self.matrix, self.dim, self.screen = matrix, int(dim), screen
+
+    @property
+    def ntotal(self) -> int:
+        return self.matrix.ntotal
+
+    @property
+    def choice(self) -> IndexChoice:
+        return self.screen.choice if self.screen is not None else IndexChoice(FLAT_KEY)
+
+    def ids(self) -> np.ndarray:
+        return self.matrix.ids()
+
+    def contains(self, ids) -> np.ndarray:
+        return self.matrix.contains(ids)
+
+    def search(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.screen is not None:
+            return self.screen.search(queries, k)
+        return self.matrix.search(self.dim, queries, k)
+
+    def score_many(self, queries, ids) -> np.ndarray:
+        return self.matrix.score_many(self.dim, queries, ids)
+
+    def score(self, query, ids) -> np.ndarray:
+        q = np.asarray(query, np.float32)
+        return self.score_many(q[None, :], np.asarray(ids, np.int64)[None, :])[0]
+
+    def reconstruct(self, ids) -> np.ndarray:
+        return self.matrix.reconstruct(self.dim, ids)
+
+    def __repr__(self) -> str:
+        return f"PrefixIndex(dim={self.dim}, ntotal={self.ntotal}, key={self.choice.key!r})"
 
 
 class IndexSet:
-    """``by_dim[dim]``: a ``VectorIndex`` of the normalised ``dim``-prefixes, one per nested
-    dimension (DIMS for Matryoshka models; a database's own dimensions otherwise).
+    """The vectors of a database in its space (``speakerdb.index.space``: identity for
+    Matryoshka models, a learned rotation otherwise; ``space`` names it), ``dims`` nested."""
 
-    The raw vectors given are already in the database's space (``speakerdb.index.space``): identity
-    for Matryoshka models, a learned rotation otherwise; ``space`` names it."""
-
-    def __init__(self, directory: str | os.PathLike, by_dim: dict[int, VectorIndex],
-                 infos: dict[int, IndexInfo] | None = None,
+    def __init__(self, directory: str | os.PathLike, matrix: VectorMatrix,
+                 screen: VectorIndex | None = None, info: SetInfo | None = None,
                  model_sha256: str = "", schema_revision: str = "", space: str = "identity"):
         self.directory = Path(directory)
-        self.by_dim = by_dim
-        self.infos = infos  # as last read or written; None until saved or loaded
+        self.matrix, self.screen = matrix, screen
+        self.info = info  # as last read or written; None until saved or loaded
         self.model_sha256, self.schema_revision = model_sha256, schema_revision
         self.space = space
+        self._screen_saved = info is not None and bool(info.screen_file) == (screen is not None)
 
     @property
     def dims(self) -> tuple[int, ...]:
-        return tuple(sorted(self.by_dim))
+        return self.matrix.dims
+
+    @property
+    def by_dim(self) -> dict[int, PrefixIndex]:
+        """{dim: PrefixIndex}: what the cascade searches and scores."""
+        return {d: PrefixIndex(self.matrix, d, self.screen if d == self.dims[0] else None)
+                for d in self.dims}
 
     # construction ------------------------------------------------------------------------
     @classmethod
     def build(cls, directory: str | os.PathLike, ids, raw, model_sha256: str,
               schema_revision: str, dims: tuple[int, ...] = DIMS,
               space: str = "identity") -> IndexSet:
-        """Indexes of raw (n, >= max(dims)) vectors under segment ``ids`` (n,); nothing is
+        """A set of raw (n, >= max(dims)) vectors under segment ``ids`` (n,); nothing is
         written."""
-        ids = ids_array(ids)
-        raw = _raw_array(raw, ids.size, max(dims))
-        screen = min(dims)
-        by_dim = {d: VectorIndex.empty(d) for d in dims}
-        choice = choose_index(ids.size, screen, screen_dim(dims))
-        if choice.nlist:  # only the screen is ever trained
-            by_dim[screen] = VectorIndex.trained(screen, choice,
-                                                 nested(raw, (screen,))[screen])
-        out = cls(directory, by_dim, None, model_sha256, schema_revision, space)
-        out.add(ids, raw)
+        out = cls(directory, VectorMatrix(dims), None, None, model_sha256, schema_revision,
+                  space)
+        out.matrix.add(ids, raw)
+        out.retarget()
         return out
 
     @classmethod
     def load(cls, directory: str | os.PathLike, dims: tuple[int, ...] = DIMS) -> IndexSet:
-        """Read the index of every one of ``dims`` and its JSON; ``IndexOutOfDateError`` if
-        any is missing, unreadable or does not match its description (file size, vector
-        count, ids). The checksum is not read here (it costs a pass over every byte): ``check``
-        verifies it."""
-        by_dim, infos = {}, {}
-        screen = screen_dim(dims)
-        for d in dims:
-            faiss_path, json_path = index_paths(directory, d)
-            info = read_info(json_path)
+        """Map the saved rows and read the screen that ``vectors.json`` describes;
+        ``IndexOutOfDateError`` when it is missing, unreadable, of other dimensions, or a
+        file does not match it (size, vector count). No per-vector work: ``check`` compares
+        contents and checksums."""
+        directory = Path(directory)
+        info = read_info(info_path(directory))
+        if tuple(info.dims) != tuple(dims):
+            raise IndexOutOfDateError(f"{info_path(directory)}: holds {_dims(info.dims)}-D "
+                                      f"vectors, the database uses {_dims(dims)}-D")
+        matrix = VectorMatrix.load(directory, dims, info.matrix)
+        screen = None
+        if info.screen_file:
+            path = directory / info.screen_file
             try:
                 choice = parse_choice(info.index_key, info.index_param)
             except ValueError as e:
-                raise IndexOutOfDateError(f"{json_path}: {e}") from None
-            current = choose_index(info.ntotal, d, screen)
+                raise IndexOutOfDateError(f"{info_path(directory)}: {e}") from None
+            current = _screen_choice(info.ntotal, dims)
             if choice.nlist and current.key == choice.key:
                 choice = current  # the probe count is a search setting: this version's applies
-            index = VectorIndex.load(faiss_path, d, choice)
-            if info.dim != d:
-                raise IndexOutOfDateError(f"{json_path}: describes dimension {info.dim}, not {d}")
-            if info.ntotal != index.ntotal:
-                raise IndexOutOfDateError(
-                    f"{faiss_path}: {index.ntotal} vectors but {json_path.name} says {info.ntotal}")
-            size = faiss_path.stat().st_size
-            if size != info.size_bytes:
-                raise IndexOutOfDateError(
-                    f"{faiss_path}: {size} bytes but {json_path.name} says {info.size_bytes}")
-            if info.ids_digest != ids_digest(index.ids()):
-                raise IndexOutOfDateError(
-                    f"{faiss_path}: ids do not match the digest in {json_path.name}")
-            by_dim[d], infos[d] = index, info
-        first = infos[dims[0]]
-        return cls(directory, by_dim, infos, first.model_sha256, first.schema_revision,
-                   first.space)
+            size = path.stat().st_size if path.is_file() else -1
+            if size != info.screen_size_bytes:
+                raise IndexOutOfDateError(f"{path}: {max(size, 0)} bytes but {INFO_FILE} says "
+                                          f"{info.screen_size_bytes}")
+            screen = VectorIndex.load(path, dims[0], choice)
+            if screen.ntotal != info.ntotal:
+                raise IndexOutOfDateError(f"{path}: {screen.ntotal} vectors but {INFO_FILE} "
+                                          f"says {info.ntotal}")
+        return cls(directory, matrix, screen, info, info.model_sha256, info.schema_revision,
+                   info.space)
 
     @staticmethod
-    def state(directory: str | os.PathLike,
-              dims: tuple[int, ...] = DIMS) -> dict[int, IndexInfo] | None:
-        """The JSON descriptions of ``dims`` alone (cheap): None when none exists (never
-        saved); ``IndexOutOfDateError`` if only some exist or one is unreadable."""
-        present = {d: index_paths(directory, d)[1] for d in dims}
-        if not any(p.is_file() for p in present.values()):
-            return None
-        return {d: read_info(p) for d, p in present.items()}
+    def state(directory: str | os.PathLike) -> SetInfo | None:
+        """The saved description alone (cheap): None when there is none (never saved, or
+        saved in the layout before ``vectors.json``); ``IndexOutOfDateError`` if unreadable."""
+        path = info_path(directory)
+        return read_info(path) if path.is_file() else None
 
     # contents ----------------------------------------------------------------------------
     @property
     def ntotal(self) -> int:
-        return self.by_dim[self.dims[-1]].ntotal
+        return self.matrix.ntotal
 
     def ids(self) -> np.ndarray:
-        """Sorted int64 ids (of the full-dimension index; every index holds the same)."""
-        return self.by_dim[self.dims[-1]].ids()
+        """Sorted int64 ids (a copy)."""
+        return self.matrix.ids()
+
+    def max_id(self) -> int:
+        """The largest id held (0 when empty)."""
+        ids = self.matrix.ids()
+        return int(ids[-1]) if ids.size else 0
 
     def __repr__(self) -> str:
         return f"IndexSet({str(self.directory)!r}, ntotal={self.ntotal})"
 
     # changes -----------------------------------------------------------------------------
     def add(self, ids, raw) -> None:
-        """Add raw (n, >= max dim) vectors; every index gets its normalised prefix."""
-        ids = ids_array(ids)
-        raw = _raw_array(raw, ids.size, self.dims[-1])
-        if ids.size == 0:
-            return
-        ordered = np.sort(ids)
-        if np.any(ordered[1:] == ordered[:-1]):
-            raise ValueError("an id appears more than once in the batch")
-        for index in self.by_dim.values():  # check all before changing any
-            clash = ids[index.contains(ids)]
-            if clash.size:
-                raise ValueError(f"id {int(clash[0])} is already in the {index.dim}-D index")
-        for d, x in nested(raw, tuple(self.by_dim)).items():
-            self.by_dim[d].add(ids, x)
+        """Add raw (n, >= max dim) vectors: their rows, and their screen prefixes."""
+        ids = np.asarray(ids, np.int64)
+        self.matrix.add(ids, raw)
+        if self.screen is not None and ids.size:
+            self.screen.add(ids, self.matrix.reconstruct(self.dims[0], ids))
+            self._screen_saved = False
 
     def remove(self, ids) -> int:
-        """Remove these ids from every index (absent ids are ignored); returns how many."""
-        counts = [index.remove(ids) for index in self.by_dim.values()]
-        return counts[-1] if counts else 0
+        """Remove these ids (absent ids are ignored); returns how many."""
+        removed = self.matrix.remove(ids)
+        if self.screen is not None and removed:
+            self.screen.remove(ids)
+            self._screen_saved = False
+        return removed
+
+    def retarget(self) -> bool:
+        """Rebuild the screen if its kind no longer fits the set's size (a set that outgrew
+        exact screening, or an IVF whose list count no longer fits); returns whether it did."""
+        want = _screen_choice(self.ntotal, self.dims)
+        have = self.screen.choice if self.screen is not None else IndexChoice(FLAT_KEY)
+        if want.key == have.key:
+            return False
+        self.screen = self._built_screen(want) if want.nlist else None
+        self._screen_saved = False
+        return True
+
+    def _built_screen(self, choice: IndexChoice) -> VectorIndex:
+        """An IVF screen of every live vector, trained on an evenly spaced sample of them."""
+        d0 = self.dims[0]
+        ids = self.matrix.ids()
+        sample = ids[np.unique(np.linspace(0, ids.size - 1, min(ids.size, 40 * choice.nlist))
+                               .astype(np.int64))]
+        screen = VectorIndex.trained(d0, choice, self.matrix.reconstruct(d0, sample))
+        for a in range(0, ids.size, TRAIN_BLOCK):
+            part = ids[a:a + TRAIN_BLOCK]
+            screen.add(part, self.matrix.reconstruct(d0, part))
+        return screen
 
     def save(self, model_sha256: str, schema_revision: str, store_max_id: int,
              store_generation: int = 0) -> None:
-        """Write every index, each followed by its JSON description (atomic file by file).
+        """Write what changed (new rows appended; the screen under a new name if it changed),
+        then ``vectors.json``, the commit; then remove files no description names any more.
 
         store_max_id: the store's largest segment id now (0 when empty); passed in because
-        the largest id may have been deleted from the indexes. store_generation: the store
-        generation these indexes reflect (see ``speakerdb.store.generation``).
-        """
+        the largest id may have been deleted from the set. store_generation: the store
+        generation the set reflects (``speakerdb.store.generation``)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self.retarget()
-        infos = {}
-        for d, index in sorted(self.by_dim.items()):
-            faiss_path, json_path = index_paths(self.directory, d)
-            index.save(faiss_path)
-            infos[d] = IndexInfo(
-                index_key=index.choice.key,
-                index_param=index.choice.param,
-                dim=d,
-                ntotal=index.ntotal,
-                model_sha256=model_sha256,
-                schema_revision=schema_revision,
-                store_max_id=int(store_max_id),
-                ids_digest=ids_digest(index.ids()),
-                size_bytes=faiss_path.stat().st_size,
-                sha256=file_sha256(faiss_path),
-                created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                space=self.space,
-                store_generation=int(store_generation),
-            )
-            write_info(json_path, infos[d])
-        self.infos = infos
+        try:
+            on_disk = self.state(self.directory)
+        except IndexOutOfDateError:
+            on_disk = None
+        # (a set of other dimensions has other rows: its epoch is never this one's)
+        matrix_state = self.matrix.save(self.directory,
+                                        on_disk.matrix if on_disk is not None else None)
+        screen_file, screen_size, screen_sha = "", 0, ""
+        if self.screen is not None:
+            old = self.info.screen_file if self.info is not None else ""
+            if self._screen_saved and old and (self.directory / old).is_file():
+                screen_file = old
+                screen_size, screen_sha = self.info.screen_size_bytes, self.info.screen_sha256
+            else:
+                serial = 1 + max([_screen_serial(n) for n in _screen_files(self.directory)]
+                                 or [0])
+                screen_file = f"screen-{self.dims[0]}-{serial}.faiss"
+                self.screen.save(self.directory / screen_file)
+                screen_size = (self.directory / screen_file).stat().st_size
+                screen_sha = sha256_file(self.directory / screen_file)
+        choice = self.screen.choice if self.screen is not None else IndexChoice(FLAT_KEY)
+        info = SetInfo(
+            dims=self.dims, ntotal=self.ntotal, model_sha256=model_sha256,
+            schema_revision=schema_revision, store_max_id=int(store_max_id),
+            ids_digest=ids_digest(self.matrix.ids()),
+            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            matrix=matrix_state, index_key=choice.key, index_param=choice.param,
+            screen_file=screen_file, screen_size_bytes=screen_size, screen_sha256=screen_sha,
+            space=self.space, store_generation=int(store_generation))
+        write_info(info_path(self.directory), info)
+        self.info, self._screen_saved = info, True
         self.model_sha256, self.schema_revision = model_sha256, schema_revision
+        self.remove_stale_files()
 
-    def retarget(self) -> list[int]:
-        """Rebuild, as ``choose_index`` now wants for its size, every index built as another
-        kind (a screen that outgrew flat search, or an IVF whose list count no longer fits);
-        returns the dimensions rebuilt. Only the screen of a set with several dimensions
-        (``screen_dim``) uses IVF."""
-        screen = screen_dim(self.dims)
-        changed = []
-        for d, index in sorted(self.by_dim.items()):
-            want = choose_index(index.ntotal, d, screen)
-            if want.key != index.choice.key:
-                self.by_dim[d] = index.rebuilt(want)
-                changed.append(d)
-        return changed
+    def files(self) -> list[Path]:
+        """The files the saved description names (the rows, the screen, vectors.json)."""
+        if self.info is None:
+            return []
+        from speakerdb.index.matrix import matrix_files
+
+        out = [info_path(self.directory)]
+        out += [p for p in matrix_files(self.directory, self.info.matrix.epoch).values()
+                if p.is_file()]
+        if self.info.screen_file:
+            out.append(self.directory / self.info.screen_file)
+        return out
+
+    def remove_stale_files(self) -> list[Path]:
+        """Remove files of earlier saves and of the layout before ``vectors.json`` (a reader
+        that mapped one keeps it until it closes); returns them."""
+        keep = set(self.files())
+        stale = [p for p in self.matrix.stale_files(self.directory) if p not in keep]
+        stale += [self.directory / n for n in _screen_files(self.directory)
+                  if self.directory / n not in keep]
+        for pattern in LEGACY_FILES:
+            stale += sorted(self.directory.glob(pattern))
+        for p in stale:
+            p.unlink(missing_ok=True)
+        return stale
 
     # checking ----------------------------------------------------------------------------
     def problems(self, store_ids, store_max_id: int, model_sha256: str, schema_revision: str,
                  raw_sample: tuple[np.ndarray, np.ndarray] | None = None,
                  dims: tuple[int, ...] = DIMS, space: str = "identity",
                  vectors=None, checksums: bool = False) -> list[str]:
-        """Every disagreement between this set (FAISS indexes and, once saved or loaded, its
-        files and JSONs) and the store, one line each; empty when they agree.
+        """Every disagreement between this set (and, once saved or loaded, its files and
+        description) and the store, one line each; empty when they agree.
 
-        store_ids: the store's ids, sorted; raw_sample: (ids, raw (m, 256)) of a few stored
-        vectors (in the database's space), compared with the index copies at each index's
-        precision (``VectorIndex.tolerance``); vectors: an iterable of such chunks covering
-        the store, compared in the same way (a full check); checksums: also hash each saved
-        file and compare with its JSON; dims/space: what the database expects the set to hold.
-        """
-        directory = self.directory if self.infos is not None else None
-        out = index_problems(
-            self.by_dim, self.infos, directory, dims,
-            store_ids, store_max_id, model_sha256, schema_revision,
-            self.model_sha256, self.schema_revision, raw_sample)
-        if checksums and directory is not None:
-            out += checksum_problems(self.infos, directory, dims)
-        if vectors is not None:
-            out += vector_problems(self.by_dim, dims, vectors)
-        extra = sorted(set(self.by_dim) - set(dims))
-        if extra:
-            out.append(f"indexes for {'/'.join(map(str, extra))}-D exist, the database "
-                       f"uses {'/'.join(map(str, dims))}-D")
-        for d in dims:
-            info = self.infos.get(d) if self.infos is not None else None
-            have = info.space if info is not None else self.space
-            if d in self.by_dim and have != space:
-                out.append(f"index-{d}: built in vector space {have}, the database uses {space}")
-        return out
+        store_ids: the store's ids, sorted; raw_sample: (ids, raw (m, >= max dim)) of a few
+        stored vectors (in the database's space), compared with the copies held; vectors: an
+        iterable of such chunks covering the store (a full check); checksums: also hash the
+        saved files and compare with the description; dims/space: what the database expects."""
+        from speakerdb.index.checks import set_problems
+
+        return set_problems(self, store_ids, store_max_id, model_sha256, schema_revision,
+                            raw_sample, dims, space, vectors, checksums)
+
+
+def _dims(dims) -> str:
+    return "/".join(map(str, dims))
+
+
+def _screen_files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.glob("screen-*.faiss") if _SCREEN.fullmatch(p.name))
+
+
+def _screen_serial(name: str) -> int:
+    m = _SCREEN.fullmatch(name)
+    return int(m.group(2)) if m else 0

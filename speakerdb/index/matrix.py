@@ -408,8 +408,8 @@ class VectorMatrix:
         x = self._saved.view()[0]
         for a, b, sha in self._parts:
             if b > x.shape[0] or _sha(x[a:b]) != sha:
-                out.append(f"{matrix_files(directory, self._epoch)['vectors']}: rows {a}-{b - 1} "
-                           "do not match their recorded checksum")
+                name = matrix_files(directory, self._epoch)["vectors"].name
+                out.append(f"{name}: rows {a}-{b - 1} do not match their recorded checksum")
         return out
 
 

@@ -3,7 +3,7 @@ layer, and the registry of its implementations.
 
 A database's ``home.json`` names its tier (``"vectors"``; absent: ``faiss``, as every home
 created before the name was recorded). ``open_tier`` builds the named one; today's only
-implementation is the FAISS index set (``speakerdb/index/faiss_tier.py``).
+implementation is the FAISS tier (``speakerdb/index/faiss_tier.py``).
 """
 
 from __future__ import annotations
@@ -79,9 +79,9 @@ class VectorTier(Protocol):
 
     def problems(self, quick: bool = False) -> list[str]: ...
 
-    def unchecksummed(self) -> list[int]: ...
-
-    def describe(self) -> dict[int, dict]: ...
+    def describe(self) -> dict:
+        """What the saved vectors are and the bytes each part takes (empty: none saved)."""
+        ...
 
 
 def _faiss(directory: Path, store: Store, model_sha256: str, revision: str,

@@ -50,7 +50,8 @@ class StatsOut(_Open):
     home: str
     model: dict
     counts: dict
-    indexes: dict
+    vectors: dict = Field(description="The saved vectors: dims, count, rows and their bytes, "
+                                      "the screen (empty before the first save)")
 
 
 class Candidate(_Open):

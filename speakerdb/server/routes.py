@@ -84,7 +84,7 @@ def health(request: Request):
 
 @router.get("/stats", response_model=StatsOut, responses=_errors(401), tags=["status"])
 def stats(request: Request):
-    """What the database holds: counts, model, vector space, indexes, threshold."""
+    """What the database holds: counts, model, vector space, vectors, threshold."""
     return _db(request).stats()
 
 

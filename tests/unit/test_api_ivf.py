@@ -24,9 +24,10 @@ def test_grown_database_screens_with_ivf_and_reopens_without_rebuild(
         stats = db.stats()
     want = choose.choose_index(30, 64, 64)
     assert want.nlist == choose.ivf_lists(30)
-    assert stats["indexes"]["64"]["index_key"] == want.key
-    assert stats["indexes"]["64"]["index_param"] == want.param
-    assert {stats["indexes"][d]["index_key"] for d in ("128", "192", "256")} == {"Flat"}
+    screen = stats["vectors"]["screen"]
+    assert (screen["dim"], screen["index_key"], screen["index_param"]) == (64, want.key,
+                                                                          want.param)
+    assert screen["bytes"] > 0 and stats["vectors"]["rows_bytes"] == 30 * (256 * 4 + 8 + 4 * 4)
 
     def no_rebuild(self):
         raise AssertionError("indexes rebuilt on open although nothing changed")

@@ -1,13 +1,14 @@
 import numpy as np
 import pytest
 
-from speakerdb.index import IndexInfo, catch_up_plan, ids_digest
+from speakerdb.index import SetInfo, catch_up_plan, ids_digest
+from speakerdb.index.matrix import MatrixState
 
 
 def _info(ids, store_max_id):
     ids = np.asarray(ids, dtype=np.int64)
-    return IndexInfo("Flat", "", 64, int(ids.size), "sha", "rev", store_max_id,
-                     ids_digest(ids), 0, "2024-01-01T00:00:00+00:00")
+    return SetInfo((64, 128), int(ids.size), "sha", "rev", store_max_id, ids_digest(ids),
+                   "2024-01-01T00:00:00+00:00", MatrixState(int(ids.size), 0, 1))
 
 
 @pytest.mark.parametrize(

@@ -198,8 +198,8 @@ def test_an_open_database_sees_what_another_process_writes(home, tmp_path, spect
         n_store = served.store.counts()["segments"]
     from speakerdb.index import IndexSet
 
-    infos = IndexSet.state(home, (64, 128, 192, 256))
-    assert {i.ntotal for i in infos.values()} == {n_store} and n_store == 12 + 2 + 1
+    info = IndexSet.state(home)
+    assert info.ntotal == n_store and n_store == 12 + 2 + 1
     assert snapshot(home)[1] == n_store
 
 
@@ -209,17 +209,15 @@ def test_a_stale_process_never_saves_over_newer_index_files(home, tmp_path, spec
 
     write_corpus(tmp_path / "a", speakers=3, utterances=2)
     write_corpus(tmp_path / "b", speakers=3, utterances=2, first_speaker=5)
-    dims = (64, 128, 192, 256)
     with SpeakerDB.open(home, embedder=spectral_embedder) as stale:
         stale.ingest([tmp_path / "a"])
         assert cli("ingest", tmp_path / "b", "--home", home, "-q").returncode == 0
-        newer = IndexSet.state(home, dims)
-        assert {i.ntotal for i in newer.values()} == {12}
+        assert IndexSet.state(home).ntotal == 12
         assert stale.indexes.flush(force=True) is False  # behind the files: not saved
-        assert {i.ntotal for i in IndexSet.state(home, dims).values()} == {12}
+        assert IndexSet.state(home).ntotal == 12
         assert stale.refresh() is True and stale.indexes.set.ntotal == 12
         assert stale.indexes.flush(force=True) is True
-    assert {i.ntotal for i in IndexSet.state(home, dims).values()} == {12}
+    assert IndexSet.state(home).ntotal == 12
     assert snapshot(home)[1] == 12
 
 
@@ -228,15 +226,15 @@ def test_a_reader_does_not_save_while_another_process_writes(home, tmp_path):
 
     write_corpus(tmp_path / "a", speakers=2, utterances=2)
     assert cli("ingest", tmp_path / "a", "--home", home, "-q").returncode == 0
-    for p in home.glob("index-*"):
+    for p in home.glob("vectors*"):
         p.unlink()  # a reader would rebuild them on open
     with HomeLock(home).hold():  # "another process" writing (another open file in this one)
         p = cli("identify", tmp_path / "a" / "spk00" / "utt1.wav", "--home", home, "--json")
         assert p.returncode == 0, p.stderr
         assert json.loads(p.stdout)["results"][0]["speaker"] == "spk00"
-        assert not list(home.glob("index-*"))  # caught up in memory only
+        assert not list(home.glob("vectors*"))  # caught up in memory only
     p = cli("identify", tmp_path / "a" / "spk00" / "utt1.wav", "--home", home, "--json")
-    assert p.returncode == 0 and len(list(home.glob("index-*.json"))) == 4
+    assert p.returncode == 0 and (home / "vectors.json").is_file()
 
 
 # the store ---------------------------------------------------------------------------------------
@@ -351,5 +349,5 @@ def test_an_open_database_takes_over_a_rotation_fitted_elsewhere(tmp_path):
         assert served.space.name == rotated != "identity"
         assert after.speaker == before.speaker == "spk02"
         assert after.score == pytest.approx(before.score, abs=1e-5)
-        assert served.indexes.set.infos is None or served.indexes.set.space == rotated
+        assert served.indexes.set.info is None or served.indexes.set.space == rotated
         assert served.check().ok
