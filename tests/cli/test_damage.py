@@ -90,7 +90,7 @@ def test_a_full_disk_during_an_index_save_says_so(cli, home_copy, tmp_path, full
 def test_identify_needs_no_free_space(cli, home_copy, tmp_path, new_utterances, monkeypatch):
     saved = tmp_path / "saved-indexes"
     saved.mkdir()
-    for p in home_copy.glob("index-*"):
+    for p in [*home_copy.glob("vectors*"), *home_copy.glob("screen-*")]:
         shutil.copy2(p, saved / p.name)
     extra = write_corpus(tmp_path / "extra", speakers=1, first_speaker=9)
     cli("ingest", tmp_path / "extra", "--home", home_copy, "-q")
@@ -105,3 +105,4 @@ def test_identify_needs_no_free_space(cli, home_copy, tmp_path, new_utterances, 
               "--json").json()["results"]
     assert [r["speaker"] for r in res] == ["spk09", *new_utterances]
     assert not [p for p in home_copy.iterdir() if p.name.endswith(".tmp")]
+    assert (home_copy / "vectors.json").read_bytes() == (saved / "vectors.json").read_bytes()

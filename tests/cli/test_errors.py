@@ -321,40 +321,46 @@ def test_init_twice_with_the_same_model(cli, built, home_copy):
 
 
 # check after tampering -----------------------------------------------------------------------
-def _delete_faiss(home):
-    (home / "index-64.faiss").unlink()
-    return "index-64.faiss"
+def _rows_file(home):
+    [p] = home.glob("vectors-*.f32")
+    return p
+
+
+def _delete_rows(home):
+    p = _rows_file(home)
+    p.unlink()
+    return f"{p.name}: vector file is missing"
 
 
 def _garbage_json(home):
-    (home / "index-64.json").write_text("{not json")
-    return "index-64.json"
+    (home / "vectors.json").write_text("{not json")
+    return "vectors.json: unreadable description"
 
 
 def _wrong_ntotal(home):
-    p = home / "index-128.json"
+    p = home / "vectors.json"
     info = json.loads(p.read_text())
     info["ntotal"] += 3
     p.write_text(json.dumps(info))
-    return "128"
+    return "vectors.json: says 15 vectors, its rows hold 12"
 
 
 def _wrong_model(home):
-    p = home / "index-192.json"
+    p = home / "vectors.json"
     info = json.loads(p.read_text())
     info["model_sha256"] = "0" * 64
     p.write_text(json.dumps(info))
-    return "192"
+    return "vectors: model sha256 000000000000… but the database model is"
 
 
-def _truncated_faiss(home):
-    p = home / "index-256.faiss"
+def _truncated_rows(home):
+    p = _rows_file(home)
     p.write_bytes(p.read_bytes()[:100])
-    return "256"
+    return f"{p.name}: 100 bytes, its description needs {12 * 256 * 4}"
 
 
-@pytest.mark.parametrize("tamper", [_delete_faiss, _garbage_json, _wrong_ntotal, _wrong_model,
-                                    _truncated_faiss])
+@pytest.mark.parametrize("tamper", [_delete_rows, _garbage_json, _wrong_ntotal, _wrong_model,
+                                    _truncated_rows])
 def test_check_fails_after_tampering_and_repair_fixes_it(cli, home_copy, tamper):
     cli("check", "--home", home_copy)  # ok before
     where = tamper(home_copy)
@@ -377,7 +383,7 @@ def test_check_fails_after_tampering_and_repair_fixes_it(cli, home_copy, tamper)
 
 
 def test_check_repair_text(cli, home_copy):
-    _delete_faiss(home_copy)
+    _delete_rows(home_copy)
     run = cli("check", "--home", home_copy, "--repair")
     assert "check ok (repaired)" in run.stdout
     assert "problem: " in run.stdout  # what was found is still reported

@@ -42,7 +42,7 @@ def test_a_read_only_home_behind_its_store_catches_up_in_memory(cli, home_copy, 
                                                                  new_utterances):
     saved = tmp_path / "saved-indexes"
     saved.mkdir()
-    for p in home_copy.glob("index-*"):
+    for p in [*home_copy.glob("vectors*"), *home_copy.glob("screen-*")]:
         shutil.copy2(p, saved / p.name)
     extra = write_corpus(tmp_path / "extra", speakers=2, first_speaker=8)
     cli("ingest", tmp_path / "extra", "--home", home_copy, "-q")
@@ -73,7 +73,7 @@ def test_changes_to_a_read_only_home_say_it_is_read_only(cli, built, home_copy, 
     probe = built.files["spk00"][0]
     args = [{"CORPUS": built.corpus, "PROBE": probe}.get(a, a) for a in args]
     if args[0] == "check":
-        (home_copy / "index-64.json").unlink()  # something to repair
+        (home_copy / "vectors.json").unlink()  # something to repair
     before = snapshot(home_copy)
     with read_only(home_copy):
         run = cli(*args, "--home", home_copy, expect=None)

@@ -45,6 +45,7 @@ from sqlalchemy import func, select
 
 import speakerdb.files.atomic as atomic_module
 import speakerdb.index.infos as infos_module
+import speakerdb.index.matrix as matrix_module
 import speakerdb.index.vector_index as vector_index_module
 from speakerdb.api import SpeakerDB
 from speakerdb.audio import AudioPolicy, prepare
@@ -233,24 +234,38 @@ class Model:
 
 # crash injection ---------------------------------------------------------------------------
 class _FailingWrites:
-    """Make the ``n``-th atomic file write of the index save raise ``Crash`` (earlier writes
-    happen, later ones never do)."""
+    """Make the ``n``-th file write of a save of the vectors (rows appended, a file replaced,
+    the screen, vectors.json) raise ``Crash``: earlier writes happen, later ones never do."""
+
+    MODULES = (vector_index_module, infos_module, matrix_module)
 
     def __init__(self, n: int):
         self.n, self.calls = n, 0
+        self._append = matrix_module._append_at
 
-    def _write(self, path, write):
+    def _count(self, path):
         self.calls += 1
         if self.calls == self.n:
             raise Crash(f"killed before writing {Path(path).name}")
+
+    def _write(self, path, write):
+        self._count(path)
         return atomic_module.atomic_write(path, write)
 
+    def _append_at(self, path, arr, row):
+        self._count(path)
+        return self._append(path, arr, row)
+
     def __enter__(self):
-        vector_index_module.atomic_write = infos_module.atomic_write = self._write
+        for m in self.MODULES:
+            m.atomic_write = self._write
+        matrix_module._append_at = self._append_at
         return self
 
     def __exit__(self, *exc):
-        vector_index_module.atomic_write = infos_module.atomic_write = atomic_module.atomic_write
+        for m in self.MODULES:
+            m.atomic_write = atomic_module.atomic_write
+        matrix_module._append_at = self._append
 
 
 # the state machine ---------------------------------------------------------------------------
@@ -432,8 +447,8 @@ class StoreIndexMachine(RuleBasedStateMachine):
     @precondition(is_open)
     @rule(pick=sources, batch=st.integers(1, 4), at=st.integers(1, 24))
     def crash_while_saving_indexes(self, pick, batch, at):
-        """Indexes saved after every batch; the process dies before the ``at``-th index file
-        write (so some dimensions' files are newer than others')."""
+        """Vectors saved after every batch; the process dies before the ``at``-th file write
+        of a save (rows appended but not committed, or a save cut before vectors.json)."""
         srcs = [self.corpus.sources[i] for i in pick]
         store, original = self.db.store, self.db.store.write_batch
         committed = 0
@@ -450,8 +465,7 @@ class StoreIndexMachine(RuleBasedStateMachine):
                 self.db.ingest(srcs, config=IngestConfig(files_per_batch=batch, index_flush_s=0))
             event("index save crash: after the run")
         except Crash:
-            where = "between dimensions" if at % 2 else "between .faiss and .json"
-            event(f"index save crash: {where}")
+            event(f"index save crash: before write {min(at, 5)}")
         finally:
             del store.write_batch
         self.model.ingest(expand(srcs), batch, committed)
@@ -494,19 +508,19 @@ class StoreIndexMachine(RuleBasedStateMachine):
         store_ids = self.db.store.segment_ids()
         ids, raw = self.db.store.all_vectors()
         assert np.array_equal(ids, store_ids)
-        saved = IndexSet.load(self.home)
+        saved = IndexSet.load(self.home, DIMS)
         for indexes in (self.db.indexes.set, saved):
             assert sorted(indexes.by_dim) == list(DIMS)
             for d, index in indexes.by_dim.items():
                 assert np.array_equal(index.ids(), store_ids), d
                 if ids.size:
                     np.testing.assert_allclose(index.reconstruct(ids), prefix(raw, d), atol=1e-6)
-        infos = IndexSet.state(self.home)
-        for d, info in infos.items():
-            assert info.dim == d and info.ntotal == store_ids.size
-            assert info.ids_digest == ids_digest(store_ids)
-            assert info.model_sha256 == self.db.model.sha256
-            assert info.store_max_id >= (int(store_ids[-1]) if store_ids.size else 0)
+        info = IndexSet.state(self.home)
+        assert info.dims == DIMS and info.ntotal == store_ids.size
+        assert info.ids_digest == ids_digest(store_ids)
+        assert info.model_sha256 == self.db.model.sha256
+        assert info.store_max_id >= (int(store_ids[-1]) if store_ids.size else 0)
+        assert 0 < info.store_generation <= self.db.store.generation()
 
     @invariant()
     def nothing_is_duplicated(self):
@@ -566,19 +580,23 @@ def test_store_and_indexes_agree(corpus, spectral_embedder):
     )
 
 
-def test_a_save_interrupted_between_dimensions_is_repaired_on_open(corpus, spectral_embedder,
-                                                                     tmp_path):
-    """Regression: index-64 saved with a new batch, index-128.. still without it. Opening used
-    to 'append' the 256-D index's missing ids to every dimension and fail with ValueError."""
+def test_rows_appended_but_never_committed_are_caught_up_on_open(corpus, spectral_embedder,
+                                                                  tmp_path):
+    """The process dies after a save appended its rows but before vectors.json: the saved
+    description still counts the rows before, and open appends the batch from the store."""
     home = tmp_path / "home"
     db = SpeakerDB.create(home, model="spectral", embedder=spectral_embedder)
     db.policy = POLICY
     db.ingest([corpus.sources[0]])
-    with pytest.raises(Crash), _FailingWrites(3):  # index-64 .faiss and .json written
+    before = IndexSet.state(home)
+    with pytest.raises(Crash, match="vectors.json"), _FailingWrites(4):  # rows, ids, norms
         db.ingest([corpus.sources[4]], config=IngestConfig(index_flush_s=0))
     db.store.engine.dispose()  # died: no close(), so nothing more is saved
-    infos = IndexSet.state(home)
-    assert infos[64].ntotal == infos[128].ntotal + 1 == infos[256].ntotal + 1
+    after = IndexSet.state(home)
+    assert after == before and after.ntotal == 4
+    [rows] = home.glob("vectors-*.f32")
+    assert rows.stat().st_size == 5 * 256 * 4  # the uncommitted row is there, never mapped
     with SpeakerDB.open(home, embedder=spectral_embedder) as db:
         assert db.check().ok
         assert db.indexes.set.ntotal == db.store.counts()["segments"] == 5
+    assert IndexSet.state(home).ntotal == 5 and rows.stat().st_size == 5 * 256 * 4

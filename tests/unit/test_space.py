@@ -1,5 +1,6 @@
 """Vector spaces: the learned rotation for models without nested prefixes."""
 
+import json
 import numpy as np
 import pytest
 
@@ -53,8 +54,10 @@ def test_database_of_a_flat_model_learns_its_rotation(tmp_path):
         assert before.mode == "exhaustive" and before.candidates[0].speaker == "spk03"
         assert db.fit_rotation(force=True)
         assert db.space.dims == (64, 128, 192) and db.check().ok
-        assert sorted(p.name for p in db.home.glob("index-*.json")) == [
-            "index-128.json", "index-192.json", "index-64.json"]
+        info = json.loads((db.home / "vectors.json").read_text())
+        assert info["dims"] == [64, 128, 192] and info["space"] == db.space.name
+        [rows] = db.home.glob("vectors-*.f32")  # the 192-D set's files are gone
+        assert rows.stat().st_size == 24 * 192 * 4 and not list(db.home.glob("index-*"))
         after = db.identify(q)
         assert after.mode == "cascade"
         assert after.candidates[0].speaker == "spk03"
