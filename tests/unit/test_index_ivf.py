@@ -1,5 +1,6 @@
 """The inverted-file screen: a VectorIndex of kind IVF, and index sets that switch to it."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -187,25 +188,40 @@ def test_index_set_switches_the_screen_to_ivf_as_it_grows(tmp_path, small_thresh
     raw = _raw(rng, 3000)
     ids = np.arange(1, 3001, dtype=np.int64)
     s = IndexSet.build(tmp_path, ids[:300], raw[:300], SHA, REV)
-    assert all(i.choice.key == "Flat" for i in s.by_dim.values())
+    assert s.screen is None and all(i.choice.key == "Flat" for i in s.by_dim.values())
     s.save(SHA, REV, 300)
+    assert not list(tmp_path.glob("screen-*"))
     s.add(ids[300:800], raw[300:800])  # past 500: the screen becomes IVF at the next save
+    assert s.screen is None
     s.save(SHA, REV, 800)
-    info = json.loads((tmp_path / "index-64.json").read_text())
+    info = json.loads((tmp_path / "vectors.json").read_text())
     lists = choose.ivf_lists(800)
     assert (info["index_key"], info["index_param"]) == (f"IVF{lists},SQfp16",
                                                         f"nprobe={lists // choose.PROBE_DIVISOR}")
-    for d in (128, 192, 256):
-        assert json.loads((tmp_path / f"index-{d}.json").read_text())["index_key"] == "Flat"
+    screen = tmp_path / "screen-64-1.faiss"
+    assert info["screen_file"] == screen.name
+    assert info["screen_size_bytes"] == screen.stat().st_size > 0
+    assert info["screen_sha256"] == hashlib.sha256(screen.read_bytes()).hexdigest()
+    assert info["matrix"]["rows"] == 800 and info["matrix"]["epoch"] == 1  # rows appended
     back = IndexSet.load(tmp_path)
     assert back.by_dim[64].choice.key == f"IVF{lists},SQfp16"
-    assert_fp16_of(back.by_dim[64].reconstruct(ids[:800]), prefix(raw[:800], 64))
-    assert back.problems(ids[:800], 800, SHA, REV, (ids[:800:50], raw[:800:50])) == []
+    for d in (128, 192, 256):  # scored exactly from the rows
+        assert back.by_dim[d].choice.key == "Flat" and back.by_dim[d].screen is None
+    assert_fp16_of(back.screen.reconstruct(ids[:800]), prefix(raw[:800], 64))
+    np.testing.assert_allclose(back.by_dim[64].reconstruct(ids[:800]), prefix(raw[:800], 64),
+                               atol=1e-6)  # the rows stay at full precision
+    assert back.problems(ids[:800], 800, SHA, REV, (ids[:800:50], raw[:800:50]),
+                         checksums=True) == []
     back.add(ids[800:], raw[800:])  # 3000 vectors want more lists: retrained at save
-    assert back.retarget() == [64]
+    assert back.retarget() is True
     assert back.by_dim[64].choice.key == f"IVF{choose.ivf_lists(3000)},SQfp16" != info["index_key"]
-    assert back.retarget() == []
-    np.testing.assert_array_equal(back.by_dim[64].ids(), ids)
+    assert back.retarget() is False
+    np.testing.assert_array_equal(back.screen.ids(), ids)
+    back.save(SHA, REV, 3000)  # a changed screen: a new file, the old one removed
+    assert sorted(p.name for p in tmp_path.glob("screen-*")) == ["screen-64-2.faiss"]
+    assert IndexSet.state(tmp_path).screen_file == "screen-64-2.faiss"
+    back.save(SHA, REV, 3000)  # unchanged: kept under its name
+    assert sorted(p.name for p in tmp_path.glob("screen-*")) == ["screen-64-2.faiss"]
 
 
 def test_rebuild_of_a_large_set_builds_the_screen_as_ivf(tmp_path, small_thresholds):
@@ -215,19 +231,32 @@ def test_rebuild_of_a_large_set_builds_the_screen_as_ivf(tmp_path, small_thresho
     s = IndexSet.build(tmp_path, ids, raw, SHA, REV)
     assert s.by_dim[64].choice == choose.choose_index(1000, 64, 64)
     assert s.by_dim[64].choice.nlist > 0
-    assert s.retarget() == []
+    assert all(s.by_dim[d].choice.key == "Flat" for d in (128, 192, 256))
+    assert s.screen.ntotal == 1000
+    np.testing.assert_array_equal(s.screen.ids(), ids)
+    assert s.retarget() is False
+    assert not tmp_path.joinpath("vectors.json").exists()  # built, not saved
 
 
 def test_json_naming_another_kind_than_the_file_is_out_of_date(tmp_path, small_thresholds):
     rng = np.random.default_rng(5)
     ids = np.arange(1, 1001, dtype=np.int64)
     IndexSet.build(tmp_path, ids, _raw(rng, 1000), SHA, REV).save(SHA, REV, 1000)
-    path = tmp_path / "index-64.json"
+    path = tmp_path / "vectors.json"
     data = json.loads(path.read_text())
-    for key, param in [("Flat", ""), ("HNSW32", "")]:
+    lists = choose.ivf_lists(1000)
+    assert data["index_key"] == f"IVF{lists},SQfp16"
+    cases = [("Flat", "", "screen-64-1.faiss: expected an IndexIDMap2"),
+             ("HNSW32", "", "vectors.json: unknown index 'HNSW32'"),
+             (f"IVF{lists // 2},SQfp16", "nprobe=4",
+              f"screen-64-1.faiss: has {lists} lists, expected {lists // 2}"),
+             (f"IVF{lists},SQfp16", "nprobe=0", "vectors.json: unknown index")]
+    for key, param, message in cases:
         path.write_text(json.dumps({**data, "index_key": key, "index_param": param}))
-        with pytest.raises(IndexOutOfDateError):
+        with pytest.raises(IndexOutOfDateError, match=message):
             IndexSet.load(tmp_path)
+    path.write_text(json.dumps(data))
+    assert IndexSet.load(tmp_path).screen.ntotal == 1000
 
 
 def test_a_saved_screen_searches_with_this_versions_probe_count(tmp_path, small_thresholds,
@@ -239,6 +268,7 @@ def test_a_saved_screen_searches_with_this_versions_probe_count(tmp_path, small_
     built = IndexSet.build(tmp_path, ids, _raw(rng, 1000), SHA, REV)
     built.save(SHA, REV, 1000)
     old = built.by_dim[64].choice
+    assert IndexSet.state(tmp_path).index_param == old.param
     monkeypatch.setattr(choose, "PROBE_DIVISOR", 2)
     back = IndexSet.load(tmp_path)
     want = choose.choose_index(1000, 64, 64)
@@ -246,6 +276,8 @@ def test_a_saved_screen_searches_with_this_versions_probe_count(tmp_path, small_
     assert back.by_dim[64].choice == want
     import faiss
 
-    assert faiss.extract_index_ivf(back.by_dim[64]._index).nprobe == want.nprobe
+    assert faiss.extract_index_ivf(back.screen._index).nprobe == want.nprobe
     back.save(SHA, REV, 1000)
-    assert json.loads((tmp_path / "index-64.json").read_text())["index_param"] == want.param
+    info = IndexSet.state(tmp_path)
+    assert info.index_param == want.param
+    assert info.screen_file == "screen-64-1.faiss"  # the same screen, not rebuilt
