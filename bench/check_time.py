@@ -67,7 +67,8 @@ def main() -> int:
         with SpeakerDB.open(home) as db:  # builds and saves the indexes
             screen = db.indexes.describe()[min(db.indexes.dims())]["index_key"]
         build_s = time.perf_counter() - t0
-        index_bytes = sum(p.stat().st_size for p in home.glob("index-*.faiss"))
+        index_bytes = sum(p.stat().st_size for p in [*home.glob("vectors-*"),
+                                                     *home.glob("screen-*")])
         full = timed_check(home, quick=False)
         quick = timed_check(home, quick=True)
     out = {"segments": n, "threads": faiss.omp_get_max_threads(), "screen": screen,

@@ -94,6 +94,7 @@ class SpeakerDB:
     def close(self) -> None:
         if self.indexes.is_open and self.indexes.dirty:
             self.indexes.flush(force=True)
+        self.indexes.close()
         self.store.close()
 
     def __enter__(self) -> SpeakerDB:
@@ -327,9 +328,9 @@ class SpeakerDB:
                                 cohort_top, fpir)
 
     def check(self, repair: bool = False, quick: bool = False) -> CheckReport:
-        """Compare the saved indexes with the store: every vector and each file's checksum,
-        or with ``quick`` a sample of vectors; ``repair`` rebuilds them if they differ (or
-        record no checksum). A damaged store is a failed check (it cannot be repaired from
+        """Compare the saved vectors with the store: every vector and each file's checksum,
+        or with ``quick`` a sample of vectors; ``repair`` rebuilds them if they differ. A
+        damaged store is a failed check (it cannot be repaired from
         itself)."""
         t0, mode = time.perf_counter(), "quick" if quick else "full"
         try:

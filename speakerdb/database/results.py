@@ -91,7 +91,7 @@ class VerifyResult:
 class CheckReport:
     """What ``check`` found. mode: ``full`` (every vector and each file's checksum) or
     ``quick`` (a sample of vectors); seconds: how long the check (and any repair) took;
-    notes: what could not be verified but is not a disagreement (a missing checksum)."""
+    notes: what could not be verified but is not a disagreement."""
 
     ok: bool
     problems: list[str] = field(default_factory=list)

@@ -85,6 +85,10 @@ def _saved_again(s: IndexSet) -> bool:
     return now.to_dict() != s.info.to_dict()
 
 
+SAVED_AGAIN = ("vectors: saved again during the check (another process is writing); run check "
+               "again")
+
+
 def _checksum_lines(s: IndexSet) -> list[str]:
     info: SetInfo = s.info
     out = s.matrix.checksum_problems(s.directory)
@@ -94,8 +98,7 @@ def _checksum_lines(s: IndexSet) -> list[str]:
             out.append(f"screen: {info.screen_file} does not match the checksum in {INFO_FILE} "
                        f"(sha256 {short_sha(info.screen_sha256)})")
     if out and _saved_again(s):
-        return ["vectors: saved again during the check (another process is writing); run "
-                "check again"]
+        return [SAVED_AGAIN]
     return [line if line.startswith("screen:") else f"vectors: {line}" for line in out]
 
 
@@ -123,7 +126,8 @@ def set_problems(s: IndexSet, store_ids, store_max_id: int, model_sha256: str,
     have = s.ids()
     info = s.info
     if info is not None:
-        out += _file_lines(s)
+        lines = _file_lines(s)  # a file another process's save replaced is gone
+        out += [SAVED_AGAIN] if lines and _saved_again(s) else lines
         if info.ntotal != s.ntotal:
             out.append(f"vectors: {INFO_FILE} says {info.ntotal} vectors, the set holds "
                        f"{s.ntotal}")

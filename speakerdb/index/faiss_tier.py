@@ -77,28 +77,45 @@ class FaissTier:
             return "loaded"
         # read first: what is loaded next is at least as new
         self.generation = generation = self.store.generation()
-        action = self.plan()
-        if action == "current":
-            try:
-                self.set = IndexSet.load(self.directory, self.space.dims)
-            except IndexOutOfDateError:
-                action = "rebuild"
-        if action == "append":
-            try:
-                self.set = IndexSet.load(self.directory, self.space.dims)
-                have = self.set.ids()
-                store_ids = self.store.segment_ids()
-                missing = np.setdiff1d(store_ids, have, assume_unique=True)
-                for ids, raw in self.store.vectors(missing):
-                    self.set.add(ids, self.space.transform(raw))
-                self._save_if_possible()
-            except IndexOutOfDateError:
-                action = "rebuild"
+        action = self._load_saved()
         if action == "rebuild":
             self.rebuild(save=False)
             self.generation = generation
             self._save_if_possible()
         return action
+
+    def _load_saved(self) -> str:
+        """Load the saved vectors as ``plan`` says (``current``, or ``append`` what the store
+        has beyond them); ``rebuild`` when they cannot be used. A load that fails because
+        another process saved meanwhile (and removed the files the description read before
+        named) plans again from the new description once."""
+        for attempt in (1, 2):
+            before = self._saved_description()
+            action = self.plan()
+            if action == "rebuild":
+                return action
+            try:
+                self.set = IndexSet.load(self.directory, self.space.dims)
+                if action == "append":
+                    store_ids = self.store.segment_ids()
+                    missing = np.setdiff1d(store_ids, self.set.ids(), assume_unique=True)
+                    for ids, raw in self.store.vectors(missing):
+                        self.set.add(ids, self.space.transform(raw))
+                    self._save_if_possible()
+                return action
+            except IndexOutOfDateError:
+                self.set = None
+                if attempt == 2 or self._saved_description() == before:
+                    return "rebuild"
+        return "rebuild"
+
+    def _saved_description(self) -> bytes | None:
+        from speakerdb.index.index_set import info_path
+
+        try:
+            return info_path(self.directory).read_bytes()
+        except OSError:
+            return None
 
     def _save_if_possible(self) -> None:
         """Save a catch-up; where the home cannot be written (read-only, disk full) keep it
@@ -210,6 +227,10 @@ class FaissTier:
         self._last_flush = time.monotonic()
         return True
 
+    def close(self) -> None:
+        """Drop the loaded vectors, unmapping their files (a later use opens them again)."""
+        self.set = None
+
     def _saved_generation(self) -> int:
         try:
             info = IndexSet.state(self.directory)
@@ -257,7 +278,7 @@ class FaissTier:
             return {}
         from speakerdb.index.matrix import matrix_files
 
-        rows = sum(p.stat().st_size for p in matrix_files(self.directory, info.matrix.epoch)
+        rows = sum(p.stat().st_size for p in matrix_files(self.directory, info.matrix.epoch, info.matrix.deleted)
                    .values() if p.is_file())
         screen = self.directory / info.screen_file if info.screen_file else None
         return {"dims": list(info.dims), "ntotal": info.ntotal, "rows": info.matrix.rows,

@@ -282,7 +282,8 @@ class IndexSet:
         from speakerdb.index.matrix import matrix_files
 
         out = [info_path(self.directory)]
-        out += [p for p in matrix_files(self.directory, self.info.matrix.epoch).values()
+        out += [p for p in matrix_files(self.directory, self.info.matrix.epoch,
+                                          self.info.matrix.deleted).values()
                 if p.is_file()]
         if self.info.screen_file:
             out.append(self.directory / self.info.screen_file)

@@ -11,8 +11,8 @@ On disk (written by ``save``, mapped by ``load`` without reading it):
   they were added; only ever appended to, so a save writes what is new;
 * ``vectors-<epoch>.ids``: each row's segment id (int64); ``vectors-<epoch>.norms``: each
   row's inverse prefix norms (float32, ``rows x len(dims)``);
-* ``vectors-<epoch>.deleted``: the rows removed since (int64 row numbers, sorted), rewritten
-  whole. Removed rows stay in the files until enough of them pile up: then a save writes
+* ``vectors-<epoch>-<count>.deleted``: the ``count`` rows removed since (int64 row numbers,
+  sorted), a new file for each new count. Removed rows stay in the files until enough of them pile up: then a save writes
   the live rows under a new epoch (``compact``), leaving files an older reader may still map.
 
 The caller records ``rows``, ``deleted`` and ``epoch`` (``MatrixState``) in its JSON after
@@ -71,11 +71,15 @@ class MatrixState:
         return out
 
 
-def matrix_files(directory: str | os.PathLike, epoch: int) -> dict[str, Path]:
-    """{"vectors", "ids", "norms", "deleted"}: the paths of one epoch's files."""
+def matrix_files(directory: str | os.PathLike, epoch: int, deleted: int = 0) -> dict[str, Path]:
+    """{"vectors", "ids", "norms", "deleted"}: the paths of one epoch's files, the removed
+    rows' file being the one of ``deleted`` removals (removals only grow within an epoch, so
+    a count names one list, and a file once committed is never rewritten)."""
     base = Path(directory) / f"vectors-{int(epoch)}"
-    return {k: base.with_suffix(s) for k, s in
-            (("vectors", ".f32"), ("ids", ".ids"), ("norms", ".norms"), ("deleted", ".deleted"))}
+    out = {k: base.with_suffix(s) for k, s in
+           (("vectors", ".f32"), ("ids", ".ids"), ("norms", ".norms"))}
+    out["deleted"] = Path(directory) / f"vectors-{int(epoch)}-{int(deleted)}.deleted"
+    return out
 
 
 class _Part:
@@ -130,7 +134,7 @@ class VectorMatrix:
         """Map the saved rows that ``state`` (read from the caller's JSON) commits; nothing is
         read until searched. ``IndexOutOfDateError`` when a file is missing or too short."""
         out = cls(dims)
-        files = matrix_files(directory, state.epoch)
+        files = matrix_files(directory, state.epoch, state.deleted)
         width, k = out.width, len(out.dims)
         if state.rows:
             out._saved = _Part(_mapped(files["vectors"], np.float32, (state.rows, width)),
@@ -338,7 +342,7 @@ class VectorMatrix:
         if not mine or (self.rows and self._deleted.size >= COMPACT_SHARE * self.rows):
             last = max(self._epoch, on_disk.epoch if on_disk is not None else 0)
             return self._rewrite(directory, last + 1)
-        files = matrix_files(directory, self._epoch)
+        files = matrix_files(directory, self._epoch, self._deleted.size)
         parts = list(self._parts)
         if self._tail.n:
             start = self._saved.n
@@ -346,10 +350,8 @@ class VectorMatrix:
             for key, arr in (("vectors", x), ("ids", ids), ("norms", inv)):
                 _append_at(files[key], arr, start)
             parts.append((start, start + ids.size, _sha(x)))
-        if self._deleted.size:
+        if self._deleted.size and self._deleted.size != on_disk.deleted:
             atomic_write(files["deleted"], self._deleted.astype("<i8").tobytes())
-        else:
-            files["deleted"].unlink(missing_ok=True)
         state = MatrixState(self.rows, int(self._deleted.size), self._epoch, tuple(parts))
         self._remap(directory, state)
         return state
@@ -380,7 +382,6 @@ class VectorMatrix:
         atomic_write(files["vectors"], writer(0, "<f4", hashed=True))
         atomic_write(files["ids"], writer(1, "<i8"))
         atomic_write(files["norms"], writer(2, "<f4"))
-        files["deleted"].unlink(missing_ok=True)
         n = self.ntotal
         state = MatrixState(n, 0, epoch, ((0, n, h.hexdigest()),) if n else ())
         self._remap(directory, state)
@@ -397,7 +398,7 @@ class VectorMatrix:
     def stale_files(self, directory: str | os.PathLike) -> list[Path]:
         """Files of other epochs in ``directory`` (left by a rewrite; safe to remove once no
         process reads the old description)."""
-        mine = set(matrix_files(directory, self._epoch).values())
+        mine = set(matrix_files(directory, self._epoch, self._deleted.size).values())
         return sorted(p for p in Path(directory).glob("vectors-*.*")
                       if p not in mine and p.suffix in (".f32", ".ids", ".norms", ".deleted"))
 

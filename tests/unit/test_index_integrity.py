@@ -221,8 +221,6 @@ def test_a_save_by_another_process_during_the_check_is_named(home, store):
     assert loaded.problems(ids[:-1], int(ids[-1]), SHA, REV, checksums=True) == [SAVED_AGAIN]
 
 
-@pytest.mark.xfail(strict=True, reason="checks._file_lines reports the screen file that "
-                   "another process's save replaced as missing instead of naming the save")
 def test_a_screen_replaced_by_another_save_during_the_check_is_named(tmp_path, monkeypatch):
     _ivf_screen(monkeypatch)
     rng = np.random.default_rng(3)

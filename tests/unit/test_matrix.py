@@ -166,3 +166,21 @@ def test_damage_is_found(tmp_path):
         VectorMatrix.load(tmp_path, DIMS, state)
     with pytest.raises(ValueError):
         MatrixState.from_dict({"rows": 3, "deleted": 4, "epoch": 1})
+
+
+def test_a_reader_of_an_older_description_sees_its_own_removals(tmp_path):
+    """Removals name a new file per count: a description keeps naming the list it committed,
+    whatever was removed since (a new row that sorts first included)."""
+    m = VectorMatrix(DIMS)
+    ids = np.arange(1, 101)
+    m.add(ids, _raw(100, 10))
+    s1 = m.save(tmp_path, None)
+    m.remove([51, 61])
+    s2 = m.save(tmp_path, s1)
+    m.remove([6])
+    s3 = m.save(tmp_path, s2)
+    old = VectorMatrix.load(tmp_path, DIMS, s2)  # read before the last save
+    assert np.array_equal(old.ids(), np.setdiff1d(ids, [51, 61]))
+    assert np.array_equal(VectorMatrix.load(tmp_path, DIMS, s3).ids(),
+                          np.setdiff1d(ids, [6, 51, 61]))
+    assert [p.name for p in m.stale_files(tmp_path)] == [f"vectors-{s1.epoch}-2.deleted"]

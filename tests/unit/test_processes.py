@@ -351,3 +351,41 @@ def test_an_open_database_takes_over_a_rotation_fitted_elsewhere(tmp_path):
         assert after.score == pytest.approx(before.score, abs=1e-5)
         assert served.indexes.set.info is None or served.indexes.set.space == rotated
         assert served.check().ok
+
+
+def test_open_reads_again_when_another_save_removes_the_files_it_was_about_to_map(
+        home, tmp_path, spectral_embedder, monkeypatch):
+    """Another process rebuilds (new epoch, old files removed) after this open read the
+    description but before it mapped the rows: the open reads the new description instead of
+    rebuilding itself."""
+    from speakerdb.api import SpeakerDB
+    from speakerdb.index import IndexSet
+    from speakerdb.index.faiss_tier import FaissTier
+    from speakerdb.index.matrix import VectorMatrix
+
+    write_corpus(tmp_path / "a", speakers=3, utterances=2)
+    assert cli("ingest", tmp_path / "a", "--home", home, "-q").returncode == 0
+    epoch = IndexSet.state(home).matrix.epoch
+    real_load, real_rebuild = VectorMatrix.load.__func__, FaissTier.rebuild
+    others = []
+
+    def load(cls, directory, dims, state):
+        if not others:
+            with SpeakerDB.open(home, embedder=spectral_embedder, catch_up=False) as other:
+                others.append(other.indexes)
+                other.rebuild_indexes()
+        return real_load(cls, directory, dims, state)
+
+    def rebuild(self, save=True):
+        if self not in others:
+            raise AssertionError("rebuilt although the other process's save was usable")
+        return real_rebuild(self, save)
+
+    monkeypatch.setattr(VectorMatrix, "load", classmethod(load))
+    monkeypatch.setattr(FaissTier, "rebuild", rebuild)
+    with SpeakerDB.open(home, embedder=spectral_embedder) as db:
+        db.indexes.ensure_open()
+        assert len(others) == 1
+        assert db.indexes.set.ntotal == db.store.counts()["segments"]
+    assert IndexSet.state(home).matrix.epoch == epoch + 1
+    assert not list(home.glob(f"vectors-{epoch}.*"))
