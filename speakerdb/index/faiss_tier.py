@@ -150,10 +150,10 @@ class FaissTier:
 
     def rebuild(self, save: bool = True) -> None:
         generation = self.store.generation()
-        ids, raw = self.store.all_vectors()
-        self.set = IndexSet.build(self.directory, ids, self.space.transform(raw),
-                                  self.model_sha256, self.revision, self.space.dims,
-                                  self.space.name)
+        chunks = ((ids, self.space.transform(raw)) for ids, raw in self.store.vectors())
+        self.set = IndexSet.from_chunks(self.directory, chunks, self.store.segment_count(),
+                                        self.model_sha256, self.revision, self.space.dims,
+                                        self.space.name)
         self.generation = generation
         self._dirty = True
         if save:

@@ -128,9 +128,20 @@ class IndexSet:
               space: str = "identity") -> IndexSet:
         """A set of raw (n, >= max(dims)) vectors under segment ``ids`` (n,); nothing is
         written."""
+        return cls.from_chunks(directory, [(ids, raw)], len(ids), model_sha256,
+                               schema_revision, dims, space)
+
+    @classmethod
+    def from_chunks(cls, directory: str | os.PathLike, chunks, n: int, model_sha256: str,
+                    schema_revision: str, dims: tuple[int, ...] = DIMS,
+                    space: str = "identity") -> IndexSet:
+        """A set of the ``(ids, raw)`` chunks (``n`` vectors in all, ids ascending from chunk
+        to chunk for speed): one copy of the rows, filled in place as the chunks come."""
         out = cls(directory, VectorMatrix(dims), None, None, model_sha256, schema_revision,
                   space)
-        out.matrix.add(ids, raw)
+        out.matrix.reserve(n)
+        for ids, raw in chunks:
+            out.matrix.add(ids, raw)
         out.retarget()
         return out
 

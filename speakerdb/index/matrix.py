@@ -94,15 +94,22 @@ class _Part:
         return cls(np.empty((capacity, width), np.float32), np.empty(capacity, np.int64),
                    np.empty((capacity, ndims), np.float32), 0)
 
+    def reserve(self, rows: int) -> None:
+        """Room for ``rows`` rows in all (no copy per append while building)."""
+        if rows > self.x.shape[0]:
+            self._grow(rows)
+
+    def _grow(self, cap: int) -> None:
+        for name in ("x", "ids", "inv"):
+            old = getattr(self, name)
+            new = np.empty((cap, *old.shape[1:]), old.dtype)
+            new[:self.n] = old[:self.n]
+            setattr(self, name, new)
+
     def append(self, x: np.ndarray, ids: np.ndarray, inv: np.ndarray) -> None:
         need = self.n + ids.size
         if need > self.x.shape[0]:
-            cap = max(need, 2 * self.x.shape[0], 1024)
-            for name in ("x", "ids", "inv"):
-                old = getattr(self, name)
-                new = np.empty((cap, *old.shape[1:]), old.dtype)
-                new[:self.n] = old[:self.n]
-                setattr(self, name, new)
+            self._grow(max(need, 2 * self.x.shape[0], 1024))
         self.x[self.n:need], self.ids[self.n:need], self.inv[self.n:need] = x, ids, inv
         self.n = need
 
@@ -126,6 +133,7 @@ class VectorMatrix:
         self._epoch, self._parts = 0, ()
         self._table: RowTable | None = None
         self._live: np.ndarray | None = None  # sorted live ids, None when stale
+        self._top: int | None = -1  # the largest id held (-1: none; None: not read yet)
 
     # construction ---------------------------------------------------------------------------
     @classmethod
@@ -149,6 +157,7 @@ class VectorMatrix:
                 raise IndexOutOfDateError(f"{files['deleted']}: not the removed rows its "
                                           "description says")
         out._deleted, out._epoch, out._parts = deleted, state.epoch, state.parts
+        out._top = None if state.rows else -1
         return out
 
     # contents -------------------------------------------------------------------------------
@@ -231,14 +240,24 @@ class VectorMatrix:
         if np.any(new[1:] == new[:-1]):
             raise ValueError(f"id {int(new[1:][new[1:] == new[:-1]][0])} appears more than "
                              "once in the batch")
-        clash = new[self.contains(new)]
-        if clash.size:
-            raise ValueError(f"id {int(clash[0])} is already held ({clash.size} duplicate(s))")
+        if self._top is None:
+            self._top = int(self._row_ids().max())
+        if new[0] <= self._top:  # ids in ascending batches (the store's order) skip the lookup
+            clash = new[self.contains(new)]
+            if clash.size:
+                raise ValueError(f"id {int(clash[0])} is already held ({clash.size} "
+                                 "duplicate(s))")
         x = x[:, :self.width]
         inv = np.stack([1.0 / np.maximum(np.linalg.norm(x[:, :d], axis=1), _EPS)
                         for d in self.dims], axis=1).astype(np.float32)
         self._tail.append(x, ids, inv)
+        self._top = max(self._top, int(new[-1]))
         self._table = self._live = None
+
+    def reserve(self, rows: int) -> None:
+        """Make room for ``rows`` more rows at once (a build that knows its size copies
+        nothing as it grows)."""
+        self._tail.reserve(self._tail.n + int(rows))
 
     def remove(self, ids) -> int:
         """Remove the vectors of these ids (absent ones are ignored); returns how many."""

@@ -184,3 +184,16 @@ def test_a_reader_of_an_older_description_sees_its_own_removals(tmp_path):
     assert np.array_equal(VectorMatrix.load(tmp_path, DIMS, s3).ids(),
                           np.setdiff1d(ids, [6, 51, 61]))
     assert [p.name for p in m.stale_files(tmp_path)] == [f"vectors-{s1.epoch}-2.deleted"]
+
+
+def test_a_loaded_matrix_still_refuses_ids_it_holds(tmp_path):
+    m = VectorMatrix(DIMS)
+    m.reserve(10)
+    m.add(np.arange(1, 6), _raw(5, 11))
+    m.add(np.arange(6, 11), _raw(5, 12))  # ascending batches: no lookup needed
+    back = VectorMatrix.load(tmp_path, DIMS, m.save(tmp_path, None))
+    with pytest.raises(ValueError, match="id 10 is already held"):
+        back.add([12, 10], _raw(2, 13))
+    back.remove([3])
+    back.add([3, 11], _raw(2, 14))  # a removed id may come back
+    assert np.array_equal(back.ids(), np.arange(1, 12))
