@@ -14,8 +14,15 @@ flat 128/192/256) with its build time and memory; exhaustive 256-D flat search (
 baseline) and the cascade, one query at a time and in batches, with recall@1 / recall@10 of
 the cascade's segments against exhaustive search and speaker-level top-1 agreement (max rule);
 the same cascade with other 64-D screens (flat, SQ8, HNSW up to ``--hnsw-max``); then, unless
-``--no-open``, a real database of N segments (SQLite + indexes) whose second open and first
-identify of a real speech file are timed.
+``--no-open``, a real database of N segments (SQLite + vectors): its first open (the build)
+and second open as processes of their own (wall time and peak RSS), and ``speakerdb
+identify FILE`` against ``speakerdb embed FILE`` end to end (the time identify adds to the
+model's, and identify's peak RSS), with what the home holds on disk.
+
+Memory: the search structures are measured from the set itself (the full-precision rows,
+their ids and prefix norms, and the screen as FAISS serialises it), next to what one index
+per nested dimension at full precision would take (the layout before: 64+128+192+256 floats
+per segment).
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -73,6 +82,19 @@ def agreement(casc: list[list], exact_ids: np.ndarray, speaker_of: np.ndarray) -
     return {"recall@1": np.array(r1), "recall@10": np.array(r10), "speaker_top1": np.array(spk)}
 
 
+def set_memory(iset) -> dict:
+    """Bytes of the set's search structures, measured: the rows, ids and prefix norms held,
+    and the screen as FAISS serialises it (its vectors, ids and lists)."""
+    import faiss
+
+    x, ids, inv = (np.asarray(a) for a in iset.matrix._tail.view())  # a built set: in memory
+    rows = x.nbytes + ids.nbytes + inv.nbytes
+    screen = faiss.serialize_index(iset.screen._index).nbytes if iset.screen is not None else 0
+    per_dim = iset.ntotal * sum(iset.dims) * 4
+    return {"rows_gb": rows / 1e9, "screen_gb": screen / 1e9, "total_gb": (rows + screen) / 1e9,
+            "per_dim_copies_gb": per_dim / 1e9, "ratio": per_dim / max(rows + screen, 1)}
+
+
 def bench_size(n: int, spec, args, report: dict) -> None:
     import faiss
 
@@ -91,10 +113,13 @@ def bench_size(n: int, spec, args, report: dict) -> None:
     iset = IndexSet.build(Path(tempfile.gettempdir()) / "unused", ids, raw, "0" * 64, "bench")
     row["build_s"] = time.perf_counter() - t0
     row["screen"] = {"key": iset.by_dim[64].choice.key, "param": iset.by_dim[64].choice.param}
-    row["index_gb"] = sum(n * d * 4 for d in DIMS) / 1e9
+    row["memory"] = set_memory(iset)
     row["rss_growth_gb"] = rss_gb() - rss0
-    print(f"index set: screen {row['screen']['key']} {row['screen']['param']}, built in "
-          f"{row['build_s']:.1f} s, vectors {row['index_gb']:.2f} GB, peak RSS "
+    m = row["memory"]
+    print(f"vector set: screen {row['screen']['key']} {row['screen']['param']}, built in "
+          f"{row['build_s']:.1f} s; search structures {m['total_gb']:.3f} GB (rows "
+          f"{m['rows_gb']:.3f}, screen {m['screen_gb']:.3f}) against {m['per_dim_copies_gb']:.3f} "
+          f"GB for one full-precision index per dimension ({m['ratio']:.2f}x); peak RSS "
           f"{rss_gb():.1f} GB", flush=True)
     by_dim = iset.by_dim
     q = nested(qraw, DIMS)
@@ -217,14 +242,29 @@ def bench_size(n: int, spec, args, report: dict) -> None:
     report["sizes"].append(row)
 
 
+def run_process(cmd: list[str]) -> tuple[float, float, subprocess.CompletedProcess]:
+    """(wall s, peak RSS GB, result) of ``cmd`` run as a process of its own."""
+    t0 = time.perf_counter()
+    p = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if p.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed: {p.stderr[-2000:]}")
+    return wall, int(p.stderr.strip().splitlines()[-1]) / 2**20, p
+
+
 def open_database(raw: np.ndarray, speaker: np.ndarray, args) -> dict:
-    """A real database of these vectors: bulk-written store, first open (builds the indexes),
-    then the timed second open and first identify of a real speech file."""
+    """A real database of these vectors: bulk-written store; its first open (builds the
+    vectors) and second open, each a process of its own; then ``speakerdb identify`` against
+    ``speakerdb embed`` of a real speech file, end to end, twice each (the better kept)."""
     from speakerdb.api import SpeakerDB
     from speakerdb.model.registry import load_embedder
 
     emb = load_embedder("campplus", "cpu")
     probe = next(iter(sorted(vec.SPEECH.rglob("*.wav"))), None)
+    py = sys.executable
+    opener = ("import sys, time; from speakerdb.api import SpeakerDB; t0 = time.perf_counter(); "
+              "db = SpeakerDB.open(sys.argv[1]); db.indexes.ensure_open(); "
+              "print(time.perf_counter() - t0, db.indexes.plan()); db.close()")
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         home = Path(tmp) / "home"
         SpeakerDB.create(home, model="campplus", embedder=emb).close()
@@ -233,33 +273,43 @@ def open_database(raw: np.ndarray, speaker: np.ndarray, args) -> dict:
         vec.write_store(db.store.engine, raw, speaker)
         db.close()
         write_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        db = SpeakerDB.open(home)  # no indexes yet: built from the store and saved
-        first_open_s = time.perf_counter() - t0
-        key = db.indexes.describe()[min(db.indexes.dims())]["index_key"]
-        db.close()
-        t0 = time.perf_counter()
-        db = SpeakerDB.open(home, embedder=emb)
-        open_s = time.perf_counter() - t0
-        plan = db.indexes.plan()
-        t0 = time.perf_counter()
-        result = db.identify(probe) if probe else None
-        first_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        again = db.identify(probe) if probe else None
-        second_s = time.perf_counter() - t0
-        db.close()
-        size = sum(p.stat().st_size for p in home.iterdir())
-    out = {"store_write_s": write_s, "first_open_build_s": first_open_s, "open_s": open_s,
-           "plan_after_open": plan, "screen": key, "first_identify_s": first_s,
-           "first_identify_search_s": result.seconds if result else None,
-           "second_identify_s": second_s,
-           "second_identify_search_s": again.seconds if again else None,
-           "home_gb": size / 1e9}
-    print(f"database: store written in {write_s:.1f} s, first open (index build) "
-          f"{first_open_s:.1f} s, home {size / 1e9:.2f} GB; second open {open_s:.2f} s "
-          f"(plan then: {plan}); first identify {first_s:.2f} s (search "
-          f"{out['first_identify_search_s'] or 0:.3f} s), next {second_s:.2f} s", flush=True)
+        build_wall, build_rss, _ = run_process([py, "-c", opener, str(home)])
+        open_wall, open_rss, p = run_process([py, "-c", opener, str(home)])
+        open_s, plan = float(p.stdout.split()[0]), p.stdout.split()[1]
+        with SpeakerDB.open(home) as db:
+            described = db.indexes.describe()
+        cli = [py, "-m", "speakerdb"]
+        embed = [run_process([*cli, "embed", str(probe), "--model", "campplus", "--json"])
+                 for _ in range(2)] if probe else []
+        ident = [run_process([*cli, "identify", str(probe), "--home", str(home), "--json"])
+                 for _ in range(2)] if probe else []
+        files = {p.name: p.stat().st_size for p in home.iterdir() if p.is_file()}
+    store = sum(v for k, v in files.items() if k.startswith("speakerdb.sqlite"))
+    vectors = sum(v for k, v in files.items() if k.startswith(("vectors", "screen")))
+    n = raw.shape[0]
+    out = {"store_write_s": write_s, "first_open_build_s": build_wall,
+           "first_open_peak_rss_gb": build_rss, "open_process_s": open_wall,
+           "open_s": open_s, "open_peak_rss_gb": open_rss, "plan_after_open": plan,
+           "vectors": described,
+           "embed_process_s": min(w for w, _, _ in embed) if embed else None,
+           "identify_process_s": min(w for w, _, _ in ident) if ident else None,
+           "identify_peak_rss_gb": max(r for _, r, _ in ident) if ident else None,
+           "disk": {"store_gb": store / 1e9, "vectors_gb": vectors / 1e9,
+                    "home_gb": sum(files.values()) / 1e9,
+                    "home_gb_per_million": sum(files.values()) / 1e9 * 1e6 / n,
+                    "files": files}}
+    if embed:
+        out["identify_minus_embed_s"] = out["identify_process_s"] - out["embed_process_s"]
+    print(f"database: store written in {write_s:.1f} s; first open (build) {build_wall:.1f} s, "
+          f"peak RSS {build_rss:.2f} GB; second open {open_s:.3f} s in a {open_wall:.2f} s "
+          f"process (plan then: {plan}), peak RSS {open_rss:.2f} GB", flush=True)
+    if embed:
+        print(f"  speakerdb identify {out['identify_process_s']:.2f} s vs speakerdb embed "
+              f"{out['embed_process_s']:.2f} s: +{out['identify_minus_embed_s']:.2f} s; identify "
+              f"peak RSS {out['identify_peak_rss_gb']:.2f} GB", flush=True)
+    d = out["disk"]
+    print(f"  home {d['home_gb']:.2f} GB ({d['home_gb_per_million']:.2f} GB per million "
+          f"segments): store {d['store_gb']:.2f} GB, vectors {d['vectors_gb']:.2f} GB", flush=True)
     return out
 
 

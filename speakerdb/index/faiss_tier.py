@@ -132,8 +132,9 @@ class FaissTier:
 
     def plan(self) -> str:
         """``current``, ``append`` or ``rebuild``: what open() would do, from the saved
-        description alone. Vectors saved at the store's generation now are current without
-        listing the store's ids; otherwise the ids decide (``catch_up_plan``)."""
+        description alone. Vectors saved at the store's generation now, holding as many
+        segments as the store up to the same largest id, are current without listing the
+        store's ids; otherwise the ids decide (``catch_up_plan``)."""
         try:
             info = IndexSet.state(self.directory)
         except IndexOutOfDateError:
@@ -143,8 +144,9 @@ class FaissTier:
         if (info.model_sha256, info.schema_revision, info.space) != (
                 self.model_sha256, self.revision, self.space.name):
             return "rebuild"
-        if info.store_generation and info.store_generation == self.store.generation():
-            return "current"
+        if (info.store_generation and info.store_generation == self.store.generation()
+                and self.store.segment_extent() == (info.ntotal, info.store_max_id)):
+            return "current"  # (the count and top id also catch writes that bypass the store)
         store_ids = self.store.segment_ids()
         return catch_up_plan(info, store_ids, int(store_ids[-1]) if store_ids.size else 0)
 
@@ -220,8 +222,7 @@ class FaissTier:
                 log.debug("%s: not saving the indexes: the saved ones are newer (store "
                          "generation %d, these %d)", self.directory, on_disk, self.generation)
                 return False
-            ids = self.store.segment_ids()
-            self.set.save(self.model_sha256, self.revision, int(ids[-1]) if ids.size else 0,
+            self.set.save(self.model_sha256, self.revision, self.store.segment_extent()[1],
                           self.generation)
         self._dirty = False
         self._last_flush = time.monotonic()

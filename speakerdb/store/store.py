@@ -275,6 +275,12 @@ class Store(SpeakerQueries):
         with self.session() as s:
             return int(s.scalar(select(func.count(Segment.id))))
 
+    def segment_extent(self) -> tuple[int, int]:
+        """(how many segments, the largest segment id (0 when none)) in one query."""
+        with self.engine.connect() as c:
+            n, top = c.execute(select(func.count(Segment.id), func.max(Segment.id))).one()
+        return int(n), int(top or 0)
+
     def all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         parts = list(self.vectors())
         if not parts:

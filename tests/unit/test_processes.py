@@ -389,3 +389,26 @@ def test_open_reads_again_when_another_save_removes_the_files_it_was_about_to_ma
         assert db.indexes.set.ntotal == db.store.counts()["segments"]
     assert IndexSet.state(home).matrix.epoch == epoch + 1
     assert not list(home.glob(f"vectors-{epoch}.*"))
+
+
+def test_a_write_that_bypasses_the_generation_is_still_caught_up(home, tmp_path):
+    """Opening trusts saved vectors whose store generation is the store's only while the
+    store's segment count and largest id agree too: a row deleted behind the library's back
+    (no generation bump) makes the open rebuild instead of serving a vector the store lost."""
+    from sqlalchemy import delete, func, select
+
+    from speakerdb.api import SpeakerDB
+    from speakerdb.store.models import Segment
+
+    write_corpus(tmp_path / "a", speakers=2, utterances=2)
+    assert cli("ingest", tmp_path / "a", "--home", home, "-q").returncode == 0
+    with SpeakerDB.open(home, catch_up=False) as db:
+        assert db.indexes.plan() == "current"
+        generation = db.store.generation()
+        with db.store.engine.begin() as c:
+            top = c.execute(select(func.max(Segment.id))).scalar()
+            c.execute(delete(Segment).where(Segment.id == top))
+        assert db.store.generation() == generation
+        assert db.indexes.plan() == "rebuild"
+    with SpeakerDB.open(home) as db:
+        assert db.check().ok and db.indexes.set.ntotal == db.store.counts()["segments"]
