@@ -2,15 +2,16 @@
 copy the cascade rescores from at every dimension.
 
 A Matryoshka vector's ``d``-dimensional embedding is its first ``d`` values scaled to unit
-length, so one row of ``max(dims)`` floats and one inverse norm per dimension give every
-prefix's cosine exactly: ``(q_d . x[:d]) * inv_norm_d``. Nothing is kept per dimension.
+length, so one unit row of ``max(dims)`` floats and one inverse norm per smaller dimension give
+every prefix's cosine exactly: ``(q_d . x[:d]) * inv_norm_d`` (at the full dimension, the plain
+inner product). Nothing is kept per dimension.
 
 On disk (written by ``save``, mapped by ``load`` without reading it):
 
 * ``vectors-<epoch>.f32``: the rows, little-endian float32, ``rows x width``, in the order
   they were added; only ever appended to, so a save writes what is new;
 * ``vectors-<epoch>.ids``: each row's segment id (int64); ``vectors-<epoch>.norms``: each
-  row's inverse prefix norms (float32, ``rows x len(dims)``);
+  row's inverse prefix norms below the full dimension (float32, ``rows x (len(dims) - 1)``);
 * ``vectors-<epoch>-<count>.deleted``: the ``count`` rows removed since (int64 row numbers,
   sorted), a new file for each new count. Removed rows stay in the files until enough of them pile up: then a save writes
   the live rows under a new epoch (``compact``), leaving files an older reader may still map.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +42,10 @@ COMPACT_SHARE = 0.2
 
 SEARCH_BLOCK = 65_536
 """Rows scored per block by an exhaustive search (bounds its temporary memory)."""
+
+KNN_MAX_DEAD = 1024
+"""A part with at most this many removed rows is searched at the full dimension by FAISS's
+k-best search (asking for that many more); one with more, block by block here."""
 
 _EPS = 1e-12
 
@@ -127,8 +133,9 @@ class VectorMatrix:
         if not dims or list(dims) != sorted(set(dims)) or dims[0] <= 0:
             raise ValueError(f"dims must be ascending positive sizes, got {dims}")
         self.dims, self.width = dims, dims[-1]
-        self._saved = _Part.empty(self.width, len(dims))  # rows as in the files
-        self._tail = _Part.empty(self.width, len(dims))  # rows added since
+        self._k = len(dims) - 1  # norms columns: every dimension but the full one
+        self._saved = _Part.empty(self.width, len(dims) - 1)  # rows as in the files
+        self._tail = _Part.empty(self.width, len(dims) - 1)  # rows added since
         self._deleted = np.zeros(0, np.int64)  # removed row numbers, sorted
         self._epoch, self._parts = 0, ()
         self._table: RowTable | None = None
@@ -143,7 +150,7 @@ class VectorMatrix:
         read until searched. ``IndexOutOfDateError`` when a file is missing or too short."""
         out = cls(dims)
         files = matrix_files(directory, state.epoch, state.deleted)
-        width, k = out.width, len(out.dims)
+        width, k = out.width, out._k
         if state.rows:
             out._saved = _Part(_mapped(files["vectors"], np.float32, (state.rows, width)),
                                _mapped(files["ids"], np.int64, (state.rows,)),
@@ -217,7 +224,10 @@ class VectorMatrix:
         """Boolean mask: which of ``ids`` are live."""
         return self._lookup().rows(np.asarray(ids, np.int64))[1]
 
-    def _dim_col(self, dim: int) -> int:
+    def _dim_col(self, dim: int) -> int | None:
+        """The norms column of ``dim`` (None for the full dimension: rows are unit)."""
+        if int(dim) == self.width:
+            return None
         try:
             return self.dims.index(int(dim))
         except ValueError:
@@ -241,15 +251,18 @@ class VectorMatrix:
             raise ValueError(f"id {int(new[1:][new[1:] == new[:-1]][0])} appears more than "
                              "once in the batch")
         if self._top is None:
-            self._top = int(self._row_ids().max())
+            held = self._row_ids()
+            self._top = int(held.max()) if held.size else -1
         if new[0] <= self._top:  # ids in ascending batches (the store's order) skip the lookup
             clash = new[self.contains(new)]
             if clash.size:
                 raise ValueError(f"id {int(clash[0])} is already held ({clash.size} "
                                  "duplicate(s))")
         x = x[:, :self.width]
-        inv = np.stack([1.0 / np.maximum(np.linalg.norm(x[:, :d], axis=1), _EPS)
-                        for d in self.dims], axis=1).astype(np.float32)
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), _EPS)
+        inv = np.empty((ids.size, self._k), np.float32)
+        for c, d in enumerate(self.dims[:-1]):
+            inv[:, c] = 1.0 / np.maximum(np.linalg.norm(x[:, :d], axis=1), _EPS)
         self._tail.append(x, ids, inv)
         self._top = max(self._top, int(new[-1]))
         self._table = self._live = None
@@ -297,7 +310,7 @@ class VectorMatrix:
                 continue
             local = np.where(mine, rows - first, 0)
             s = score_rows(x, wide, local)
-            out = np.where(mine, s * inv[local, col], out)
+            out = np.where(mine, s if col is None else s * inv[local, col], out)
         return out
 
     def reconstruct(self, dim: int, ids) -> np.ndarray:
@@ -313,7 +326,8 @@ class VectorMatrix:
             mine = (rows >= first) & (rows < first + x.shape[0])
             if mine.any():
                 local = rows[mine] - first
-                out[mine] = x[local, :dim] * inv[local, col][:, None]
+                out[mine] = x[local, :dim] if col is None else \
+                    x[local, :dim] * inv[local, col][:, None]
         return out
 
     def search(self, dim: int, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -330,9 +344,25 @@ class VectorMatrix:
         if kk == 0 or q.shape[0] == 0:
             return best_s[:, :kk], best_i[:, :kk]
         for first, x, ids, inv in self._parts_view():
+            dead = self._deleted[(self._deleted >= first) & (self._deleted < first + x.shape[0])]
+            if col is None and dead.size <= KNN_MAX_DEAD:  # unit rows: FAISS's own top-k
+                kb = min(kk + dead.size + 1, x.shape[0])  # one more: is the cut a tie?
+                s, pos = _knn(q, x, kb)
+                if kb < x.shape[0] and kb > 1 and np.any(s[:, -1] >= s[:, -2]):
+                    s = None  # equal scores past the cut: FAISS's choice among them is not ours
+            else:
+                s = None
+            if s is not None:
+                s = np.where(np.isin(pos, dead - first) | (pos < 0), -np.inf, s)
+                best_s = np.concatenate([best_s, s], axis=1)
+                best_i = np.concatenate([best_i, np.where(pos >= 0, ids[np.maximum(pos, 0)], -1)],
+                                        axis=1)
+                continue
             for a in range(0, x.shape[0], SEARCH_BLOCK):
                 b = min(a + SEARCH_BLOCK, x.shape[0])
-                s = (q @ x[a:b, :dim].T) * inv[a:b, col]
+                s = q @ x[a:b, :dim].T
+                if col is not None:
+                    s *= inv[a:b, col]
                 dead = self._deleted[(self._deleted >= first + a) & (self._deleted < first + b)]
                 s[:, dead - first - a] = -np.inf
                 block_ids = np.broadcast_to(ids[a:b], s.shape)
@@ -341,7 +371,7 @@ class VectorMatrix:
                 pos = _top_positions(best_i, best_s, kk)
                 best_s = np.take_along_axis(best_s, pos, 1)
                 best_i = np.take_along_axis(best_i, pos, 1)
-        order = np.lexsort((best_i, -best_s), axis=1)
+        order = np.lexsort((best_i, -best_s), axis=1)[:, :kk]
         return (np.take_along_axis(best_s, order, 1).astype(np.float32, copy=False),
                 np.take_along_axis(best_i, order, 1))
 
@@ -410,9 +440,9 @@ class VectorMatrix:
         """Hold the rows as mapped from the files just written (what ``load`` would give)."""
         fresh = VectorMatrix.load(directory, self.dims, state)
         self._saved, self._deleted = fresh._saved, fresh._deleted
-        self._tail = _Part.empty(self.width, len(self.dims))
+        self._tail = _Part.empty(self.width, self._k)
         self._epoch, self._parts = state.epoch, state.parts
-        self._table = self._live = None
+        self._table = self._live = self._top = None
 
     def stale_files(self, directory: str | os.PathLike) -> list[Path]:
         """Files of other epochs in ``directory`` (left by a rewrite; safe to remove once no
@@ -449,6 +479,8 @@ class _MaskedTable:
 def _mapped(path: Path, dtype, shape: tuple[int, ...]) -> np.ndarray:
     """The first ``prod(shape)`` items of ``path``, mapped read-only."""
     need = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if need == 0:  # nothing to map (a space of one dimension keeps no norms)
+        return np.zeros(shape, dtype)
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -471,7 +503,7 @@ def _append_at(path: Path, arr: np.ndarray, row: int) -> None:
         try:
             os.ftruncate(fd, offset)
             os.lseek(fd, offset, os.SEEK_SET)
-            view = memoryview(np.ascontiguousarray(little)).cast("B")
+            view = memoryview(np.ascontiguousarray(little).reshape(-1).view(np.uint8))
             while view:
                 view = view[os.write(fd, view):]
             os.fsync(fd)
@@ -486,6 +518,19 @@ def _sha(x: np.ndarray) -> str:
     for a in range(0, x.shape[0], SEARCH_BLOCK):
         h.update(np.ascontiguousarray(x[a:a + SEARCH_BLOCK], dtype="<f4").tobytes())
     return h.hexdigest()
+
+
+def _knn(q: np.ndarray, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """FAISS's exact inner-product k-best of each query over the rows ``x`` (read in place;
+    batches through its matrix-product path, see ``vector_index.BLAS_MIN_QUERIES``)."""
+    import faiss
+
+    from speakerdb.index.vector_index import BLAS_MIN_QUERIES, blas_threshold
+
+    batched = q.shape[0] >= BLAS_MIN_QUERIES
+    with blas_threshold(faiss, BLAS_MIN_QUERIES) if batched else nullcontext():
+        return faiss.knn(np.ascontiguousarray(q, np.float32), x, k,
+                         metric=faiss.METRIC_INNER_PRODUCT)
 
 
 def _top_positions(ids: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:

@@ -17,7 +17,7 @@ from speakerdb.index.choose import FLAT_KEY, IndexChoice
 from speakerdb.index.ivf_topk import RANGE_MIN_K, SampleRadius, range_top
 from speakerdb.index.rows import RowTable, score_rows
 
-__all__ = ["VectorIndex", "ids_array"]
+__all__ = ["BLAS_MIN_QUERIES", "VectorIndex", "blas_threshold", "ids_array"]
 
 
 BLAS_MIN_QUERIES = 16
@@ -36,7 +36,7 @@ _blas_lock = threading.Lock()
 
 
 @contextmanager
-def _blas_threshold(faiss, value: int):
+def blas_threshold(faiss, value: int):
     """FAISS's process-wide BLAS threshold set to ``value`` for the duration (serialised)."""
     with _blas_lock:
         saved = faiss.cvar.distance_compute_blas_threshold
@@ -313,7 +313,7 @@ class VectorIndex:
         fewer than ``kk`` vectors scans all of them for that query."""
         faiss = _faiss()
         batched = q.shape[0] >= BLAS_MIN_QUERIES and self._choice.nlist == 0
-        with _blas_threshold(faiss, BLAS_MIN_QUERIES) if batched else nullcontext():
+        with blas_threshold(faiss, BLAS_MIN_QUERIES) if batched else nullcontext():
             scores, ids = self._index.search(q, kk)
         if self._choice.nlist and (ids < 0).any():  # probed lists held fewer than k: scan all
             rows = np.flatnonzero((ids < 0).any(axis=1))

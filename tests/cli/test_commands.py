@@ -493,8 +493,8 @@ def test_stats_json(cli, built):
     assert c["duration_s"] == pytest.approx(18.0, abs=0.05)
     v = doc["vectors"]
     assert (v["dims"], v["ntotal"], v["rows"], v["removed_rows"]) == ([64, 128, 192, 256], 12, 12, 0)
-    # per row: 256 floats, its id, 4 inverse prefix norms
-    assert v["rows_bytes"] == 12 * (256 * 4 + 8 + 4 * 4)
+    # per row: 256 floats, its id, the inverse norms of the 64, 128 and 192-D prefixes
+    assert v["rows_bytes"] == 12 * (256 * 4 + 8 + 3 * 4)
     assert v["screen"] == {"dim": 64, "index_key": "Flat", "index_param": "", "bytes": 0}
 
 
@@ -502,7 +502,7 @@ def test_stats_text(cli, built):
     run = cli("stats", "--home", built.home)
     assert "4 speakers, 12 recordings (0 unlabelled), 12 segments" in run.stdout
     assert "model spectral" in run.stdout
-    assert "vectors: 12 at 64/128/192/256-D, 12576 bytes; screened exactly at 64-D" in run.stdout
+    assert "vectors: 12 at 64/128/192/256-D, 12528 bytes; screened exactly at 64-D" in run.stdout
 
 
 def test_speakerdb_home_environment_variable(built):

@@ -132,7 +132,7 @@ def test_many_differing_vectors_are_named_then_counted(home, store):
 
 
 @pytest.mark.parametrize("key, need", [("vectors", 200 * 256 * 4), ("ids", 200 * 8),
-                                       ("norms", 200 * 4 * 4)])
+                                       ("norms", 200 * 3 * 4)])
 def test_load_rejects_a_file_shorter_than_its_description(home, store, key, need):
     p = _files(home)[key]
     assert p.stat().st_size == need

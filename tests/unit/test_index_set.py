@@ -60,7 +60,7 @@ def test_save_load_round_trip_and_json_fields(tmp_path, store):
     assert names == ["vectors-1.f32", "vectors-1.ids", "vectors-1.norms", "vectors.json"]
     assert (tmp_path / "vectors-1.f32").stat().st_size == 60 * 256 * 4  # full width, float32
     assert (tmp_path / "vectors-1.ids").stat().st_size == 60 * 8
-    assert (tmp_path / "vectors-1.norms").stat().st_size == 60 * len(DIMS) * 4
+    assert (tmp_path / "vectors-1.norms").stat().st_size == 60 * (len(DIMS) - 1) * 4
     data = json.loads((tmp_path / "vectors.json").read_text())
     assert set(data) == {"dims", "ntotal", "model_sha256", "schema_revision", "store_max_id",
                          "ids_digest", "created_at", "matrix", "index_key", "index_param",
@@ -282,7 +282,7 @@ def test_load_rejects_corrupt_files(tmp_path, store):
     IndexSet.build(tmp_path, ids, raw, SHA, REV).save(SHA, REV, int(ids[-1]))
     (tmp_path / "vectors-1.norms").write_bytes(b"\0" * 64)
     with pytest.raises(IndexOutOfDateError, match="vectors-1.norms: 64 bytes, its description "
-                                                  f"needs {60 * len(DIMS) * 4}"):
+                                                  f"needs {60 * (len(DIMS) - 1) * 4}"):
         IndexSet.load(tmp_path)
     (tmp_path / "vectors.json").write_text("{")
     with pytest.raises(IndexOutOfDateError, match="vectors.json: unreadable description"):

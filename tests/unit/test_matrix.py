@@ -197,3 +197,15 @@ def test_a_loaded_matrix_still_refuses_ids_it_holds(tmp_path):
     back.remove([3])
     back.add([3, 11], _raw(2, 14))  # a removed id may come back
     assert np.array_equal(back.ids(), np.arange(1, 12))
+
+
+def test_a_matrix_compacted_to_nothing_takes_new_rows(tmp_path):
+    m = VectorMatrix(DIMS)
+    m.add([1, 2, 3], _raw(3, 15))
+    s1 = m.save(tmp_path, None)
+    back = VectorMatrix.load(tmp_path, DIMS, s1)
+    back.remove([1, 2, 3])
+    s2 = back.save(tmp_path, s1)  # every row removed: rewritten empty under a new epoch
+    assert (s2.rows, s2.epoch) == (0, s1.epoch + 1)
+    back.add([2], _raw(1, 16))
+    assert np.array_equal(back.ids(), [2])
