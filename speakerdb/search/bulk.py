@@ -93,7 +93,8 @@ def probe_items(sources: Iterable[str | Path], layout: str = "auto"
     A folder or a ``.csv`` file is expanded by ``ingest.sources.discover`` under ``layout``
     (``speaker`` of each item: the truth, or None); any other path is one input as given, even
     when it does not exist (reading it is then that input's error). A missing path without an
-    audio file's extension is taken for a folder or manifest: a UsageError."""
+    audio file's extension is taken for a folder or manifest: a UsageError, as is a folder or
+    manifest with no audio files in it."""
     items: list[SourceItem] = []
     bulk = False
     for src in sources:
@@ -102,7 +103,11 @@ def probe_items(sources: Iterable[str | Path], layout: str = "auto"
             (layout == "manifest" and p.is_file()) or \
             (not p.exists() and p.suffix.lower() not in AUDIO_EXTENSIONS)
         if listed:
-            items.extend(discover([p], layout))
+            found = discover([p], layout)
+            if not found:  # nothing to identify is a mistake in the command, not an answer
+                what = "folder holds" if p.is_dir() else "manifest lists"
+                raise UsageError(f"{src}: the {what} no audio files to identify")
+            items.extend(found)
             bulk = True
         else:
             items.append(SourceItem(p, None, "file"))

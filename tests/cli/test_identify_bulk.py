@@ -181,6 +181,16 @@ def test_missing_folder_is_one_error_line(cli, built, tmp_path):
     assert run.stdout == ""
 
 
+def test_folder_without_audio_is_one_error_line(cli, built, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no audio here")
+    run = cli("identify", empty, "--home", built.home, expect=2)
+    assert run.error_line() == \
+        f"speakerdb: error: {empty}: the folder holds no audio files to identify"
+    assert run.stdout == ""
+
+
 def test_file_arguments_keep_the_json_shape(cli, built):
     doc = cli("identify", built.files["spk00"][0], built.files["spk01"][0], "--home",
               built.home, "--json").json()
