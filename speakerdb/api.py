@@ -243,14 +243,41 @@ class SpeakerDB:
         (``cascade.aggregation``), optional AS-norm of the candidates' scores
         (``score_norm="asnorm"`` against ``cohort``: None for the database's speaker means, a
         ``Cohort`` or a ``Cohort.save`` file; top-N ``cohort_top``), open-set decision."""
-        from speakerdb.search.decision import aggregate, decide
-
         check_score_norm(score_norm)
         self.refresh()
-        min_margin = check_finite("min_margin", min_margin)
+        check_finite("min_margin", min_margin)
         if threshold is not None:
             check_finite("threshold", threshold)
         emb = self.embed(audio, name=name, min_duration_s=min_duration_s)
+        return self.identify_embedding(emb, cascade=cascade, threshold=threshold,
+                                       min_margin=min_margin, exhaustive=exhaustive,
+                                       score_norm=score_norm, cohort=cohort,
+                                       cohort_top=cohort_top)
+
+    def identify_many(self, inputs, *, batch: int = 16, timings=None, **options):
+        """``identify`` of each of ``inputs`` (audio inputs, or ``SourceItem``s of
+        ``ingest.sources.discover`` whose ``speaker`` is the truth), yielding one
+        ``search.bulk.Answer`` per input in input order: its result, or the AudioError that
+        stopped it. Up to ``batch`` inputs are decoded, then embedded together (one model call
+        per batch of segments), then searched one by one. ``timings`` (a
+        ``search.bulk.Timings``) adds up the seconds of decode, embed and search. ``options``
+        are ``identify``'s keywords; bad ones raise here, before any input is read."""
+        from speakerdb.search.bulk import identify_many
+
+        return identify_many(self, inputs, batch=batch, timings=timings, **options)
+
+    def identify_embedding(self, emb, *, cascade: CascadeConfig = CascadeConfig(),
+                           threshold: float | None = None, min_margin: float = 0.0,
+                           exhaustive: bool = False, score_norm: ScoreNorm = "none",
+                           cohort=None, cohort_top: int | None = None) -> IdentifyResult:
+        """``identify`` of an ``AudioEmbedding`` made with the database's model (nothing is
+        decoded or embedded; ``seconds`` of the result is the search's)."""
+        from speakerdb.search.decision import aggregate, decide
+
+        check_score_norm(score_norm)
+        min_margin = check_finite("min_margin", min_margin)
+        if threshold is not None:
+            check_finite("threshold", threshold)
         t0 = time.perf_counter()
         with self.lock:  # the indexes, the hits' labels and the speaker caches agree
             dims = self.indexes.dims()

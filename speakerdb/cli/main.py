@@ -157,7 +157,9 @@ def ingest(
 @app.command()
 @shell
 def identify(
-    audio: Annotated[list[Path], typer.Argument(help="Audio files to identify.")],
+    audio: Annotated[list[Path], typer.Argument(
+        help="Audio files, folders (walked as ingest walks them) or CSV manifests (path and "
+             "optional speaker columns); a folder's or manifest's speaker is the truth.")],
     home: Home = None,
     top_k: Annotated[int, typer.Option(help="Speakers to list.", min=1)] = DEFAULT_TOP_K,
     threshold: Annotated[Optional[float], typer.Option(
@@ -177,52 +179,62 @@ def identify(
     cohort_top: CohortTop = None,
     min_duration: MinDuration = None,
     max_duration: MaxDuration = None,
+    layout: Annotated[str, typer.Option(help="How folders and manifests are read: auto | voxceleb | folders | manifest.")] = "auto",
+    batch: Annotated[int, typer.Option(help="Inputs decoded and embedded together.", min=1)] = 16,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per input on stdout, each as it is answered.")] = False,
+    csv_: Annotated[bool, typer.Option("--csv", help="One CSV row per input on stdout (with a header), each as it is answered.")] = False,
     device: Device = "auto",
     json_: Json = False,
 ):
     """Who is speaking: cascade search, per-speaker scores, match or unknown."""
+    import time
+
+    from tqdm import tqdm
+
+    from speakerdb.cli.answers import AnswerWriter
     from speakerdb.config import CascadeConfig, check_score_norm
-    from speakerdb.errors import AudioError
+    from speakerdb.errors import UsageError
+    from speakerdb.search.bulk import Tally, Timings, probe_items
 
     check_score_norm(score_norm)
+    chosen = [f for f, on in (("--json", json_), ("--jsonl", jsonl), ("--csv", csv_)) if on]
+    if len(chosen) > 1:
+        raise UsageError(f"{' and '.join(chosen)}: choose one output format")
+    fmt = "json" if json_ else "jsonl" if jsonl else "csv" if csv_ else "text"
     # the flags name the stages of a 64/128/192/256-D space; fit to a space with other ones
     cfg = CascadeConfig((k64, k128, k192), top_k=top_k, aggregation=aggregation, agg_k=agg_k,
                         fit=True)
-    results, bad = [], 0
+    items, listed = probe_items(audio, layout)
+    tally, timings = Tally(), Timings()
     with _open(home, max_duration=max_duration, device=device) as db:
-        for a in audio:
-            try:
-                r = db.identify(a, cascade=cfg, threshold=threshold, min_margin=margin,
-                                exhaustive=exhaustive, score_norm=score_norm,
-                                cohort=cohort, cohort_top=cohort_top, min_duration_s=min_duration)
-                results.append(r.as_dict())
-            except AudioError as e:
-                bad += 1
-                results.append({"input": e.where, "error": str(e)})
-                if not json_:
-                    err(cli_message(e))
-    if json_:
-        print_json({"results": results})
-    else:
-        for r in results:
-            if "error" not in r:
-                _print_identify(r)
-    if bad:
+        answers = db.identify_many(items, batch=batch, timings=timings, cascade=cfg,
+                                   threshold=threshold, min_margin=margin,
+                                   exhaustive=exhaustive, score_norm=score_norm,
+                                   cohort=cohort, cohort_top=cohort_top,
+                                   min_duration_s=min_duration)
+        bar = tqdm(total=len(items), unit="input", desc="identify", file=sys.stderr,
+                   disable=quiet or not sys.stderr.isatty(), mininterval=0.5,
+                   dynamic_ncols=True)
+        out = AnswerWriter(fmt, any(it.speaker is not None for it in items), listed,
+                           note=lambda line: bar.write(f"speakerdb: error: {line}",
+                                                       file=sys.stderr))
+        t0 = time.perf_counter()
+        try:
+            for a in answers:
+                tally.add(a)
+                out.add(a)
+                bar.update(1)
+        except BrokenPipeError:  # the reader of stdout stopped (`| head`): so do we, quietly
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(0) from None
+        finally:
+            bar.close()
+    out.finish(tally.summary(timings, time.perf_counter() - t0))
+    if tally.failed:
         raise typer.Exit(2)
-
-
-def _print_identify(r: dict) -> None:
-    who = r["speaker"] if r["decision"] == "match" else "unknown"
-    norm = r["score_norm"] != "none"
-    score = "n/a" if r["score"] is None else f"{r['score']:.4f}"
-    if norm and r["cosine"] is not None:
-        score = f"{score} {r['score_norm']}, cosine {r['cosine']:.4f}"
-    lead = "n/a" if r["margin"] is None else f"{r['margin']:.4f}"
-    print(f"{r['input']}: {who} (score {score}, threshold {r['threshold']:.4f} "
-          f"[{r['threshold_source']}], margin {lead})")
-    for c in r["candidates"]:
-        cos = f"  (cosine {c['cosine']:.4f})" if norm else ""
-        print(f"  {c['score']:.4f}{cos}  {c['speaker']}")
 
 
 @app.command()

@@ -13,7 +13,7 @@ from speakerdb.ingest.runner import embed_segments
 from speakerdb.model.base import Embedder
 from speakerdb.model.prefixes import mean_embedding
 
-__all__ = ["AudioEmbedding", "embed_audio", "embed_gated"]
+__all__ = ["AudioEmbedding", "decode_gated", "embed_audio", "embed_gated", "embedding_of"]
 
 
 @dataclass(frozen=True)
@@ -55,16 +55,29 @@ def embed_audio(
     )
 
 
-def embed_gated(embedder, audio: AudioInput, policy: AudioPolicy, gate: float, name=None):
-    """``embed_audio`` with a duration gate: less than ``gate`` seconds of signal is a
-    TooShortError naming the measured and required seconds."""
+def decode_gated(audio: AudioInput, policy: AudioPolicy, gate: float, name=None):
+    """Decode and segment ``audio`` (``Prepared``) under a duration gate: less than ``gate``
+    seconds of signal is a TooShortError naming the measured and required seconds."""
     name = describe(audio) if name is None else name
     wave = load(audio, name=name, max_duration_s=policy.max_duration_s)
     check_signal_gate(wave.samples, gate, policy, name)
     prepared = prepare(wave, gated_policy(policy, gate), name=name)
     check_gate(prepared, gate, policy)
-    raw = embed_segments(embedder, [s.samples for s in prepared.segments], batch=16)
+    return prepared
+
+
+def embedding_of(prepared, raw: np.ndarray, dims) -> AudioEmbedding:
+    """The ``AudioEmbedding`` of ``prepared`` from its segments' raw outputs ``raw``; NaN or
+    infinite outputs are an AudioError."""
     if not np.all(np.isfinite(raw)):
         raise AudioError(prepared.name, "the model returned NaN or infinite values")
     return AudioEmbedding(prepared.name, prepared.duration_s, len(prepared.segments),
-                          raw.mean(axis=0), mean_embedding(raw, embedder.dims), raw)
+                          raw.mean(axis=0), mean_embedding(raw, dims), raw)
+
+
+def embed_gated(embedder, audio: AudioInput, policy: AudioPolicy, gate: float, name=None):
+    """``embed_audio`` with a duration gate: less than ``gate`` seconds of signal is a
+    TooShortError naming the measured and required seconds."""
+    prepared = decode_gated(audio, policy, gate, name)
+    raw = embed_segments(embedder, [s.samples for s in prepared.segments], batch=16)
+    return embedding_of(prepared, raw, embedder.dims)
