@@ -85,11 +85,8 @@ def agreement(casc: list[list], exact_ids: np.ndarray, speaker_of: np.ndarray) -
 def set_memory(iset) -> dict:
     """Bytes of the set's search structures, measured: the rows, ids and prefix norms held,
     and the screen as FAISS serialises it (its vectors, ids and lists)."""
-    import faiss
-
-    x, ids, inv = (np.asarray(a) for a in iset.matrix._tail.view())  # a built set: in memory
-    rows = x.nbytes + ids.nbytes + inv.nbytes
-    screen = faiss.serialize_index(iset.screen._index).nbytes if iset.screen is not None else 0
+    rows = iset.matrix.nbytes()
+    screen = iset.screen.serialized_bytes() if iset.screen is not None else 0
     per_dim = iset.ntotal * sum(iset.dims) * 4
     return {"rows_gb": rows / 1e9, "screen_gb": screen / 1e9, "total_gb": (rows + screen) / 1e9,
             "per_dim_copies_gb": per_dim / 1e9, "ratio": per_dim / max(rows + screen, 1)}

@@ -26,13 +26,19 @@ from __future__ import annotations
 import hashlib
 import os
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from speakerdb.errors import IndexOutOfDateError
 from speakerdb.files.atomic import atomic_write
+from speakerdb.index.matrix_files import (
+    MatrixState,
+    append_rows,
+    map_rows,
+    matrix_files,
+    rows_sha256,
+)
 from speakerdb.index.rows import RowTable, score_rows
 
 __all__ = ["COMPACT_SHARE", "MatrixState", "VectorMatrix", "matrix_files"]
@@ -48,44 +54,6 @@ KNN_MAX_DEAD = 1024
 k-best search (asking for that many more); one with more, block by block here."""
 
 _EPS = 1e-12
-
-
-@dataclass(frozen=True)
-class MatrixState:
-    """What a saved matrix is: ``rows`` written (removed ones included), ``deleted`` of them
-    removed, the files' ``epoch``, and the sha256 of each appended part (``parts``: a list of
-    ``[first row, end row, sha256 of those rows' vector bytes]``)."""
-
-    rows: int
-    deleted: int
-    epoch: int
-    parts: tuple[tuple[int, int, str], ...] = ()
-
-    def to_dict(self) -> dict:
-        return {"rows": self.rows, "deleted": self.deleted, "epoch": self.epoch,
-                "parts": [list(p) for p in self.parts]}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> MatrixState:
-        try:
-            parts = tuple((int(a), int(b), str(h)) for a, b, h in d.get("parts", ()))
-            out = cls(int(d["rows"]), int(d["deleted"]), int(d["epoch"]), parts)
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"not a vector matrix description ({e})") from None
-        if out.rows < 0 or not 0 <= out.deleted <= out.rows or out.epoch < 0:
-            raise ValueError(f"impossible vector matrix counts: {out.to_dict()}")
-        return out
-
-
-def matrix_files(directory: str | os.PathLike, epoch: int, deleted: int = 0) -> dict[str, Path]:
-    """{"vectors", "ids", "norms", "deleted"}: the paths of one epoch's files, the removed
-    rows' file being the one of ``deleted`` removals (removals only grow within an epoch, so
-    a count names one list, and a file once committed is never rewritten)."""
-    base = Path(directory) / f"vectors-{int(epoch)}"
-    out = {k: base.with_suffix(s) for k, s in
-           (("vectors", ".f32"), ("ids", ".ids"), ("norms", ".norms"))}
-    out["deleted"] = Path(directory) / f"vectors-{int(epoch)}-{int(deleted)}.deleted"
-    return out
 
 
 class _Part:
@@ -152,12 +120,12 @@ class VectorMatrix:
         files = matrix_files(directory, state.epoch, state.deleted)
         width, k = out.width, out._k
         if state.rows:
-            out._saved = _Part(_mapped(files["vectors"], np.float32, (state.rows, width)),
-                               _mapped(files["ids"], np.int64, (state.rows,)),
-                               _mapped(files["norms"], np.float32, (state.rows, k)))
+            out._saved = _Part(map_rows(files["vectors"], np.float32, (state.rows, width)),
+                               map_rows(files["ids"], np.int64, (state.rows,)),
+                               map_rows(files["norms"], np.float32, (state.rows, k)))
         deleted = np.zeros(0, np.int64)
         if state.deleted:
-            deleted = _mapped(files["deleted"], np.int64, (state.deleted,))
+            deleted = map_rows(files["deleted"], np.int64, (state.deleted,))
             deleted = np.array(deleted)
             if deleted.size != state.deleted or (deleted.size and (
                     deleted[0] < 0 or deleted[-1] >= state.rows or np.any(np.diff(deleted) <= 0))):
@@ -183,6 +151,10 @@ class VectorMatrix:
 
     def __repr__(self) -> str:
         return f"VectorMatrix(dims={self.dims}, ntotal={self.ntotal}, rows={self.rows})"
+
+    def nbytes(self) -> int:
+        """Bytes of the rows, ids and norms held (mapped or in memory)."""
+        return sum(a.nbytes for part in (self._saved, self._tail) for a in part.view())
 
     def _parts_view(self):
         """[(first row, x, ids, inv)] of the saved and the added rows."""
@@ -397,8 +369,8 @@ class VectorMatrix:
             start = self._saved.n
             x, ids, inv = self._tail.view()
             for key, arr in (("vectors", x), ("ids", ids), ("norms", inv)):
-                _append_at(files[key], arr, start)
-            parts.append((start, start + ids.size, _sha(x)))
+                append_rows(files[key], arr, start)
+            parts.append((start, start + ids.size, rows_sha256(x)))
         if self._deleted.size and self._deleted.size != on_disk.deleted:
             atomic_write(files["deleted"], self._deleted.astype("<i8").tobytes())
         state = MatrixState(self.rows, int(self._deleted.size), self._epoch, tuple(parts))
@@ -457,7 +429,7 @@ class VectorMatrix:
         out = []
         x = self._saved.view()[0]
         for a, b, sha in self._parts:
-            if b > x.shape[0] or _sha(x[a:b]) != sha:
+            if b > x.shape[0] or rows_sha256(x[a:b]) != sha:
                 name = matrix_files(directory, self._epoch)["vectors"].name
                 out.append(f"{name}: rows {a}-{b - 1} do not match their recorded checksum")
         return out
@@ -474,50 +446,6 @@ class _MaskedTable:
     def rows(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         r, found = self._table.rows(ids)
         return np.where(found, self._rows[r] if self._rows.size else 0, 0), found
-
-
-def _mapped(path: Path, dtype, shape: tuple[int, ...]) -> np.ndarray:
-    """The first ``prod(shape)`` items of ``path``, mapped read-only."""
-    need = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    if need == 0:  # nothing to map (a space of one dimension keeps no norms)
-        return np.zeros(shape, dtype)
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise IndexOutOfDateError(f"{path}: vector file is missing") from None
-    if size < need:
-        raise IndexOutOfDateError(f"{path}: {size} bytes, its description needs {need}")
-    return np.memmap(path, dtype=np.dtype(dtype).newbyteorder("<"), mode="r", shape=shape)
-
-
-def _append_at(path: Path, arr: np.ndarray, row: int) -> None:
-    """Write ``arr``'s rows at row ``row`` of ``path`` (cutting off anything after it: rows a
-    killed save wrote but never committed), then fsync."""
-    from speakerdb.files.atomic import write_error
-
-    width = arr.shape[1] if arr.ndim == 2 else 1
-    offset = row * width * arr.dtype.itemsize
-    little = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            os.ftruncate(fd, offset)
-            os.lseek(fd, offset, os.SEEK_SET)
-            view = memoryview(np.ascontiguousarray(little).reshape(-1).view(np.uint8))
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as e:
-        raise write_error(path, e) from None
-
-
-def _sha(x: np.ndarray) -> str:
-    h = hashlib.sha256()
-    for a in range(0, x.shape[0], SEARCH_BLOCK):
-        h.update(np.ascontiguousarray(x[a:a + SEARCH_BLOCK], dtype="<f4").tobytes())
-    return h.hexdigest()
 
 
 def _knn(q: np.ndarray, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -212,6 +212,12 @@ class VectorIndex:
     def __len__(self) -> int:
         return self.ntotal
 
+    def serialized_bytes(self) -> int:
+        """Bytes of the index as FAISS writes it (its vectors, ids and lists)."""
+        import faiss
+
+        return int(faiss.serialize_index(self._index).nbytes)
+
     def __repr__(self) -> str:
         return f"VectorIndex(dim={self._dim}, ntotal={self.ntotal}, key={self._choice.key!r})"
 

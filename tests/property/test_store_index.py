@@ -241,7 +241,7 @@ class _FailingWrites:
 
     def __init__(self, n: int):
         self.n, self.calls = n, 0
-        self._append = matrix_module._append_at
+        self._append = matrix_module.append_rows
 
     def _count(self, path):
         self.calls += 1
@@ -259,13 +259,13 @@ class _FailingWrites:
     def __enter__(self):
         for m in self.MODULES:
             m.atomic_write = self._write
-        matrix_module._append_at = self._append_at
+        matrix_module.append_rows = self._append_at
         return self
 
     def __exit__(self, *exc):
         for m in self.MODULES:
             m.atomic_write = atomic_module.atomic_write
-        matrix_module._append_at = self._append
+        matrix_module.append_rows = self._append
 
 
 # the state machine ---------------------------------------------------------------------------
