@@ -28,6 +28,7 @@ per segment).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import resource
 import subprocess
@@ -97,17 +98,28 @@ def bench_size(n: int, spec, args, report: dict) -> None:
 
     print(f"\n=== N = {n:,} segments ===", flush=True)
     t0 = time.perf_counter()
-    raw, speaker, means = vec.synthetic_store(spec, n, seed=n)
+    stream = n >= args.stream_from
+    speaker, means, chunks = vec.synthetic_chunks(spec, n, seed=n)
+    raw = None if stream else vec.synthetic_store(spec, n, seed=n)[0]
     qraw, qlabel = vec.synthetic_queries(spec, means, args.queries, seed=n + 1)
     speaker_of = np.concatenate([[-1], speaker])  # by segment id (ids are 1..n)
     ids = np.arange(1, n + 1, dtype=np.int64)
-    print(f"generated {n:,} vectors of {means.shape[0]:,} speakers in "
-          f"{time.perf_counter() - t0:.1f} s", flush=True)
-    row = {"n": n, "speakers": int(means.shape[0]), "queries": args.queries}
+    if stream:
+        print(f"{n:,} vectors of {means.shape[0]:,} speakers generated while the set is built "
+              f"(--stream-from {args.stream_from:,}: never held twice)", flush=True)
+    else:
+        print(f"generated {n:,} vectors of {means.shape[0]:,} speakers in "
+              f"{time.perf_counter() - t0:.1f} s", flush=True)
+    row = {"n": n, "speakers": int(means.shape[0]), "queries": args.queries, "streamed": stream}
 
     rss0 = rss_gb()
     t0 = time.perf_counter()
-    iset = IndexSet.build(Path(tempfile.gettempdir()) / "unused", ids, raw, "0" * 64, "bench")
+    where = Path(tempfile.gettempdir()) / "unused"
+    if stream:
+        iset = IndexSet.from_chunks(where, ((ids[a : a + x.shape[0]], x) for a, x in chunks()),
+                                    n, "0" * 64, "bench")
+    else:
+        iset = IndexSet.build(where, ids, raw, "0" * 64, "bench")
     row["build_s"] = time.perf_counter() - t0
     row["screen"] = {"key": iset.by_dim[64].choice.key, "param": iset.by_dim[64].choice.param}
     row["memory"] = set_memory(iset)
@@ -128,10 +140,13 @@ def bench_size(n: int, spec, args, report: dict) -> None:
     _, exact_ids = by_dim[256].search(q[256], 10)
     ex_batch_ms = 1e3 * (time.perf_counter() - t0) / args.queries
     # FAISS's own flat search at two BLAS thresholds: a plain IndexFlatIP of the same vectors
+    # (a second copy: not when streamed)
     flat256 = faiss.IndexFlatIP(256)
-    flat256.add(prefix(raw, 256))
+    if raw is not None:
+        flat256.add(prefix(raw, 256))
     blas = {}
-    for threshold in (BLAS_MIN_QUERIES, faiss.cvar.distance_compute_blas_threshold):
+    thresholds = (BLAS_MIN_QUERIES, faiss.cvar.distance_compute_blas_threshold)
+    for threshold in thresholds if raw is not None else ():
         saved = faiss.cvar.distance_compute_blas_threshold
         faiss.cvar.distance_compute_blas_threshold = threshold
         t0 = time.perf_counter()
@@ -147,11 +162,12 @@ def bench_size(n: int, spec, args, report: dict) -> None:
     ex_ms, _ = per_query_ms(lambda i: by_dim[256].search(q[256][i : i + 1], 10), range(single))
     row["exhaustive"] = {"ms": ex_ms, "batched_ms": ex_batch_ms,
                          "blas_threshold_ms": {str(k): v for k, v in blas.items()}}
-    lo, hi = BLAS_MIN_QUERIES, saved
+    lo, hi = BLAS_MIN_QUERIES, faiss.cvar.distance_compute_blas_threshold
     print(f"exhaustive 256-D flat: {ex_ms:.2f} ms/query single; batched {ex_batch_ms:.2f} "
-          f"ms/query. FAISS BLAS threshold {lo} vs {hi}: batches of {BATCH} "
-          f"{blas[lo]:.2f} vs {blas[hi]:.2f} ms/query, single queries "
-          f"{blas[f'single-{lo}']:.2f} vs {blas[f'single-{hi}']:.2f} ms", flush=True)
+          "ms/query." + (f" FAISS BLAS threshold {lo} vs {hi}: batches of {BATCH} "
+                         f"{blas[lo]:.2f} vs {blas[hi]:.2f} ms/query, single queries "
+                         f"{blas[f'single-{lo}']:.2f} vs {blas[f'single-{hi}']:.2f} ms"
+                         if blas else ""), flush=True)
 
     def cascade_row(name: str, indexes, build_s: float | None = None) -> dict:
         # accuracy over every probe from the batched cascade (tests/unit/test_cascade.py: it
@@ -203,9 +219,13 @@ def bench_size(n: int, spec, args, report: dict) -> None:
           f"{min(args.queries, args.single_exhaustive)} queries each timed right after its "
           "exhaustive search (cold caches); steady: the same queries back to back:", flush=True)
     row["cascade"] = [cascade_row(f"library: {row['screen']['key']}", by_dim, row["build_s"])]
-    if args.library_only:
+    if args.library_only or stream:
+        if stream and not args.library_only:
+            print("  (alternative screens skipped: streamed sets hold the vectors once)")
         if not args.no_open:
-            row["open"] = open_database(raw, speaker, args)
+            iset = by_dim = None  # noqa: F841 - the set's memory back first
+            gc.collect()
+            row["open"] = open_database(raw if raw is not None else chunks, speaker, args)
         report["sizes"].append(row)
         return
     x64 = np.ascontiguousarray(nested(raw, (64,))[64])
@@ -249,7 +269,7 @@ def run_process(cmd: list[str]) -> tuple[float, float, subprocess.CompletedProce
     return wall, int(p.stderr.strip().splitlines()[-1]) / 2**20, p
 
 
-def open_database(raw: np.ndarray, speaker: np.ndarray, args) -> dict:
+def open_database(raw, speaker: np.ndarray, args) -> dict:
     """A real database of these vectors: bulk-written store; its first open (builds the
     vectors) and second open, each a process of its own; then ``speakerdb identify`` against
     ``speakerdb embed`` of a real speech file, end to end, twice each (the better kept)."""
@@ -267,7 +287,7 @@ def open_database(raw: np.ndarray, speaker: np.ndarray, args) -> dict:
         SpeakerDB.create(home, model="campplus", embedder=emb).close()
         t0 = time.perf_counter()
         db = SpeakerDB.open(home, catch_up=False)
-        vec.write_store(db.store.engine, raw, speaker)
+        vec.write_store(db.store.engine, raw if isinstance(raw, np.ndarray) else raw(), speaker)
         db.close()
         write_s = time.perf_counter() - t0
         build_wall, build_rss, _ = run_process([py, "-c", opener, str(home)])
@@ -283,7 +303,7 @@ def open_database(raw: np.ndarray, speaker: np.ndarray, args) -> dict:
         files = {p.name: p.stat().st_size for p in home.iterdir() if p.is_file()}
     store = sum(v for k, v in files.items() if k.startswith("speakerdb.sqlite"))
     vectors = sum(v for k, v in files.items() if k.startswith(("vectors", "screen")))
-    n = raw.shape[0]
+    n = speaker.size
     out = {"store_write_s": write_s, "first_open_build_s": build_wall,
            "first_open_peak_rss_gb": build_rss, "open_process_s": open_wall,
            "open_s": open_s, "open_peak_rss_gb": open_rss, "plan_after_open": plan,
@@ -320,6 +340,9 @@ def main() -> int:
     ap.add_argument("--no-open", action="store_true")
     ap.add_argument("--library-only", action="store_true",
                     help="time the library's own screen only, not the flat/SQ8/HNSW alternatives")
+    ap.add_argument("--stream-from", type=int, default=5_000_000,
+                    help="from this size the vectors are generated as the set is built, never "
+                         "held twice (no FAISS flat copy, no alternative screens)")
     ap.add_argument("--tmp", default=None, help="folder for the temporary databases")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()

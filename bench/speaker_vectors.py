@@ -86,21 +86,36 @@ def speaker_sizes(n: int, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(sizes)
 
 
-def synthetic_store(spec: Spectrum, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray,
-                                                                    np.ndarray]:
-    """(raw (n, d) float32, speaker (n,) int32, speaker means (S, d) float32)."""
+def synthetic_chunks(spec: Spectrum, n: int, seed: int = 0, chunk: int = 200_000):
+    """(speaker (n,) int32, speaker means (S, d) float32, chunks): ``chunks()`` yields
+    ``(start, raw (m, d) float32)`` blocks of the store in order, the same values on every
+    call, so that a store too large to hold twice is generated as it is consumed."""
     rng = np.random.default_rng(seed)
     sizes = speaker_sizes(n, rng)
     d = spec.mu.size
     means = (spec.mu + rng.standard_normal((sizes.size, d)) * np.sqrt(spec.between)).astype(
         np.float32)
     speaker = np.repeat(np.arange(sizes.size, dtype=np.int32), sizes)
-    raw = np.empty((n, d), np.float32)
+    state = rng.bit_generator.state
     sd = np.sqrt(spec.within).astype(np.float32)
-    for s in range(0, n, 200_000):  # chunks keep the float64 temporaries small
-        e = min(n, s + 200_000)
-        noise = rng.standard_normal((e - s, d), dtype=np.float32) * sd
-        raw[s:e] = means[speaker[s:e]] + noise
+
+    def chunks():
+        r = np.random.default_rng()
+        r.bit_generator.state = state
+        for s in range(0, n, chunk):  # chunks keep the float64 temporaries small
+            e = min(n, s + chunk)
+            yield s, means[speaker[s:e]] + r.standard_normal((e - s, d), dtype=np.float32) * sd
+
+    return speaker, means, chunks
+
+
+def synthetic_store(spec: Spectrum, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray,
+                                                                    np.ndarray]:
+    """(raw (n, d) float32, speaker (n,) int32, speaker means (S, d) float32)."""
+    speaker, means, chunks = synthetic_chunks(spec, n, seed)
+    raw = np.empty((n, spec.mu.size), np.float32)
+    for s, x in chunks():
+        raw[s : s + x.shape[0]] = x
     return raw, speaker, means
 
 
@@ -139,27 +154,34 @@ def pair_cosines(raw: np.ndarray, speaker: np.ndarray, dim: int, pairs: int = 20
     return float(t.mean()), float(t.std()), float(nt.mean()), float(nt.std())
 
 
-def write_store(engine, raw: np.ndarray, speaker: np.ndarray) -> None:
-    """Speakers, one recording per speaker and its segments (3 s each, ``raw`` vectors),
-    written straight into the store behind ``engine`` in transactions of 100,000 rows."""
+def write_store(engine, chunks, speaker: np.ndarray, offsets: tuple[int, int, int] = (0, 0, 0)
+                ) -> None:
+    """Speakers, one recording per speaker and its segments (3 s each, the vectors of
+    ``chunks``: ``(start, raw)`` blocks in order, or one raw array), written straight into the
+    store behind ``engine`` in transactions of 100,000 rows; their ids follow ``offsets``
+    (the largest speaker, recording and segment ids already there)."""
     from sqlalchemy import insert
 
     from speakerdb.store.models import Recording, Segment, Speaker
 
+    if isinstance(chunks, np.ndarray):
+        chunks = [(0, chunks)]
+    o_spk, o_rec, o_seg = offsets
     labels = np.unique(speaker)
     with engine.begin() as c:
-        c.execute(insert(Speaker.__table__), [{"id": int(s) + 1, "label": f"spk{s:06d}"}
+        c.execute(insert(Speaker.__table__), [{"id": o_spk + int(s) + 1, "label": f"spk{s:06d}"}
                                               for s in labels])
         c.execute(insert(Recording.__table__), [
-            {"id": int(s) + 1, "sha256": f"{int(s):064x}", "path": f"synthetic/{s}.wav",
-             "speaker_id": int(s) + 1, "duration_s": 300.0, "sample_rate": 16000,
+            {"id": o_rec + int(s) + 1, "sha256": f"{int(s):064x}", "path": f"synthetic/{s}.wav",
+             "speaker_id": o_spk + int(s) + 1, "duration_s": 300.0, "sample_rate": 16000,
              "channels": 1, "source": "synthetic"} for s in labels])
     start = 3.0 * (np.arange(speaker.size) - np.searchsorted(speaker, speaker))
-    for a in range(0, raw.shape[0], 100_000):
-        part = raw[a : a + 100_000].astype("<f4")
-        with engine.begin() as c:
-            c.execute(insert(Segment.__table__), [
-                {"id": a + i + 1, "recording_id": int(speaker[a + i]) + 1,
-                 "start_s": float(start[a + i]), "end_s": float(start[a + i]) + 3.0,
-                 "vector": part[i].tobytes()}
-                for i in range(part.shape[0])])
+    for s0, block in chunks:
+        for a in range(s0, s0 + block.shape[0], 100_000):
+            part = block[a - s0 : a - s0 + 100_000].astype("<f4")
+            with engine.begin() as c:
+                c.execute(insert(Segment.__table__), [
+                    {"id": o_seg + a + i + 1, "recording_id": o_rec + int(speaker[a + i]) + 1,
+                     "start_s": float(start[a + i]), "end_s": float(start[a + i]) + 3.0,
+                     "vector": part[i].tobytes()}
+                    for i in range(part.shape[0])])

@@ -45,18 +45,30 @@ NoWait = Annotated[bool, typer.Option(
                       "instead of waiting for it.")]
 
 
-def open_db(home, no_wait: bool = False, **kw):
-    """``SpeakerDB.open(home, **kw)``; a write waits for another writer unless ``no_wait``."""
-    from speakerdb.api import SpeakerDB
-
-    db = SpeakerDB.open(home, **kw)
-    db.lock_wait_s = 0.0 if no_wait else None
-    return db
-
-
+CohortFile = Annotated[Optional[Path], typer.Option(
+    "--cohort", help="AS-norm cohort file (.npz written by Cohort.save; default: the "
+                     "database's speaker means).")]
+MinDuration = Annotated[Optional[float], typer.Option(
+    "--min-duration", help="Seconds of signal an input needs (default 0.5).")]
 MaxDuration = Annotated[Optional[float], typer.Option(
     "--max-duration", help="Most seconds of audio one input may hold; a longer one fails with "
                            "the reason, the rest unread (default 14400: 4 h).")]
+
+
+def open_db(home, no_wait: bool = False, max_duration: float | None = None, **kw):
+    """``SpeakerDB.open(home, **kw)``; a write waits for another writer unless ``no_wait``;
+    ``max_duration`` (``--max-duration``) applies to what the database reads."""
+    from speakerdb.api import SpeakerDB
+
+    if max_duration is not None:
+        from speakerdb.config import check_max_duration
+
+        check_max_duration(max_duration)
+    db = SpeakerDB.open(home, **kw)
+    db.lock_wait_s = 0.0 if no_wait else None
+    if max_duration is not None:
+        db.set_max_duration(max_duration)
+    return db
 
 
 def audio_policy(max_duration: float | None):

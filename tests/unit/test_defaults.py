@@ -6,7 +6,7 @@ from speakerdb.config import DEFAULT_AGG_K, DEFAULT_SHORTLIST, DEFAULT_TOP_K, Ca
 
 
 def test_identify_cli_defaults_are_the_configs():
-    from speakerdb.cli.main import identify
+    from speakerdb.cli.identify import identify
 
     params = inspect.signature(identify).parameters
     got = {name: params[name].default for name in ("k64", "k128", "k192", "top_k", "agg_k")}
