@@ -196,8 +196,7 @@ class IndexSet:
 
     def max_id(self) -> int:
         """The largest id held (0 when empty)."""
-        ids = self.matrix.ids()
-        return int(ids[-1]) if ids.size else 0
+        return self.matrix.max_id()
 
     def __repr__(self) -> str:
         return f"IndexSet({str(self.directory)!r}, ntotal={self.ntotal})"

@@ -192,6 +192,15 @@ class VectorMatrix:
             self._live = np.sort(ids)
         return self._live.copy()
 
+    def max_id(self) -> int:
+        """The largest live id (0 when none): no sort and no copy of the ids."""
+        if self._live is not None:
+            return int(self._live[-1]) if self._live.size else 0
+        ids = self._row_ids()
+        if self._deleted.size:
+            ids = np.delete(ids, self._deleted)
+        return int(ids.max()) if ids.size else 0
+
     def contains(self, ids) -> np.ndarray:
         """Boolean mask: which of ``ids`` are live."""
         return self._lookup().rows(np.asarray(ids, np.int64))[1]

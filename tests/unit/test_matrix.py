@@ -209,3 +209,22 @@ def test_a_matrix_compacted_to_nothing_takes_new_rows(tmp_path):
     assert (s2.rows, s2.epoch) == (0, s1.epoch + 1)
     back.add([2], _raw(1, 16))
     assert np.array_equal(back.ids(), [2])
+
+
+def test_max_id_follows_adds_removals_and_saves(tmp_path):
+    m = VectorMatrix(DIMS)
+    assert m.max_id() == 0
+    m.add(np.array([7, 3, 11]), _raw(3))
+    assert m.max_id() == 11
+    m.remove([11])
+    assert m.max_id() == 7  # the largest live id, not the largest row's
+    m.ids()  # with the sorted ids cached, the answer comes from them
+    m.remove([7])
+    assert m.max_id() == 3
+    state = m.save(tmp_path, None)
+    loaded = VectorMatrix.load(tmp_path, DIMS, state)
+    assert loaded.max_id() == 3
+    loaded.add(np.array([20]), _raw(1, 2))
+    assert loaded.max_id() == 20
+    loaded.remove([3, 20])
+    assert loaded.max_id() == 0
