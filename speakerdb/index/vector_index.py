@@ -84,6 +84,7 @@ class VectorIndex:
         self._sorted: np.ndarray | None = None  # cache of ids(), None when stale
         self._rows: RowTable | None = None  # flat: id -> storage row, None when stale
         self._radius = None  # IVF: the SampleRadius of large searches (kept while fresh)
+        self._mapped = False  # IVF read with its lists mapped from the file (read-only)
 
     # construction ------------------------------------------------------------------------
     @classmethod
@@ -127,8 +128,11 @@ class VectorIndex:
         path = Path(path)
         if not path.is_file():
             raise IndexOutOfDateError(f"{path}: index file is missing")
+        # an IVF index's lists stay in the file, mapped (opening reads no vectors; the first
+        # change copies them into memory): a flat index is read whole
+        flags = getattr(faiss, "IO_FLAG_MMAP", 0) if choice.nlist else 0
         try:
-            index = faiss.read_index(str(path))
+            index = faiss.read_index(str(path), flags)
         except Exception as e:  # faiss raises RuntimeError with a multi-line message
             first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
             raise IndexOutOfDateError(f"{path}: unreadable index file ({first})") from None
@@ -138,7 +142,9 @@ class VectorIndex:
             _check_ivf(index, choice, path)
             ivf = faiss.extract_index_ivf(index)
             ivf.nprobe, ivf.parallel_mode = choice.nprobe, IVF_PARALLEL_MODE
-            return cls(index, dim, choice)
+            out = cls(index, dim, choice)
+            out._mapped = bool(flags)
+            return out
         if not isinstance(index, faiss.IndexIDMap2):
             raise IndexOutOfDateError(
                 f"{path}: expected an IndexIDMap2, found {type(index).__name__}")
@@ -154,7 +160,25 @@ class VectorIndex:
         """Write the index to ``path`` atomically (the old file survives a failed write)."""
         import faiss
 
+        self._in_memory()  # a mapped index would be written as a reference to its file
         atomic_write(path, lambda tmp: faiss.write_index(self._index, tmp))
+
+    def _in_memory(self) -> None:
+        """Copy mapped IVF lists into memory (same lists, same order: the direct map stays
+        valid), so that the index can change or be written."""
+        if not self._mapped:
+            return
+        import faiss
+
+        inv = self._index.invlists
+        lists = faiss.ArrayInvertedLists(inv.nlist, inv.code_size)
+        for lst in range(inv.nlist):
+            n = inv.list_size(lst)
+            if n:
+                lists.add_entries(lst, n, inv.get_ids(lst), inv.get_codes(lst))
+        self._index.replace_invlists(lists, True)
+        lists.this.disown()  # the index owns it now
+        self._mapped = False
 
     def rebuilt(self, choice: IndexChoice) -> VectorIndex:
         """A new index of kind ``choice`` holding the same ids and vectors (an IVF one trained
@@ -216,6 +240,7 @@ class VectorIndex:
         """Bytes of the index as FAISS writes it (its vectors, ids and lists)."""
         import faiss
 
+        self._in_memory()
         return int(faiss.serialize_index(self._index).nbytes)
 
     def __repr__(self) -> str:
@@ -269,6 +294,7 @@ class VectorIndex:
         if clash.size:
             raise ValueError(f"id {int(clash[0])} is already in the {self._dim}-D index "
                              f"({clash.size} duplicate(s))")
+        self._in_memory()
         self._index.add_with_ids(x, ids)
         self._rows = None
         have = self._sorted_ids()
@@ -283,6 +309,8 @@ class VectorIndex:
             return 0
         if self._choice.nlist:  # the hash-table direct map removes by an id array only
             present = ids[self.contains(ids)]
+            if present.size:
+                self._in_memory()
             sel = faiss.IDSelectorArray(present.size, faiss.swig_ptr(present))
             removed = int(self._index.remove_ids(sel)) if present.size else 0
         else:

@@ -281,3 +281,46 @@ def test_a_saved_screen_searches_with_this_versions_probe_count(tmp_path, small_
     info = IndexSet.state(tmp_path)
     assert info.index_param == want.param
     assert info.screen_file == "screen-64-1.faiss"  # the same screen, not rebuilt
+
+
+def test_a_loaded_ivf_screen_is_mapped_and_copied_into_memory_on_its_first_change(tmp_path):
+    import faiss
+
+    index, ids, x, rng = _ivf(5)
+    path = tmp_path / "screen.faiss"
+    index.save(path)
+    q = x[rng.integers(0, len(x), 20)] + 0.05 * rng.standard_normal((20, 64)).astype(np.float32)
+    want = index.search(q, 30)
+    loaded = VectorIndex.load(path, 64, IVF)
+    assert loaded._mapped and faiss.downcast_InvertedLists(
+        loaded._index.invlists).__class__.__name__ != "ArrayInvertedLists"
+    path.unlink()  # another process's save removed it: the mapping stays readable
+    got = loaded.search(q, 30)
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(got[0], want[0])
+    assert_fp16_of(loaded.reconstruct(ids[:50]), x[:50])
+    # changes land in memory and behave as on the index that was never saved
+    new_ids, new_x, _ = _clustered(6, 100)
+    new_ids = new_ids + 10**6
+    for ix in (index, loaded):
+        ix.add(new_ids, new_x)
+        assert ix.remove(ids[::7]) == len(ids[::7])
+    assert not loaded._mapped
+    np.testing.assert_array_equal(loaded.ids(), index.ids())
+    np.testing.assert_array_equal(loaded.search(q, 30)[1], index.search(q, 30)[1])
+    loaded.save(tmp_path / "again.faiss")
+    again = VectorIndex.load(tmp_path / "again.faiss", 64, IVF)
+    np.testing.assert_array_equal(again.ids(), index.ids())
+    np.testing.assert_array_equal(again.reconstruct(index.ids()), index.reconstruct(index.ids()))
+    np.testing.assert_array_equal(again.search(q, 30)[1], index.search(q, 30)[1])
+
+
+def test_saving_a_mapped_ivf_writes_its_vectors_not_a_reference(tmp_path):
+    index, ids, x, _ = _ivf(7)
+    index.save(tmp_path / "a.faiss")
+    loaded = VectorIndex.load(tmp_path / "a.faiss", 64, IVF)
+    loaded.save(tmp_path / "b.faiss")
+    (tmp_path / "a.faiss").unlink()
+    again = VectorIndex.load(tmp_path / "b.faiss", 64, IVF)
+    np.testing.assert_array_equal(again.ids(), np.sort(ids))
+    assert_fp16_of(again.reconstruct(ids), x)
