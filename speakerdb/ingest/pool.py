@@ -61,16 +61,26 @@ def resolve_workers(workers: int | None, n_inputs: int, files_per_batch: int) ->
     return default_workers() if n_inputs > files_per_batch else 0
 
 
-def _quiet() -> None:
-    """Worker set-up: Ctrl-C is for the parent, which shuts the pool down."""
+def _worker_setup(parent: int) -> None:
+    """Worker set-up: Ctrl-C is for the parent, which shuts the pool down; a parent that
+    is gone (killed, ``kill -9``) takes the worker with it (within a second)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def start_pool(workers: int) -> ProcessPoolExecutor:
+    """``workers`` processes started with ``spawn`` (a fresh interpreter: no torch, no
+    inherited threads)."""
     import multiprocessing
 
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_quiet)
+                               initializer=_worker_setup, initargs=(os.getpid(),))
 
 
 def heavy_modules() -> list[str]:
@@ -130,6 +140,7 @@ class PoolReader:
         self.files_per_batch, self.workers = files_per_batch, max(1, workers)
         self.embed, self.labels, self.lock = embed, labels, threading.Lock()
         self.inflight = max(1, inflight if inflight is not None else 2 * self.workers)
+        self.broken = 0  # pools whose workers died
         self.restarts = 0  # pools started again after a worker died
         self._pool: ProcessPoolExecutor | None = None
         self._generation = 0
@@ -157,6 +168,7 @@ class PoolReader:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._pool = None
         self._generation += 1
+        self.broken += 1
         if self.restarts < MAX_RESTARTS:
             self.restarts += 1
             self._pool = start_pool(self.workers)
@@ -192,7 +204,8 @@ class PoolReader:
         ready: deque[ReadBatch] = deque()
         opened = triaged = done = 0
         waited = 0.0
-        self._pool, self._generation, self.restarts = start_pool(self.workers), 0, 0
+        self._pool, self._generation = start_pool(self.workers), 0
+        self.broken = self.restarts = 0
         try:
             while done < len(chunks):
                 while opened < len(chunks) and opened - done < self.inflight:
