@@ -186,13 +186,33 @@ class PoolReader:
         return out
 
     def _finish(self, c: _Chunk, outs: list) -> ReadBatch:
+        """The chunk's batch, complete; the chunk lets go of it (and of its audio)."""
         batch = c.batch
         for t, out in zip(c.todo, outs):
             if out is None:  # too long for a worker to hold: decoded here, embedding as read
                 [out] = self._decode_here([t], batch)
             add_decoded(batch, out)
-        c.todo = []
+        c.todo, c.batch = [], None
         return batch
+
+    def _collect(self, f: Future, stage: str, c: _Chunk, gen: int, ready: deque) -> None:
+        """Take in a finished hash or decode of chunk ``c``; where the worker died, redo the
+        work here."""
+        try:
+            result, seconds = f.result()
+        except BrokenProcessPool:
+            self._broken(gen)
+            t0 = time.perf_counter()
+            if stage == "hash":
+                result = [_hash_one(item) for item in c.items]
+                seconds = time.perf_counter() - t0
+            else:
+                result, seconds = self._decode_here(c.todo, c.batch), 0.0
+        if stage == "hash":
+            c.hashed, c.decode_s = result, seconds
+        else:
+            c.batch.decode_s += seconds
+            ready.append(self._finish(c, result))
 
     # the loop -------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[ReadBatch]:
@@ -206,51 +226,44 @@ class PoolReader:
         waited = 0.0
         self._pool, self._generation = start_pool(self.workers), 0
         self.broken = self.restarts = 0
+
+        def top_up() -> None:  # open chunks (their hashing) up to ``inflight``
+            nonlocal opened
+            while opened < len(chunks) and opened - done < self.inflight:
+                f, gen = self._submit(hash_chunk, chunks[opened].items)
+                futures[f] = ("hash", opened, gen)
+                opened += 1
+
         try:
             while done < len(chunks):
-                while opened < len(chunks) and opened - done < self.inflight:
-                    f, gen = self._submit(hash_chunk, chunks[opened].items)
-                    futures[f] = ("hash", opened, gen)
-                    opened += 1
-                if ready:
-                    batch = ready.popleft()
-                    batch.wait_s, waited = waited, 0.0
-                    done += 1
-                    yield batch
-                    continue
-                t0 = time.perf_counter()
-                finished, _ = wait(futures, return_when=FIRST_COMPLETED)
-                waited += time.perf_counter() - t0
+                top_up()
+                if ready:  # take in what has finished meanwhile, without waiting
+                    finished = [f for f in futures if f.done()]
+                else:
+                    t0 = time.perf_counter()
+                    finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+                    waited += time.perf_counter() - t0
                 for f in sorted(finished, key=lambda f: futures[f][1]):
                     stage, i, gen = futures.pop(f)
-                    c = chunks[i]
-                    try:
-                        result, seconds = f.result()
-                    except BrokenProcessPool:
-                        self._broken(gen)
-                        t0 = time.perf_counter()
-                        if stage == "hash":
-                            result = [_hash_one(item) for item in c.items]
-                            seconds = time.perf_counter() - t0
-                        else:
-                            result, seconds = self._decode_here(c.todo, c.batch), 0.0
-                    if stage == "hash":
-                        c.hashed, c.decode_s = result, seconds
-                    else:
-                        c.batch.decode_s += seconds
-                        ready.append(self._finish(c, result))
+                    self._collect(f, stage, chunks[i], gen, ready)
                 # triage in chunk order: each duplicate is decoded where it would be in order
                 while triaged < len(chunks) and chunks[triaged].hashed is not None:
                     c = chunks[triaged]
                     c.batch, c.todo = triage(c.items, c.hashed, self.known, seen, self.labels)
                     c.batch.decode_s += c.decode_s
                     c.hashed = []
-                    triaged += 1
                     if c.todo:
                         f, gen = self._submit(decode_chunk, c.todo, self.policy, limit)
-                        futures[f] = ("decode", triaged - 1, gen)
+                        futures[f] = ("decode", triaged, gen)
                     else:
-                        ready.append(c.batch)
+                        ready.append(self._finish(c, []))
+                    triaged += 1
+                if ready:
+                    batch = ready.popleft()
+                    batch.wait_s, waited = waited, 0.0
+                    done += 1
+                    top_up()  # the next chunk is read while this one is embedded
+                    yield batch
         finally:
             for f in futures:
                 f.cancel()
