@@ -167,6 +167,7 @@ class SpeakerDB:
 
     def _ingest(self, sources, layout, config, progress, on_start):
         from speakerdb.ingest.engine import IngestJob, ingest_engine
+        from speakerdb.ingest.pool import resolve_workers
         from speakerdb.ingest.sources import discover
         from speakerdb.ingest.writer import StoreWriter
 
@@ -187,7 +188,9 @@ class SpeakerDB:
         job = IngestJob(items, embedder, self.policy, gate, known,
                         labels=self.store.recording_labels,
                         files_per_batch=config.files_per_batch, embed_batch=config.embed_batch,
-                        relabel=config.relabel, progress=progress)
+                        relabel=config.relabel, progress=progress,
+                        workers=resolve_workers(config.workers, len(items),
+                                                config.files_per_batch))
         writer = manage.LockedWriter(StoreWriter(self.store, self.indexes, run_id), self.lock,
                                      self.scorer.invalidate)
         t0 = time.perf_counter()

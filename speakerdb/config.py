@@ -162,6 +162,9 @@ class IngestConfig:
     # a label given for a stored recording that has another one replaces it (else reported)
     relabel: bool = False
     min_duration_s: float | None = None  # enrollment gate; None: the database's (DurationGates)
+    # processes that read, hash and decode beside the model; 0: this process does; None: one
+    # per core when the inputs fill more than one batch (ingest.pool.resolve_workers)
+    workers: int | None = None
     extensions: tuple[str, ...] = field(
         default=(".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".mp4", ".opus")
     )

@@ -99,6 +99,7 @@ def ingest(
     relabel: Annotated[bool, typer.Option(help="A label given for a stored recording that has another one replaces it (else it is reported and kept).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     strict: Annotated[bool, typer.Option(help="Exit 2 when any input failed (they are stored as failures either way).")] = False,
+    workers: Annotated[Optional[int], typer.Option(help="Processes that read and decode beside the model (0: the model's process does; default: one per core when the inputs fill more than one batch).", min=0)] = None,
     min_duration: MinDuration = None,
     max_duration: MaxDuration = None,
     device: Device = "auto",
@@ -122,7 +123,7 @@ def ingest(
             bar.update(k)
 
     cfg = IngestConfig(files_per_batch=batch, retry_failed=retry_failed,
-                       min_duration_s=min_duration, relabel=relabel)
+                       min_duration_s=min_duration, relabel=relabel, workers=workers)
     with _open(home, no_wait, max_duration, device=device) as db:
         try:
             stats = db.ingest(sources, layout, cfg, progress=progress, on_start=on_start)

@@ -161,7 +161,8 @@ def print_ingest(doc: dict) -> None:
     print(
         f"{doc['inputs']} inputs: {doc['added']} added ({doc['segments']} segments), "
         f"{doc['skipped']} already in, {doc['failed']} failed "
-        f"[decode {s['decode']:.1f} s, embed {s['embed']:.1f} s, write {s['write']:.1f} s]"
+        f"[decode {s['decode']:.1f} s, embed {s['embed']:.1f} s, write {s['write']:.1f} s, "
+        f"wait {s['wait']:.1f} s; {doc['workers']} workers]"
     )
     for f in doc["failures"]:
         print(f"  failed: {f['error']}")

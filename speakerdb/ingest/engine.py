@@ -5,8 +5,9 @@ gate, the batch settings, how to look up what is stored). An engine runs it and 
 batch (``RecordingIn``s, ``FailureIn``s, ``LabelIn``s) to the same writer
 (``speakerdb/ingest/writer.py``: one store transaction per batch, then the vector tier), so
 the database it leaves is the same whichever engine ran. ``LocalEngine`` is this process's
-reader → embedder → writer pipeline (``reader.py``, ``runner.py``); an engine spread over
-several machines would produce the same batches for the same writer.
+reader → embedder → writer pipeline (``reader.py``, ``runner.py``); with ``workers`` the
+reading (hashing, decoding) runs in that many processes beside the model (``pool.py``). An
+engine spread over several machines would produce the same batches for the same writer.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from speakerdb.errors import UnknownEngineError
+from speakerdb.errors import UnknownEngineError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover - names for annotations only
     from speakerdb.audio import AudioPolicy
@@ -30,7 +31,8 @@ __all__ = ["ENGINES", "IngestEngine", "IngestJob", "LocalEngine", "ingest_engine
 class IngestJob:
     """What to ingest. ``known(shas)``: the content hashes to skip (already stored);
     ``labels(shas)``: the labels stored recordings have (None: labels are not compared);
-    ``gate_s``: the seconds of signal an input needs (below: a ``too_short`` failure)."""
+    ``gate_s``: the seconds of signal an input needs (below: a ``too_short`` failure);
+    ``workers``: processes that read and decode beside the model (0: this process reads)."""
 
     items: Sequence[SourceItem]
     embedder: Embedder
@@ -42,6 +44,7 @@ class IngestJob:
     embed_batch: int = 16
     relabel: bool = False
     progress: Callable[[int], None] | None = None
+    workers: int = 0
 
 
 class IngestEngine(Protocol):
@@ -51,20 +54,34 @@ class IngestEngine(Protocol):
 
 
 class LocalEngine:
-    """Reader (hash, skip, decode) → duration gate → embedder → writer, in this process."""
+    """Reader (hash, skip, decode) → duration gate → embedder → writer; the reader in this
+    process, or in ``job.workers`` processes (``pool.PoolReader``)."""
 
     def run(self, job: IngestJob, writer: Writer) -> IngestStats:
         from speakerdb.audio.gates import gate_batches, gated_policy
         from speakerdb.ingest.reader import Reader
         from speakerdb.ingest.runner import Runner, embed_segments
 
+        if job.workers < 0:
+            raise UsageError(f"workers {job.workers}: must be 0 or more", option="workers")
         embedder, batch = job.embedder, job.embed_batch
-        reader = Reader(list(job.items), job.known, gated_policy(job.policy, job.gate_s),
-                        job.files_per_batch,
-                        embed=lambda segs: embed_segments(embedder, segs, batch),
-                        labels=job.labels)
-        return Runner(gate_batches(reader, job.gate_s, job.policy), embedder, writer, batch,
-                      job.progress, job.relabel).run()
+        items, policy = list(job.items), gated_policy(job.policy, job.gate_s)
+
+        def embed(segs):
+            return embed_segments(embedder, segs, batch)
+
+        if job.workers > 0:
+            from speakerdb.ingest.pool import PoolReader
+
+            reader = PoolReader(items, job.known, policy, job.files_per_batch, job.workers,
+                                embed=embed, labels=job.labels)
+        else:
+            reader = Reader(items, job.known, policy, job.files_per_batch, embed=embed,
+                            labels=job.labels)
+        stats = Runner(gate_batches(reader, job.gate_s, job.policy), embedder, writer, batch,
+                       job.progress, job.relabel).run()
+        stats.workers = job.workers
+        return stats
 
 
 ENGINES: dict[str, Callable[[], IngestEngine]] = {"local": LocalEngine}

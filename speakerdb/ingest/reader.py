@@ -23,7 +23,7 @@ from speakerdb.ingest.sources import SourceItem
 from speakerdb.audio.names import display_name
 from speakerdb.store.records import FailureIn, LabelIn
 
-__all__ = ["Decoded", "ReadBatch", "Reader", "LONG_SEGMENTS"]
+__all__ = ["Decoded", "ReadBatch", "Reader", "LONG_SEGMENTS", "triage"]
 
 LONG_SEGMENTS = 32  # an input with more segments has them embedded while it is read
 _CHUNK = 1 << 20
@@ -49,6 +49,7 @@ class ReadBatch:
     n_inputs: int = 0
     decode_s: float = 0.0
     embed_s: float = 0.0  # embedding the segments of long inputs while they were read
+    wait_s: float = 0.0  # the main process waiting for this batch (decoding it, in process)
 
 
 def _stamp(path) -> tuple[int, int]:
@@ -80,12 +81,17 @@ def _hash_one(item: SourceItem) -> tuple[str, object]:
     return h.hexdigest(), stamp
 
 
+class TooLong(Exception):
+    """An input with more segments than a reader without an embedder may hold."""
+
+
 class _Embedding:
     """The segments of one input; past ``LONG_SEGMENTS`` they are embedded (``embed``) and
-    their samples dropped, ``LONG_SEGMENTS`` at a time."""
+    their samples dropped, ``LONG_SEGMENTS`` at a time. Without ``embed`` and with a
+    ``limit``, an input with more than ``limit`` segments is ``TooLong``."""
 
-    def __init__(self, embed, lock):
-        self.embed, self.lock = embed, lock
+    def __init__(self, embed, lock, limit: int | None = None):
+        self.embed, self.lock, self.limit = embed, lock, limit
         self.segments: list[Segment] = []
         self.raw: list[np.ndarray] = []
         self.signal_s = 0.0  # of the embedded segments
@@ -97,6 +103,8 @@ class _Embedding:
         self.held += 1
         if self.embed is not None and self.held > LONG_SEGMENTS:
             self.flush(policy)
+        elif self.embed is None and self.limit is not None and self.held > self.limit:
+            raise TooLong()
 
     def flush(self, policy: AudioPolicy) -> None:
         from speakerdb.audio import TARGET_RATE, signal_seconds
@@ -116,12 +124,14 @@ class _Embedding:
         self.held = 0
 
 
-def _decode_one(item: SourceItem, sha: str, data, policy: AudioPolicy, embed, lock):
-    """(Decoded or FailureIn, seconds spent embedding)."""
+def _decode_one(item: SourceItem, sha: str, data, policy: AudioPolicy, embed, lock,
+                limit: int | None = None):
+    """(Decoded or FailureIn, seconds spent embedding); without ``embed`` and with a
+    ``limit``, an input with more than ``limit`` segments raises ``TooLong``."""
     from speakerdb.audio.stream import Preparing
 
     name = display_name(item.path)
-    emb = _Embedding(embed, lock)
+    emb = _Embedding(embed, lock, limit)
     try:
         in_memory = isinstance(data, AudioSource)
         p = Preparing(data if in_memory else item.path, policy, name=name)
@@ -177,13 +187,6 @@ class Reader:
     def _decode(self, todo: tuple):
         return _decode_one(*todo, self.policy, self.embed, self.lock)
 
-    def _given(self, given: list[tuple[SourceItem, str]]) -> list[LabelIn]:
-        if not given or self.labels is None:
-            return []
-        stored = self.labels([sha for _, sha in given])
-        return [LabelIn(sha, stored[sha], item.speaker, display_name(item.path))
-                for item, sha in given if sha in stored and stored[sha] != item.speaker]
-
     def __iter__(self) -> Iterator[ReadBatch]:
         seen: set[str] = set()
         with ThreadPoolExecutor(self.workers) as pool:
@@ -191,27 +194,51 @@ class Reader:
                 chunk = self.items[start : start + self.files_per_batch]
                 t0 = time.perf_counter()
                 hashed = list(pool.map(_hash_one, chunk))
-                batch = ReadBatch(n_inputs=len(chunk))
-                known = self.known([sha for sha, _ in hashed if sha])
-                todo, given = [], []
-                for item, (sha, data) in zip(chunk, hashed):
-                    if isinstance(data, FailureIn):
-                        batch.failures.append(data)
-                    elif sha in known or sha in seen:
-                        batch.skipped += 1
-                        if sha not in seen and item.speaker is not None:
-                            given.append((item, sha))
-                        seen.add(sha)
-                    else:
-                        seen.add(sha)
-                        todo.append((item, sha, data))
+                batch, todo = triage(chunk, hashed, self.known, seen, self.labels)
                 del hashed
-                batch.labels = self._given(given)
                 for out, embed_s in pool.map(self._decode, todo):
                     batch.embed_s += embed_s
-                    if isinstance(out, FailureIn):
-                        batch.failures.append(out)
-                    else:
-                        batch.decoded.append(out)
+                    add_decoded(batch, out)
                 batch.decode_s = time.perf_counter() - t0 - batch.embed_s
+                batch.wait_s = batch.decode_s
                 yield batch
+
+
+def add_decoded(batch: ReadBatch, out: Decoded | FailureIn) -> None:
+    if isinstance(out, FailureIn):
+        batch.failures.append(out)
+    else:
+        batch.decoded.append(out)
+
+
+def triage(chunk: list[SourceItem], hashed: list[tuple[str, object]],
+           known: Callable[[list[str]], set[str]], seen: set[str],
+           labels: Callable[[list[str]], dict[str, str | None]] | None):
+    """(the ``ReadBatch`` of ``chunk`` with its hash failures, skips and labels; the
+    ``(item, sha, data)`` left to decode), given the ``hashed`` results of ``_hash_one``.
+    ``seen``: the content hashes met so far in this run (updated), so that each is decoded
+    once; ``known``, ``labels``: as ``Reader`` takes them."""
+    batch = ReadBatch(n_inputs=len(chunk))
+    have = known([sha for sha, _ in hashed if sha])
+    todo, given = [], []
+    for item, (sha, data) in zip(chunk, hashed):
+        if isinstance(data, FailureIn):
+            batch.failures.append(data)
+        elif sha in have or sha in seen:
+            batch.skipped += 1
+            if sha not in seen and item.speaker is not None:
+                given.append((item, sha))
+            seen.add(sha)
+        else:
+            seen.add(sha)
+            todo.append((item, sha, data))
+    batch.labels = _given(given, labels)
+    return batch, todo
+
+
+def _given(given: list[tuple[SourceItem, str]], labels) -> list[LabelIn]:
+    if not given or labels is None:
+        return []
+    stored = labels([sha for _, sha in given])
+    return [LabelIn(sha, stored[sha], item.speaker, display_name(item.path))
+            for item, sha in given if sha in stored and stored[sha] != item.speaker]

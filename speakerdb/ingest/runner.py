@@ -25,16 +25,19 @@ class IngestStats:
     failed: int = 0
     labelled: int = 0  # stored unlabelled recordings given the label this run names
     relabelled: int = 0  # stored recordings whose other label this run replaced (relabel)
-    decode_s: float = 0.0
+    workers: int = 0  # decoding processes beside the model (0: decoded in this process)
+    decode_s: float = 0.0  # reading, hashing, decoding (with workers: their seconds, summed)
     embed_s: float = 0.0
     write_s: float = 0.0
+    wait_s: float = 0.0  # this process waiting for decoded batches
     failures: list[dict] = field(default_factory=list)
     # stored recordings this run names with another label: {input, stored, given, applied}
     label_conflicts: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         d = asdict(self)
-        d["seconds"] = {k: round(d.pop(f"{k}_s"), 4) for k in ("decode", "embed", "write")}
+        d["seconds"] = {k: round(d.pop(f"{k}_s"), 4) for k in ("decode", "embed", "write",
+                                                                    "wait")}
         return d
 
 
@@ -92,6 +95,7 @@ class Runner:
             stats.skipped += batch.skipped
             stats.decode_s += batch.decode_s
             stats.embed_s += batch.embed_s
+            stats.wait_s += batch.wait_s
 
             t0 = time.perf_counter()
             recordings, failures = self._embed(batch.decoded)

@@ -65,8 +65,23 @@ def test_ingest_json_counts(built):
     assert doc["skipped"] == 0
     assert doc["failed"] == 0
     assert doc["failures"] == []
-    assert set(doc["seconds"]) >= {"decode", "embed", "write"}
+    assert set(doc["seconds"]) >= {"decode", "embed", "write", "wait"}
     assert all(isinstance(v, float | int) and v >= 0 for v in doc["seconds"].values())
+    assert doc["workers"] == 0  # by default, one batch of inputs is read in process
+
+
+def test_ingest_with_workers(cli, tmp_path, corpus, built):
+    root, _ = corpus
+    home = tmp_path / "home"
+    cli("init", "--home", home)
+    doc = cli("ingest", root, "--home", home, "--workers", "2", "--batch", "5", "--json",
+              "-q").json()
+    assert doc["workers"] == 2 and doc["seconds"]["wait"] > 0
+    keys = ("inputs", "added", "segments", "skipped", "failed", "failures")
+    assert {k: doc[k] for k in keys} == {k: built.ingest_doc[k] for k in keys}
+    text = cli("ingest", root, "--home", home, "--workers", "0").stdout
+    assert "12 already in" in text and "0 workers" in text
+    assert "--workers" in cli("ingest", root, "--home", home, "--workers", "-1", expect=2).stderr
 
 
 def test_reingest_is_a_noop(cli, built, home_copy):

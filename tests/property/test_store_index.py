@@ -18,6 +18,10 @@ descriptions match the store, nothing is duplicated, and the store holds exactly
 Python model of the operations says (recordings with path, speaker and source; segment offsets;
 vectors; speakers, none of them without recordings; failures).
 
+The ingests read in process (``workers=0``): the model commits a crashed ingest's batches as a
+prefix, and batches read by worker processes finish in any order
+(``tests/unit/test_ingest_pool.py`` shows that they build the same database).
+
 ``HYPOTHESIS_PROFILE=thorough`` runs more and longer examples.
 """
 
@@ -62,6 +66,10 @@ STEPS = 50 if THOROUGH else 20
 
 # Short pieces so that the one longer file has several segments while the 0.8 s files have one.
 POLICY = AudioPolicy(min_signal_s=0.3, max_segment_s=1.0, segment_s=0.6)
+
+
+def _config(**kw) -> IngestConfig:
+    return IngestConfig(workers=0, **kw)
 
 
 class Crash(Exception):
@@ -301,7 +309,7 @@ class StoreIndexMachine(RuleBasedStateMachine):
     def ingest(self, pick, batch, flush_s):
         srcs = [self.corpus.sources[i] for i in pick]
         expected = self.model.ingest(expand(srcs), batch)
-        stats = self.db.ingest(srcs, config=IngestConfig(files_per_batch=batch,
+        stats = self.db.ingest(srcs, config=_config(files_per_batch=batch,
                                                          index_flush_s=flush_s))
         assert (stats.added, stats.failed, stats.labelled) == (*expected, self.model.labelled)
 
@@ -314,7 +322,7 @@ class StoreIndexMachine(RuleBasedStateMachine):
     def reingest_is_a_no_op(self, data, batch):
         i = data.draw(st.sampled_from(self._fully_known()), label="source")
         before_ids, before = self.db.store.all_vectors(), self.db.store.counts()
-        stats = self.db.ingest([self.corpus.sources[i]], config=IngestConfig(files_per_batch=batch))
+        stats = self.db.ingest([self.corpus.sources[i]], config=_config(files_per_batch=batch))
         assert self.model.ingest(expand([self.corpus.sources[i]]), batch) == (0, 0)
         assert stats.added == stats.segments == stats.failed == 0
         assert stats.skipped == len(expand([self.corpus.sources[i]]))
@@ -434,7 +442,7 @@ class StoreIndexMachine(RuleBasedStateMachine):
 
         store.write_batch = write_batch
         try:
-            self.db.ingest(srcs, config=IngestConfig(files_per_batch=batch,
+            self.db.ingest(srcs, config=_config(files_per_batch=batch,
                                                      index_flush_s=flush_s))
             event("ingest crash: after the run")
         except Crash:
@@ -462,7 +470,7 @@ class StoreIndexMachine(RuleBasedStateMachine):
         store.write_batch = write_batch
         try:
             with _FailingWrites(at):
-                self.db.ingest(srcs, config=IngestConfig(files_per_batch=batch, index_flush_s=0))
+                self.db.ingest(srcs, config=_config(files_per_batch=batch, index_flush_s=0))
             event("index save crash: after the run")
         except Crash:
             event(f"index save crash: before write {min(at, 5)}")
@@ -590,7 +598,7 @@ def test_rows_appended_but_never_committed_are_caught_up_on_open(corpus, spectra
     db.ingest([corpus.sources[0]])
     before = IndexSet.state(home)
     with pytest.raises(Crash, match="vectors.json"), _FailingWrites(4):  # rows, ids, norms
-        db.ingest([corpus.sources[4]], config=IngestConfig(index_flush_s=0))
+        db.ingest([corpus.sources[4]], config=_config(index_flush_s=0))
     db.store.engine.dispose()  # died: no close(), so nothing more is saved
     after = IndexSet.state(home)
     assert after == before and after.ntotal == 4

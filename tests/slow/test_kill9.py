@@ -7,7 +7,8 @@ transaction, so there are many transactions to land between. Kill points: while 
 still opening the database, then after the first batch (the indexes never saved); while the store
 holds 20 segments, with the indexes saved after every batch (so the kill often lands inside a
 save); during batch 6; near the end; and twice in a row on the same database. The resumed
-ingest and the check run through the command line.
+ingest and the check run through the command line. The children read with the default
+worker processes (one per core), but for one plan that reads in process (``--workers 0``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ PLANS = {
     "during-batch-6": [("line", "batch 5", 0.0)],
     "near-the-end": [("pause", 19, 0.0)],
     "killed-twice": [("pause", 3, 30.0), ("segments", 26, 0.0)],
+    "during-batch-6-in-process": [("line", "batch 5", 0.0, 0)],
 }
 
 
@@ -114,10 +116,10 @@ def kill_child(home: Path, source: Path, trigger: tuple, log: Path) -> None:
     """Start an ingest in a child process and SIGKILL it at ``trigger``:
     ("line", text): as soon as it prints ``text``; ("pause", k): once it stops after batch k;
     ("segments", n): as soon as the store holds at least n segments (it keeps running)."""
-    kind, value, flush_s = trigger
+    kind, value, flush_s, *workers = trigger
     pause_at = value if kind == "pause" else 0
     cmd = [sys.executable, str(CHILD), str(home), str(source), str(BATCH), str(flush_s),
-           str(pause_at)]
+           str(pause_at), *map(str, workers)]
     with open(log, "a") as err:
         child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO)
     watchdog = threading.Timer(60, child.kill)  # never hang the test run
@@ -153,7 +155,7 @@ def test_kill9_then_resume_equals_an_uninterrupted_run(plan, corpus, reference, 
         before = stored_inputs(home)
         kill_child(home, corpus, trigger, tmp_path / "child.log")
         assert segment_count(home) < GOOD  # interrupted before the end
-        kind, value, flush_s = trigger
+        kind, value, flush_s, *_ = trigger
         if kind == "pause" and before == 0:  # batches are whole: exactly `value` are in
             assert stored_inputs(home) == BATCH * value
             if flush_s > 10:  # and none of them reached the saved indexes

@@ -66,7 +66,7 @@ def test_one_writer_call_per_batch_with_stats():
     assert stats.decode_s == 0.75 and stats.embed_s >= 0 and stats.write_s >= 0
     assert progress == [4, 1]
     d = stats.as_dict()
-    assert set(d["seconds"]) == {"decode", "embed", "write"}
+    assert set(d["seconds"]) == {"decode", "embed", "write", "wait"}
     assert d["failures"] == [{"input": "c", "reason": "silent", "error": "c: silent"}]
 
 
