@@ -3,7 +3,8 @@ kill -9 in the middle of a large ingest.
 
     flock /tmp/speakerdb-bench.lock python bench/ingest_scale.py [--files 100000] [--tmp DIR]
         [--json OUT] [--workers N] [--formats wav,m4a] [--speech DIR] [--speech-files K]
-        [--embedder hash|spectral] [--skip-model] [--skip-kill] [--keep]
+        [--embedder hash|spectral] [--kill-embedder hash|spectral] [--skip-model]
+        [--skip-kill] [--keep]
 
 1. Builds, in a temporary folder (``--tmp DIR``; removed at the end unless ``--keep``), one
    VoxCeleb-layout tree per format, ``<fmt>/idNNNNN/<video>/<utt>.<fmt>``, of ``--files`` short
@@ -27,7 +28,8 @@ kill -9 in the middle of a large ingest.
    (``embed_segments``, after a warm-up pass, before and after the ingests, the mean), printed
    as the model's share of wall time for workers 0 and N (target: 0.9 or more with N workers).
 4. A kill -9: ``speakerdb ingest --workers N`` of the m4a tree (a child process, ``spectral``
-   model) killed once about half of the inputs are stored, its workers seen gone, a re-run,
+   model; ``--kill-embedder hash``: the library's ingest with the near-free embedder) killed
+   once about half of the inputs are stored, its workers seen gone, a re-run,
    then every file in exactly once (as many distinct paths and contents as files) and
    ``speakerdb check`` exit 0.
 
@@ -211,7 +213,10 @@ def child(tree: str, home: str, workers: str, embedder: str) -> int:
     from speakerdb.config import IngestConfig
 
     emb = hash_embedder() if embedder == "hash" else None
-    with SpeakerDB.create(home, model="spectral", embedder=emb) as db:
+    made = Path(home).exists()  # a re-run (the kill -9 step) opens the same database again
+    opened = SpeakerDB.open(home, embedder=emb) if made else \
+        SpeakerDB.create(home, model="spectral", embedder=emb)
+    with opened as db:
         t0 = time.perf_counter()
         stats = db.ingest([tree], config=IngestConfig(workers=int(workers)))
         wall = time.perf_counter() - t0
@@ -321,12 +326,22 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def kill9(tree: Path, home: Path, workers: int, files: int) -> dict:
-    """Kill -9 an ingest of ``tree`` at about half, re-run it, count and check."""
-    subprocess.run(cli("init", "--home", home, "--model", "spectral"), check=True,
-                   capture_output=True)
+def kill9(tree: Path, home: Path, workers: int, files: int, embedder: str) -> dict:
+    """Kill -9 an ingest of ``tree`` at about half, re-run it, count and check. ``spectral``:
+    ``speakerdb ingest`` itself; ``hash``: the library's ingest (what the command runs) with
+    the near-free embedder, in a child process like the files/s runs."""
+    if embedder == "spectral":
+        subprocess.run(cli("init", "--home", home, "--model", "spectral"), check=True,
+                       capture_output=True)
+        run = cli("ingest", tree, "--home", home, "--workers", workers, "-q")
+        rerun = cli("ingest", tree, "--home", home, "--workers", workers, "--json", "-q")
+    else:
+        run = rerun = [sys.executable, __file__, "--child", str(tree), str(home), str(workers),
+                       embedder]
 
     def stored() -> int:
+        if not (home / STORE_FILE).is_file():  # not made yet
+            return 0
         con = sqlite3.connect(home / STORE_FILE, timeout=5)
         try:
             return sum(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
@@ -336,8 +351,7 @@ def kill9(tree: Path, home: Path, workers: int, files: int) -> dict:
         finally:
             con.close()
 
-    proc = subprocess.Popen(cli("ingest", tree, "--home", home, "--workers", workers, "-q"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(run, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while proc.poll() is None and stored() < files // 2:
         time.sleep(0.05)
     kids = _children().get(proc.pid, [])
@@ -347,8 +361,9 @@ def kill9(tree: Path, home: Path, workers: int, files: int) -> dict:
     deadline = time.time() + 5
     while any(map(_alive, kids)) and time.time() < deadline:
         time.sleep(0.1)
-    again = subprocess.run(cli("ingest", tree, "--home", home, "--workers", workers, "--json",
-                               "-q"), capture_output=True, text=True)
+    again = subprocess.run(rerun, capture_output=True, text=True)
+    if again.returncode:
+        raise RuntimeError(f"the re-run failed: {again.stderr[-2000:]}")
     doc = json.loads(again.stdout)
     con = sqlite3.connect(home / STORE_FILE)
     try:
@@ -389,6 +404,9 @@ def main() -> int:
                     help="for the files/s runs (hash: near-free, the pipeline alone)")
     ap.add_argument("--speech-files", type=int, default=None,
                     help="speech-dev files for the campplus runs (default: all)")
+    ap.add_argument("--kill-embedder", choices=("hash", "spectral"), default="spectral",
+                    help="the kill -9 step: spectral runs `speakerdb ingest` itself; hash the "
+                         "library's ingest with the near-free embedder (for large --files)")
     ap.add_argument("--skip-model", action="store_true")
     ap.add_argument("--skip-kill", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the trees")
@@ -411,7 +429,8 @@ def main() -> int:
             doc["campplus"] = model_share(args.speech, args.speech_files,
                                           sorted({0, args.workers}), base)
         if not args.skip_kill and "m4a" in formats:
-            doc["kill9"] = kill9(base / "m4a", base / "home-kill9", args.workers, args.files)
+            doc["kill9"] = kill9(base / "m4a", base / "home-kill9", args.workers, args.files,
+                                 args.kill_embedder)
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
