@@ -77,6 +77,9 @@ class AudioError(SpeakerDBError):
         self.message = message
         super().__init__(f"{where}: {message}")
 
+    def __reduce__(self):  # across processes (decoding workers): same class, same fields
+        return type(self), (self.where, self.message), self.__dict__
+
 
 class TooShortError(AudioError):
     reason = "too_short"

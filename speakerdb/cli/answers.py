@@ -93,8 +93,10 @@ def summary_lines(s: dict) -> list[str]:
     sec = s["seconds"]
     speed = "n/a" if s["probes_per_s"] is None else f"{s['probes_per_s']:.1f}"
     lines = [f"identify: {s['inputs']} inputs, {s['answered']} answered, {s['failed']} failed; "
-             f"{speed} probes/s [wall {s['wall_s']:.2f} s: decode {sec['decode']:.2f} s, "
-             f"embed {sec['embed']:.2f} s, search {sec['search']:.2f} s]"]
+             f"{speed} probes/s [wall {s['wall_s']:.2f} s: decode {sec['decode']:.2f} s"
+             + (f" in {s['workers']} workers, waited for {sec['wait']:.2f} s" if s["workers"]
+                else "")
+             + f", embed {sec['embed']:.2f} s, search {sec['search']:.2f} s]"]
     a = s["accuracy"]
     if a is not None:
         known, other = f"{a['enrolled']} enrolled", f"{a['not_enrolled']} not enrolled"

@@ -49,6 +49,7 @@ def identify(
     max_duration: MaxDuration = None,
     layout: Annotated[str, typer.Option(help="How folders and manifests are read: auto | voxceleb | folders | manifest.")] = "auto",
     batch: Annotated[int, typer.Option(help="Inputs decoded and embedded together.", min=1)] = 16,
+    workers: Annotated[Optional[int], typer.Option(help="Processes that decode beside the model (0: the model's process does; default: one per core when the inputs fill more than one batch).", min=0)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per input on stdout, each as it is answered.")] = False,
     csv_: Annotated[bool, typer.Option("--csv", help="One CSV row per input on stdout (with a header), each as it is answered.")] = False,
@@ -80,7 +81,7 @@ def identify(
                                    threshold=threshold, min_margin=margin,
                                    exhaustive=exhaustive, score_norm=score_norm,
                                    cohort=cohort, cohort_top=cohort_top,
-                                   min_duration_s=min_duration)
+                                   min_duration_s=min_duration, workers=workers)
         bar = tqdm(total=len(items), unit="input", desc="identify", file=sys.stderr,
                    disable=quiet or not sys.stderr.isatty(), mininterval=0.5,
                    dynamic_ncols=True)

@@ -13,13 +13,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from speakerdb.audio import describe
 from speakerdb.audio.gates import gate_seconds
 from speakerdb.config import CascadeConfig, check_finite, check_score_norm
 from speakerdb.errors import AudioError, UsageError
 from speakerdb.ingest.runner import embed_segments
 from speakerdb.ingest.sources import AUDIO_EXTENSIONS, SourceItem, discover
-from speakerdb.search.query import decode_gated, embedding_of
+from speakerdb.search.decoding import Pending, decoded
+from speakerdb.search.query import embedding_of
 
 __all__ = ["OUTCOMES", "Answer", "Tally", "Timings", "identify_many", "probe_items"]
 
@@ -39,15 +39,18 @@ SEGMENTS_PER_CALL = 16
 
 @dataclass
 class Timings:
-    """Seconds spent decoding (read, resample, gate, segment), embedding and searching."""
+    """Seconds spent decoding (read, resample, gate, segment; with workers: their seconds
+    summed), embedding and searching, and waiting for the workers' decoded inputs."""
 
     decode_s: float = 0.0
     embed_s: float = 0.0
     search_s: float = 0.0
+    wait_s: float = 0.0
+    workers: int = 0  # decoding processes beside the model (0: the model's process decodes)
 
     def as_dict(self) -> dict:
         return {"decode": round(self.decode_s, 4), "embed": round(self.embed_s, 4),
-                "search": round(self.search_s, 4)}
+                "search": round(self.search_s, 4), "wait": round(self.wait_s, 4)}
 
 
 @dataclass(frozen=True)
@@ -118,9 +121,12 @@ def identify_many(db, inputs: Iterable, *, batch: int = 16, timings: Timings | N
                   cascade: CascadeConfig = CascadeConfig(), threshold: float | None = None,
                   min_margin: float = 0.0, exhaustive: bool = False, score_norm: str = "none",
                   cohort=None, cohort_top: int | None = None,
-                  min_duration_s: float | None = None) -> Iterator[Answer]:
+                  min_duration_s: float | None = None,
+                  workers: int | None = None) -> Iterator[Answer]:
     """``SpeakerDB.identify_many``: checks the options now, then returns the generator of
-    answers (``inputs`` are read lazily, a batch at a time)."""
+    answers (``inputs`` are read lazily, a batch at a time). ``workers``: processes that
+    decode beside the model (``search.decoding``); None: one per core when ``inputs`` is a
+    sequence longer than one batch (``ingest.pool.resolve_workers``), else none."""
     check_score_norm(score_norm)
     check_finite("min_margin", min_margin)
     if threshold is not None:
@@ -128,24 +134,26 @@ def identify_many(db, inputs: Iterable, *, batch: int = 16, timings: Timings | N
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise UsageError(f"batch must be a positive number of inputs, got {batch!r}",
                          option="batch")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                or workers < 0):
+        raise UsageError(f"workers must be 0 or more processes, got {workers!r}",
+                         option="workers")
+    if workers is None:
+        from speakerdb.ingest.pool import resolve_workers
+
+        workers = resolve_workers(None, len(inputs), batch) if hasattr(inputs, "__len__") else 0
     gate = gate_seconds(min_duration_s, db.gates.min_query_s)
     search = dict(cascade=cascade, threshold=threshold, min_margin=min_margin,
                   exhaustive=exhaustive, score_norm=score_norm, cohort=cohort,
                   cohort_top=cohort_top)
-    return _answers(db, inputs, batch, gate, search, Timings() if timings is None else timings)
-
-
-@dataclass
-class _Pending:
-    name: str
-    truth: str | None
-    prepared: object | None = None
-    error: AudioError | None = None
+    timings = Timings() if timings is None else timings
+    timings.workers = workers
+    return _answers(db, inputs, batch, gate, search, timings)
 
 
 @dataclass
 class _Batch:
-    items: list[_Pending] = field(default_factory=list)
+    items: list[Pending] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -153,8 +161,7 @@ def _answers(db, inputs, batch, gate, search, timings: Timings) -> Iterator[Answ
     embedder = db.embedder  # loaded (and checked against the database) before any timing
     enrolled: set[str] | None = None
     pending = _Batch()
-    for x in inputs:
-        item = _decode(db, x, gate, timings)
+    for item in decoded(inputs, db.policy, gate, batch, timings.workers, timings):
         pending.items.append(item)
         if item.prepared is not None:
             pending.seconds += item.prepared.duration_s
@@ -169,26 +176,7 @@ def _answers(db, inputs, batch, gate, search, timings: Timings) -> Iterator[Answ
         yield from _finish(db, embedder, pending.items, search, timings, enrolled)
 
 
-def _decode(db, x, gate: float, timings: Timings) -> _Pending:
-    """Read, gate and segment one input; an AudioError (or an error known from discovery)
-    becomes the input's error."""
-    if isinstance(x, SourceItem):
-        audio, truth = x.path, x.speaker
-        name = describe(x.path)
-        if x.error is not None:
-            return _Pending(name, truth, error=AudioError(name, x.error))
-    else:
-        audio, truth, name = x, None, describe(x)
-    t0 = time.perf_counter()
-    try:
-        return _Pending(name, truth, prepared=decode_gated(audio, db.policy, gate, name))
-    except AudioError as e:
-        return _Pending(name, truth, error=e)
-    finally:
-        timings.decode_s += time.perf_counter() - t0
-
-
-def _finish(db, embedder, items: list[_Pending], search: dict, timings: Timings,
+def _finish(db, embedder, items: list[Pending], search: dict, timings: Timings,
             enrolled: set[str] | None) -> Iterator[Answer]:
     """Embed the batch's segments together, then search and answer each input in order."""
     ok = [p for p in items if p.error is None]
@@ -273,5 +261,6 @@ class Tally:
             "probes_per_s": round(self.answered / wall_s, 3) if wall_s > 0 else None,
             "wall_s": round(wall_s, 4),
             "seconds": timings.as_dict(),
+            "workers": timings.workers,
             "accuracy": self.accuracy(),
         }

@@ -89,8 +89,12 @@ def test_folder_summary_counts_are_exact(cli, built, probes):
         "false_accepts": {"count": 0, "rate": 0.0},
         "correct": {"count": 6, "rate": 1.0},
     }
-    assert set(s["seconds"]) == {"decode", "embed", "search"}
-    assert all(v > 0 for v in s["seconds"].values())
+    assert set(s["seconds"]) == {"decode", "embed", "search", "wait"}
+    assert all(s["seconds"][k] > 0 for k in ("decode", "embed", "search"))
+    assert s["workers"] == 0 and s["seconds"]["wait"] == 0  # 6 inputs: one batch, no workers
+    w = cli("identify", probes, "--home", built.home, "--json", "--batch", "2",
+            "--workers", "2").json()
+    assert w["summary"]["workers"] == 2 and w["summary"]["accuracy"] == s["accuracy"]
     assert s["probes_per_s"] > 0 and s["wall_s"] > 0
 
 

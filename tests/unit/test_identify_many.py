@@ -121,7 +121,7 @@ def test_tally_counts_and_rates():
     tally.add(Answer("y", result=object()))  # answered, no truth
     s = tally.summary(Timings(1.0, 2.0, 0.5), wall_s=4.0)
     assert (s["inputs"], s["answered"], s["failed"], s["probes_per_s"]) == (13, 13, 0, 3.25)
-    assert s["seconds"] == {"decode": 1.0, "embed": 2.0, "search": 0.5}
+    assert s["seconds"] == {"decode": 1.0, "embed": 2.0, "search": 0.5, "wait": 0.0}
     assert s["accuracy"] == {
         "with_truth": 12, "enrolled": 8, "not_enrolled": 4,
         "correct_matches": {"count": 5, "rate": 0.625},
