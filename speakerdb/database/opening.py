@@ -10,7 +10,9 @@ from speakerdb.errors import (DatabaseExistsError, ModelMismatchError, ReadOnlyE
                               StoreError, UsageError)
 from speakerdb.database.home import not_found, rebuild_home_file, remove_stray_temps, store_left
 
-__all__ = ["create", "open_parts", "stored_space"]
+__all__ = ["DB_URL_ENV", "create", "open_parts", "stored_space"]
+
+DB_URL_ENV = "SPEAKERDB_DB_URL"  # the store of a new home when no db_url is given
 
 
 def create(cls, home, model, db_url, embedder, device):
@@ -20,6 +22,7 @@ def create(cls, home, model, db_url, embedder, device):
     from speakerdb.model.prefixes import DIMS
 
     home = resolve_home(home)
+    db_url = db_url or os.environ.get(DB_URL_ENV) or None
     if read_home_file(home) is None and store_left(home, db_url):
         rebuild_home_file(home, db_url, model, embedder, device)
     if model is None and embedder is None and read_home_file(home) is not None:

@@ -55,8 +55,7 @@ class Store(SpeakerQueries):
         try:
             return read_generation(self.engine)
         except SQLAlchemyError as e:
-            raise StoreError(f"{self.engine.url.render_as_string()}: "
-                             f"{str(e).splitlines()[0]}") from e
+            raise store_error(self.name, e) from e
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -135,7 +134,8 @@ class Store(SpeakerQueries):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Write one batch in one transaction. Content already present is skipped, also
         content another process stored while this one was writing the batch (the unique-key
-        clash rolls the batch back and it is written again without that content).
+        clash rolls the batch back and it is written again without that content; so does a
+        PostgreSQL deadlock between two writers, which rolls one of them back).
 
         Returns the new segments' ids (n,) int64 and raw vectors (n, raw_dim) float32;
         ``counts``, when given, gets ``recordings``: how many recordings were inserted, and
@@ -147,7 +147,7 @@ class Store(SpeakerQueries):
             try:
                 return self._write_batch(run_id, recordings, failures, counts, labels)
             except StoreError as e:
-                if not isinstance(e.__cause__, IntegrityError) or attempt == 4:
+                if not _clash(e.__cause__) or attempt == 4:
                     raise
         raise AssertionError("unreachable")
 
@@ -379,6 +379,15 @@ class Store(SpeakerQueries):
             return [
                 {"input": f.path, "reason": f.reason, "error": f.message} for f in s.scalars(q)
             ]
+
+
+def _clash(e: BaseException | None) -> bool:
+    """Whether ``e`` is another writer's doing that writing the batch again resolves: a
+    unique key it stored first, or a deadlock or serialization failure the server broke."""
+    if isinstance(e, IntegrityError):
+        return True
+    state = getattr(getattr(getattr(e, "orig", None), "diag", None), "sqlstate", None)
+    return state in ("40P01", "40001")
 
 
 def _unpack(rows) -> tuple[np.ndarray, np.ndarray]:
