@@ -44,7 +44,10 @@ def create(cls, home, model, db_url, embedder, device):
     if home.exists() and not home.is_dir():
         raise UsageError(f"{home}: exists and is not a directory")
     from speakerdb.index.index_set import holds_vector_files
-    from speakerdb.store.engine import STORE_FILE_SUFFIXES, home_store_url, make_engine
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from speakerdb.store.engine import (STORE_FILE_SUFFIXES, home_store_url, make_engine, redact,
+                                        store_error)
 
     if home.exists() and (holds_vector_files(home) or any(
             p.suffix in STORE_FILE_SUFFIXES for p in home.iterdir())):
@@ -60,9 +63,12 @@ def create(cls, home, model, db_url, embedder, device):
     engine = make_engine(url)
     try:
         upgrade(engine)
-        store = Store(engine)
+        store = Store(engine, redact(url) if db_url else str(home))
         store.bind_model(embedder.name, embedder.sha256, embedder.dims, embedder.raw_dim)
         store.set_setting("model_spec", model)
+    except SQLAlchemyError as e:
+        engine.dispose()
+        raise store_error(redact(url) if db_url else str(home), e) from None
     except Exception:
         engine.dispose()
         raise
