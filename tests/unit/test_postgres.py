@@ -232,6 +232,26 @@ def test_a_server_restart_inside_a_batch_is_one_error_and_the_ingest_resumes(
     assert snapshot(home)[:2] == (12, 12)
 
 
+def test_a_restart_between_batches_is_a_fresh_connection(pg_server, pg_url, tmp_path,
+                                                       spectral_embedder):
+    from speakerdb.config import IngestConfig
+
+    write_corpus(tmp_path / "c", speakers=3, utterances=2)
+    home = tmp_path / "home"
+    batches = []
+
+    def progress(_n):
+        batches.append(1)
+        if len(batches) == 1:
+            pg_server.restart()
+
+    with _create(home, pg_url, spectral_embedder) as db:
+        stats = db.ingest([tmp_path / "c"], config=IngestConfig(files_per_batch=2, workers=0),
+                          progress=progress)
+        assert len(batches) == 3 and stats.added == 6
+    assert snapshot(home)[:2] == (6, 6)
+
+
 def test_a_restart_between_requests_is_reconnected(pg_server, homes, tmp_path, spectral_embedder):
     write_corpus(tmp_path / "a", speakers=2, utterances=2)
     assert cli("ingest", tmp_path / "a", "--home", homes[0], "-q").returncode == 0
