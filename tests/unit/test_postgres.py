@@ -165,6 +165,36 @@ def test_a_serving_process_follows_another_homes_ingest_and_management(homes, tm
         assert snapshot(h)[:2] == (6, 6)
 
 
+def test_a_running_server_follows_another_home_and_survives_a_store_outage(
+        pg_server, homes, tmp_path):
+    from tests.server.conftest import TOKEN, serve
+
+    if not pg_server.own:
+        pytest.skip("SPEAKERDB_TEST_PG_URL names a server the tests cannot stop")
+    write_corpus(tmp_path / "a", speakers=2, utterances=2)
+    new = write_corpus(tmp_path / "n", speakers=1, utterances=2, first_speaker=8)
+    probe = ("probe.wav", new["spk08"][0].read_bytes(), "audio/wav")
+    assert cli("ingest", tmp_path / "a", "--home", homes[0], "-q").returncode == 0
+    with serve(homes[1], token=TOKEN) as s, s.client(TOKEN) as c:
+        assert c.post("/identify", files={"audio": probe}).json()["speaker"] != "spk08"
+        p = cli_async("ingest", tmp_path / "n", "--home", homes[0], "-q")  # while it serves
+        while p.poll() is None:
+            assert c.post("/identify", files={"audio": probe}).status_code == 200
+        assert p.returncode == 0, p.stderr.read()
+        r = c.post("/identify", files={"audio": probe}).json()
+        assert (r["decision"], r["speaker"]) == ("match", "spk08")
+        pg_server.pg_ctl("stop", "-m", "fast")
+        try:
+            r = c.post("/identify", files={"audio": probe})
+            assert r.status_code == 503 and r.json()["error"]["type"] == "StoreUnavailable", r.text
+        finally:
+            pg_server.pg_ctl("start")
+        assert c.post("/identify", files={"audio": probe}).json()["speaker"] == "spk08"
+    for h in homes:
+        SpeakerDB.open(h).close()
+        assert cli("check", "--home", h).returncode == 0
+
+
 def test_writers_in_two_threads_never_share_a_generation(pg_url, spectral_embedder, tmp_path):
     import threading
 
