@@ -51,6 +51,18 @@ def test_the_cli_says_so_with_exit_2(tmp_path):
     assert "speakerdb[postgres]" in p.stderr and "hunter2" not in p.stderr + p.stdout
 
 
+def test_a_url_without_a_driver_means_psycopg_and_passwords_are_masked(pg_url):
+    from speakerdb.store.engine import make_engine, mask_passwords, redact
+
+    engine = make_engine(pg_url.replace("postgresql+psycopg://", "postgresql://"))
+    assert engine.dialect.driver == "psycopg"
+    engine.dispose()
+    assert redact("postgresql://u:s3cr%40t@h:5/db") == "postgresql://u:***@h:5/db"
+    assert mask_passwords("x postgresql+psycopg://u:s3cr:t@h/db y") == \
+        "x postgresql+psycopg://u:***@h/db y"
+    assert redact("sqlite:////tmp/x.sqlite") == "sqlite:////tmp/x.sqlite"
+
+
 def test_init_and_every_command_on_postgres_never_show_the_password(pg_server, pg_url, tmp_path):
     from sqlalchemy.engine import make_url
 
