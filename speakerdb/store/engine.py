@@ -20,7 +20,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from speakerdb.errors import StoreError, UsageError
 
 __all__ = ["HOME_STORE_FILE", "POSTGRES_EXTRA", "STORE_FILE_SUFFIXES", "home_has_store",
-           "home_store_url", "lost_connection", "make_engine", "mask_passwords", "redact",
+           "home_store_url", "insert_ignore", "lost_connection", "make_engine", "mask_passwords", "redact",
            "sqlite_read_only", "sqlite_url", "store_error", "url_read_only"]
 
 HOME_STORE_FILE = "speakerdb.sqlite"  # the store of a home created without a db_url
@@ -180,6 +180,16 @@ def lost_connection(e: BaseException) -> bool:
     # 08: connection exceptions; 57P01-03: admin shutdown, crash shutdown, cannot connect now
     return type(orig).__name__ == "OperationalError" and not state or \
         state.startswith("08") or state in ("57P01", "57P02", "57P03")
+
+
+def insert_ignore(bind, model):
+    """``INSERT ... ON CONFLICT DO NOTHING`` into ``model``'s table in the dialect of ``bind``
+    (an engine or connection; SQLite and PostgreSQL both have it)."""
+    if bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(model).on_conflict_do_nothing()
 
 
 def store_error(where: str, e: BaseException) -> StoreError:

@@ -21,9 +21,10 @@ from itertools import chain
 from sqlalchemy import Engine, event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from speakerdb.store.engine import insert_ignore
 from speakerdb.store.models import Setting
 
-__all__ = ["CHANGE", "GENERATION_KEY", "insert_ignore", "read_generation", "track_writes"]
+__all__ = ["CHANGE", "GENERATION_KEY", "read_generation", "track_writes"]
 
 GENERATION_KEY = "generation"
 _QUIET = frozenset({"ingest_runs", "failures"})
@@ -70,7 +71,8 @@ def _before_commit(session: Session) -> None:
     locked = select(Setting.value).where(Setting.key == GENERATION_KEY).with_for_update()
     row = session.execute(locked).first()
     if row is None:
-        session.execute(insert_ignore(session, Setting).values(key=GENERATION_KEY, value=0))
+        new = insert_ignore(session.get_bind(), Setting).values(key=GENERATION_KEY, value=0)
+        session.execute(new)
         row = session.execute(locked).first()
     current = row[0] if row is not None else 0
     before = int(current) if isinstance(current, (int, float)) else 0
@@ -78,16 +80,6 @@ def _before_commit(session: Session) -> None:
                     .values(value=before + 1))
     session.info.pop(_FLAG, None)  # set again by the update above
     session.info[CHANGE] = (before, before + 1)
-
-
-def insert_ignore(session: Session, model):
-    """``INSERT ... ON CONFLICT DO NOTHING`` into ``model``'s table, in the session's
-    dialect (SQLite and PostgreSQL both have it)."""
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(model).on_conflict_do_nothing()
 
 
 def _clear(session: Session) -> None:
