@@ -20,8 +20,8 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from speakerdb.errors import StoreError, UsageError
 
 __all__ = ["HOME_STORE_FILE", "POSTGRES_EXTRA", "STORE_FILE_SUFFIXES", "home_has_store",
-           "home_store_url", "insert_ignore", "lost_connection", "make_engine", "mask_passwords", "redact",
-           "sqlite_read_only", "sqlite_url", "store_error", "url_read_only"]
+           "home_store_url", "insert_ignore", "lost_connection", "make_engine", "mask_passwords",
+           "redact", "sqlite_read_only", "sqlite_url", "store_error", "url_read_only"]
 
 HOME_STORE_FILE = "speakerdb.sqlite"  # the store of a home created without a db_url
 STORE_FILE_SUFFIXES = (".sqlite",)  # files in a home that are a store
@@ -146,11 +146,9 @@ def make_engine(url: str, read_only: bool = False) -> Engine:
     except ImportError as e:
         from speakerdb.errors import StoreDriverMissing
 
+        how = f"; {POSTGRES_EXTRA}" if parsed.get_backend_name() == "postgresql" else ""
         raise StoreDriverMissing(f"{redact(url)}: the database driver is not installed "
-                                 f"({e.name or e}); {POSTGRES_EXTRA}" if
-                                 parsed.get_backend_name() == "postgresql" else
-                                 f"{redact(url)}: the database driver is not installed ({e})"
-                                 ) from None
+                                 f"({e.name or e}){how}") from None
     except (ArgumentError, SQLAlchemyError) as e:
         raise StoreError(f"{redact(url)}: cannot open ({e.__class__.__name__}: "
                          f"{mask_passwords(str(e))})") from None
@@ -178,7 +176,7 @@ def lost_connection(e: BaseException) -> bool:
         return False
     state = getattr(getattr(orig, "diag", None), "sqlstate", None) or ""
     # 08: connection exceptions; 57P01-03: admin shutdown, crash shutdown, cannot connect now
-    return type(orig).__name__ == "OperationalError" and not state or \
+    return (type(orig).__name__ == "OperationalError" and not state) or \
         state.startswith("08") or state in ("57P01", "57P02", "57P03")
 
 
@@ -202,6 +200,9 @@ def store_error(where: str, e: BaseException) -> StoreError:
     orig = getattr(e, "orig", None) or e
     name = getattr(orig, "sqlite_errorname", "") or ""
     text = mask_passwords(" ".join(str(orig).split()) or type(orig).__name__)
+    if "password authentication failed" in text or "no password supplied" in text:
+        return StoreError(f"{where}: the database server refused the login ({text}); give the "
+                          "password in PGPASSWORD or ~/.pgpass")
     if lost_connection(e):
         return StoreUnavailable(f"{where}: the database server could not be reached or the "
                                 f"connection was lost ({text}); nothing of the interrupted "
