@@ -20,8 +20,8 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from speakerdb.errors import StoreError, UsageError
 
 __all__ = ["HOME_STORE_FILE", "POSTGRES_EXTRA", "STORE_FILE_SUFFIXES", "home_has_store",
-           "home_store_url", "insert_ignore", "lost_connection", "make_engine", "mask_passwords",
-           "redact", "sqlite_read_only", "sqlite_url", "store_error", "url_read_only"]
+           "home_store_url", "insert_ignore", "lock_store", "lost_connection", "make_engine",
+           "mask_passwords", "redact", "upsert", "sqlite_read_only", "sqlite_url", "store_error", "url_read_only"]
 
 HOME_STORE_FILE = "speakerdb.sqlite"  # the store of a home created without a db_url
 STORE_FILE_SUFFIXES = (".sqlite",)  # files in a home that are a store
@@ -180,14 +180,43 @@ def lost_connection(e: BaseException) -> bool:
         state.startswith("08") or state in ("57P01", "57P02", "57P03")
 
 
-def insert_ignore(bind, model):
-    """``INSERT ... ON CONFLICT DO NOTHING`` into ``model``'s table in the dialect of ``bind``
-    (an engine or connection; SQLite and PostgreSQL both have it)."""
+def _insert(bind, model):
     if bind.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    return insert(model).on_conflict_do_nothing()
+    return insert(model)
+
+
+def insert_ignore(bind, model):
+    """``INSERT ... ON CONFLICT DO NOTHING`` into ``model``'s table in the dialect of ``bind``
+    (an engine, connection or session; SQLite and PostgreSQL both have it)."""
+    return _insert(_bind(bind), model).on_conflict_do_nothing()
+
+
+def upsert(bind, model, values: dict, keys: tuple[str, ...]):
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE`` of ``values`` (one statement, so two
+    processes writing one row at once never clash on its key)."""
+    stmt = _insert(_bind(bind), model).values(**values)
+    return stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={k: stmt.excluded[k] for k in values if k not in keys})
+
+
+STORE_LOCK = 0x5EA4E2DC  # PostgreSQL advisory lock key of ``lock_store``
+
+
+def lock_store(session) -> None:
+    """Hold a store-wide lock to the end of ``session``'s transaction, for the rare writes that
+    must not interleave between processes (binding the model). PostgreSQL: an advisory lock;
+    SQLite: nothing (one writer holds the file; a unique key catches the rest)."""
+    if _bind(session).dialect.name == "postgresql":
+        from sqlalchemy import text
+
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": STORE_LOCK})
+
+
+def _bind(bind):
+    return bind.get_bind() if hasattr(bind, "get_bind") else bind
 
 
 def store_error(where: str, e: BaseException) -> StoreError:

@@ -71,7 +71,7 @@ def _before_commit(session: Session) -> None:
     locked = select(Setting.value).where(Setting.key == GENERATION_KEY).with_for_update()
     row = session.execute(locked).first()
     if row is None:
-        new = insert_ignore(session.get_bind(), Setting).values(key=GENERATION_KEY, value=0)
+        new = insert_ignore(session, Setting).values(key=GENERATION_KEY, value=0)
         session.execute(new)
         row = session.execute(locked).first()
     current = row[0] if row is not None else 0

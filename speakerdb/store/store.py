@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from speakerdb.errors import AmbiguousKey, ModelMismatchError, NotFound, StoreError
-from speakerdb.store.engine import store_error
+from speakerdb.store.engine import lock_store, store_error, upsert
 from speakerdb.store.models import (
     Failure,
     IngestRun,
@@ -77,16 +77,23 @@ class Store(SpeakerQueries):
     def bind_model(self, name: str, sha256: str, dims: Iterable[int], raw_dim: int) -> BoundModel:
         """Bind an empty database to a model; a bound one must match (else ModelMismatchError)."""
         current = self.bound_model()
-        if current is not None:
-            if current.sha256 != sha256:
-                raise ModelMismatchError(
-                    f"database is bound to model {current.name} ({current.sha256[:12]}), "
-                    f"not {name} ({sha256[:12]})"
-                )
-            return current
-        with self.session() as s:
-            s.add(ModelRow(name=name, sha256=sha256, dims=list(dims), raw_dim=raw_dim))
-        return self.bound_model()
+        if current is None:  # several processes may bind one new store at once: one does
+            try:
+                with self.session() as s:
+                    lock_store(s)
+                    if s.scalars(select(ModelRow.id)).first() is None:
+                        s.add(ModelRow(name=name, sha256=sha256, dims=list(dims),
+                                       raw_dim=raw_dim))
+            except StoreError as e:
+                if not isinstance(e.__cause__, IntegrityError):
+                    raise
+            current = self.bound_model()
+        if current.sha256 != sha256:
+            raise ModelMismatchError(
+                f"database is bound to model {current.name} ({current.sha256[:12]}), "
+                f"not {name} ({sha256[:12]})"
+            )
+        return current
 
     # settings ------------------------------------------------------------------------------
     def get_setting(self, key: str, default=None):
@@ -96,7 +103,7 @@ class Store(SpeakerQueries):
 
     def set_setting(self, key: str, value) -> None:
         with self.session() as s:
-            s.merge(Setting(key=key, value=value))
+            s.execute(upsert(s, Setting, {"key": key, "value": value}, ("key",)))
 
     # ingest --------------------------------------------------------------------------------
     def known_recordings(self, shas: Iterable[str]) -> set[str]:

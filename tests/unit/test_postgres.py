@@ -128,6 +128,27 @@ def homes(pg_url, tmp_path, spectral_embedder):
     return out
 
 
+def test_homes_created_at_once_on_an_empty_database_take_turns(pg_url, tmp_path,
+                                                              spectral_embedder):
+    import threading
+
+    errors: list[BaseException] = []
+
+    def create(k: int) -> None:
+        try:
+            _create(tmp_path / f"h{k}", pg_url, spectral_embedder).close()
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=create, args=(k,)) for k in range(4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert errors == []
+    for k in range(4):
+        with SpeakerDB.open(tmp_path / f"h{k}") as db:
+            assert db.model.sha256 == spectral_embedder.sha256
+
+
 def test_two_ingests_of_overlapping_sources_in_two_homes_at_once(homes, tmp_path):
     files = write_corpus(tmp_path / "c", speakers=6, utterances=3)
     spks = sorted(files)
