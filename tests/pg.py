@@ -4,7 +4,8 @@ on SQLite and on PostgreSQL.
 ``pg_server`` (once per session) starts a server from Debian's ``postgresql`` package
 (``/usr/lib/postgresql/*/bin``): ``initdb`` and ``pg_ctl`` as the ``postgres`` user when the
 tests run as root (they refuse root), a temporary data folder (its unix socket in it too), a
-free loopback port, ``fsync=off``; it stops at the end of the session. ``SPEAKERDB_TEST_PG_URL``
+free loopback port, ``fsync=off``; it stops at the end of the session (a server left by a
+killed session is stopped when the next one starts). ``SPEAKERDB_TEST_PG_URL``
 (``postgresql+psycopg://user[:password]@host:port/db`` of a role that may create databases)
 points the tests at an existing server instead. Without either, or without psycopg, the
 PostgreSQL tests skip, saying why. ``pg_url``: a fresh database per test.
@@ -97,9 +98,30 @@ def _as_postgres(cmd: list[str]) -> None:
         raise RuntimeError(f"{' '.join(cmd)}: exit {p.returncode}: {p.stderr or p.stdout}")
 
 
+def _stop_orphans(bin_dir: Path) -> None:
+    """Stop servers that a killed test session left running (their owner process is gone)."""
+    for owner in glob.glob(os.path.join(tempfile.gettempdir(), "speakerdb-pg-*", "owner")):
+        root = Path(owner).parent
+        try:
+            os.kill(int(Path(owner).read_text()), 0)
+            continue  # its session is still running
+        except ProcessLookupError:
+            pass
+        except (ValueError, OSError):
+            continue
+        try:
+            _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(root / "data"), "-w", "stop",
+                          "-m", "immediate"])
+        except RuntimeError:
+            pass  # not running
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def _start() -> PgServer:
     bin_dir = _bin_dir()
+    _stop_orphans(bin_dir)
     root = Path(tempfile.mkdtemp(prefix="speakerdb-pg-"))
+    (root / "owner").write_text(str(os.getpid()))
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
     os.chmod(root, 0o700)
