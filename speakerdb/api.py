@@ -76,7 +76,9 @@ class SpeakerDB:
         the same model as well; another model is a ModelMismatchError. Where home.json is
         missing or unreadable but the store is there (the home's SQLite file, or ``db_url``),
         home.json is rebuilt from what the store records. ``embedder`` replaces loading
-        ``model`` (tests pass their own).
+        ``model`` (tests pass their own). ``db_url`` (default ``$SPEAKERDB_DB_URL``, else a
+        SQLite file in the home) names the store: several homes may share one PostgreSQL store
+        (``postgresql+psycopg://user@host:port/db``, the ``postgres`` extra).
         """
         from speakerdb.database.opening import create
 

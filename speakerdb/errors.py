@@ -23,6 +23,8 @@ __all__ = [
     "ReadOnlyError",
     "DiskFullError",
     "DamagedStoreError",
+    "StoreDriverMissing",
+    "StoreUnavailable",
     "IndexOutOfDateError",
     "NotFound",
     "AmbiguousKey",
@@ -131,6 +133,18 @@ class DiskFullError(StoreError):
 
 class DamagedStoreError(StoreError):
     """A store file that is not a database or whose pages are corrupt."""
+
+
+class StoreDriverMissing(StoreError):
+    """A store URL whose database driver is not installed (``pip install 'speakerdb[postgres]'``
+    for PostgreSQL)."""
+
+
+class StoreUnavailable(StoreError):
+    """A database server that could not be reached, or whose connection was lost while a
+    transaction ran (that transaction was rolled back whole: run the command again)."""
+
+    http_status = 503
 
 
 class IndexOutOfDateError(SpeakerDBError):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests.pg import pg_server, pg_url, store_url  # noqa: F401  (fixtures)
 from tests.synth import write_corpus
 
 settings.register_profile("fast", max_examples=15, deadline=None,
@@ -58,3 +59,4 @@ def speech_dev() -> Path:
 
 # Commands that name no model use the spectral embedder in tests; real-model tests name theirs.
 os.environ["SPEAKERDB_MODEL"] = "spectral"
+os.environ.pop("SPEAKERDB_DB_URL", None)  # tests name their store

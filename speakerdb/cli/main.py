@@ -59,7 +59,7 @@ def _model_for(home, model: str | None, device: str = "auto"):
 def init(
     home: Home = None,
     model: Annotated[Optional[str], typer.Option(help="Built-in model name, ReDimNet release name or checkpoint path [env SPEAKERDB_MODEL].")] = None,
-    db_url: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the metadata store (default: SQLite in the home).")] = None,
+    db_url: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the metadata store, e.g. postgresql+psycopg://user@host/db (password from PGPASSWORD or ~/.pgpass) [env SPEAKERDB_DB_URL; default: SQLite in the home].")] = None,
     device: Device = "auto",
     json_: Json = False,
 ):

@@ -10,7 +10,9 @@ from speakerdb.errors import (DatabaseExistsError, ModelMismatchError, ReadOnlyE
                               StoreError, UsageError)
 from speakerdb.database.home import not_found, rebuild_home_file, remove_stray_temps, store_left
 
-__all__ = ["create", "open_parts", "stored_space"]
+__all__ = ["DB_URL_ENV", "create", "open_parts", "stored_space"]
+
+DB_URL_ENV = "SPEAKERDB_DB_URL"  # the store of a new home when no db_url is given
 
 
 def create(cls, home, model, db_url, embedder, device):
@@ -20,6 +22,7 @@ def create(cls, home, model, db_url, embedder, device):
     from speakerdb.model.prefixes import DIMS
 
     home = resolve_home(home)
+    db_url = db_url or os.environ.get(DB_URL_ENV) or None
     if read_home_file(home) is None and store_left(home, db_url):
         rebuild_home_file(home, db_url, model, embedder, device)
     if model is None and embedder is None and read_home_file(home) is not None:
@@ -41,7 +44,10 @@ def create(cls, home, model, db_url, embedder, device):
     if home.exists() and not home.is_dir():
         raise UsageError(f"{home}: exists and is not a directory")
     from speakerdb.index.index_set import holds_vector_files
-    from speakerdb.store.engine import STORE_FILE_SUFFIXES, home_store_url, make_engine
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from speakerdb.store.engine import (STORE_FILE_SUFFIXES, home_store_url, make_engine, redact,
+                                        store_error)
 
     if home.exists() and (holds_vector_files(home) or any(
             p.suffix in STORE_FILE_SUFFIXES for p in home.iterdir())):
@@ -57,9 +63,12 @@ def create(cls, home, model, db_url, embedder, device):
     engine = make_engine(url)
     try:
         upgrade(engine)
-        store = Store(engine)
+        store = Store(engine, redact(url) if db_url else str(home))
         store.bind_model(embedder.name, embedder.sha256, embedder.dims, embedder.raw_dim)
         store.set_setting("model_spec", model)
+    except SQLAlchemyError as e:
+        engine.dispose()
+        raise store_error(redact(url) if db_url else str(home), e) from None
     except Exception:
         engine.dispose()
         raise

@@ -1,4 +1,5 @@
-"""Engine set-up: any SQLAlchemy URL; SQLite gets WAL, foreign keys and a busy timeout.
+"""Engine set-up: SQLite (WAL, foreign keys and a busy timeout) or PostgreSQL (psycopg 3,
+the ``postgres`` extra; connections checked before use, so a restarted server is reconnected).
 
 The one module that knows which database the store is in: a home without a ``db_url`` keeps
 its store in a SQLite file (``home_store_url``), and whether a store may be written, how it is
@@ -8,6 +9,7 @@ Everything else reaches the store through its URL and ``store.Store``."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import quote
 
@@ -17,12 +19,13 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from speakerdb.errors import StoreError, UsageError
 
-__all__ = ["HOME_STORE_FILE", "STORE_FILE_SUFFIXES", "home_has_store", "home_store_url",
-           "make_engine", "redact", "sqlite_read_only", "sqlite_url", "store_error",
-           "url_read_only"]
+__all__ = ["HOME_STORE_FILE", "POSTGRES_EXTRA", "STORE_FILE_SUFFIXES", "home_has_store",
+           "home_store_url", "insert_ignore", "lock_store", "lost_connection", "make_engine",
+           "mask_passwords", "redact", "upsert", "sqlite_read_only", "sqlite_url", "store_error", "url_read_only"]
 
 HOME_STORE_FILE = "speakerdb.sqlite"  # the store of a home created without a db_url
 STORE_FILE_SUFFIXES = (".sqlite",)  # files in a home that are a store
+POSTGRES_EXTRA = "pip install 'speakerdb[postgres]'"
 
 
 def sqlite_url(path: Path) -> str:
@@ -53,11 +56,24 @@ def url_read_only(url: str) -> bool:
 
 
 def redact(url: str) -> str:
-    """The URL with any password hidden, for messages."""
+    """The URL with any password hidden, for messages (also in a URL SQLAlchemy cannot
+    parse: whatever lies between ``user:`` and ``@``)."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+    except (ArgumentError, ValueError, TypeError):
+        return mask_passwords(str(url))
+
+
+def mask_passwords(text: str) -> str:
+    """``text`` with the password of every URL in it (``scheme://user:password@``) hidden."""
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+
+
+def _normalise(parsed: URL) -> URL:
+    """``postgresql://`` without a driver means psycopg (v3), the driver of the extra."""
+    if parsed.drivername in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg")
+    return parsed
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -113,9 +129,9 @@ def make_engine(url: str, read_only: bool = False) -> Engine:
     folder."""
     try:
         parsed = make_url(url)
-    except ArgumentError as e:
-        raise UsageError(f"db_url {url!r}: not a database URL ({e})",
-                         option="db_url") from None
+    except ArgumentError:
+        raise UsageError(f"db_url {redact(url)!r}: not a database URL", option="db_url") from None
+    parsed = _normalise(parsed)
     read_only = read_only and parsed.get_backend_name() == "sqlite" and \
         parsed.database not in (None, "", ":memory:")
     if read_only:
@@ -124,10 +140,18 @@ def make_engine(url: str, read_only: bool = False) -> Engine:
             raise StoreError(f"{redact(url)}: no such database file (and its folder is "
                              "read-only)")
         parsed = _read_only_url(db)
+    server = parsed.get_backend_name() != "sqlite"
     try:
-        engine = create_engine(parsed)
-    except (ArgumentError, SQLAlchemyError, ImportError) as e:
-        raise StoreError(f"{redact(url)}: cannot open ({e.__class__.__name__}: {e})") from None
+        engine = create_engine(parsed, pool_pre_ping=True) if server else create_engine(parsed)
+    except ImportError as e:
+        from speakerdb.errors import StoreDriverMissing
+
+        how = f"; {POSTGRES_EXTRA}" if parsed.get_backend_name() == "postgresql" else ""
+        raise StoreDriverMissing(f"{redact(url)}: the database driver is not installed "
+                                 f"({e.name or e}){how}") from None
+    except (ArgumentError, SQLAlchemyError) as e:
+        raise StoreError(f"{redact(url)}: cannot open ({e.__class__.__name__}: "
+                         f"{mask_passwords(str(e))})") from None
     if engine.dialect.name == "sqlite":
         db = parsed.database
         if read_only:
@@ -139,15 +163,79 @@ def make_engine(url: str, read_only: bool = False) -> Engine:
     return engine
 
 
+def lost_connection(e: BaseException) -> bool:
+    """Whether ``e`` is a database server that could not be reached or went away (its
+    transaction, if any, was rolled back by the server)."""
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(e, DBAPIError) and e.connection_invalidated:
+        return True
+    orig = getattr(e, "orig", None) or e
+    module = type(orig).__module__ or ""
+    if not module.startswith("psycopg"):
+        return False
+    state = getattr(getattr(orig, "diag", None), "sqlstate", None) or ""
+    # 08: connection exceptions; 57P01-03: admin shutdown, crash shutdown, cannot connect now
+    return (type(orig).__name__ == "OperationalError" and not state) or \
+        state.startswith("08") or state in ("57P01", "57P02", "57P03")
+
+
+def _insert(bind, model):
+    if bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(model)
+
+
+def insert_ignore(bind, model):
+    """``INSERT ... ON CONFLICT DO NOTHING`` into ``model``'s table in the dialect of ``bind``
+    (an engine, connection or session; SQLite and PostgreSQL both have it)."""
+    return _insert(_bind(bind), model).on_conflict_do_nothing()
+
+
+def upsert(bind, model, values: dict, keys: tuple[str, ...]):
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE`` of ``values`` (one statement, so two
+    processes writing one row at once never clash on its key)."""
+    stmt = _insert(_bind(bind), model).values(**values)
+    return stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={k: stmt.excluded[k] for k in values if k not in keys})
+
+
+STORE_LOCK = 0x5EA4E2DC  # PostgreSQL advisory lock key of ``lock_store``
+
+
+def lock_store(session) -> None:
+    """Hold a store-wide lock to the end of ``session``'s transaction, for the rare writes that
+    must not interleave between processes (binding the model). PostgreSQL: an advisory lock;
+    SQLite: nothing (one writer holds the file; a unique key catches the rest)."""
+    if _bind(session).dialect.name == "postgresql":
+        from sqlalchemy import text
+
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": STORE_LOCK})
+
+
+def _bind(bind):
+    return bind.get_bind() if hasattr(bind, "get_bind") else bind
+
+
 def store_error(where: str, e: BaseException) -> StoreError:
-    """The typed error of a failed store operation, saying what happened: the disk is full
-    (``DiskFullError``), the store may not be written (``ReadOnlyError``), the file is not a
-    database or is corrupt (``DamagedStoreError``), else a plain ``StoreError``."""
-    from speakerdb.errors import DamagedStoreError, DiskFullError, ReadOnlyError
+    """The typed error of a failed store operation, saying what happened: the server could
+    not be reached or went away (``StoreUnavailable``), the disk is full (``DiskFullError``),
+    the store may not be written (``ReadOnlyError``), the file is not a database or is corrupt
+    (``DamagedStoreError``), else a plain ``StoreError``. Never shows a password."""
+    from speakerdb.errors import DamagedStoreError, DiskFullError, ReadOnlyError, StoreUnavailable
 
     orig = getattr(e, "orig", None) or e
     name = getattr(orig, "sqlite_errorname", "") or ""
-    text = " ".join(str(orig).split()) or type(orig).__name__
+    text = mask_passwords(" ".join(str(orig).split()) or type(orig).__name__)
+    if "password authentication failed" in text or "no password supplied" in text:
+        return StoreError(f"{where}: the database server refused the login ({text}); give the "
+                          "password in PGPASSWORD or ~/.pgpass")
+    if lost_connection(e):
+        return StoreUnavailable(f"{where}: the database server could not be reached or the "
+                                f"connection was lost ({text}); nothing of the interrupted "
+                                "transaction was kept: run the command again")
     low = text.lower()
     if name == "SQLITE_FULL" or "database or disk is full" in low:
         return DiskFullError(f"{where}: the disk is full ({text}); free some space and run "

@@ -6,15 +6,22 @@ process wrote in between. Every transaction of ``Store.session`` that changes sp
 recordings, segments, settings or the model bumps it just before its commit, inside the same
 transaction (so a reader never sees the change without the new number); writes to the
 bookkeeping tables alone (``ingest_runs``, ``failures``) do not.
+
+Several processes (several homes) may write one server store at once: the bump reads the
+number with ``SELECT ... FOR UPDATE`` (a row lock that PostgreSQL holds to the commit, so a
+second writer waits and then reads the first one's number: no two commits get the same
+generation; SQLite needs no lock, one writer at a time holds the whole file), and the row is
+created with ``INSERT ... ON CONFLICT DO NOTHING`` where it is missing.
 """
 
 from __future__ import annotations
 
 from itertools import chain
 
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from speakerdb.store.engine import insert_ignore
 from speakerdb.store.models import Setting
 
 __all__ = ["CHANGE", "GENERATION_KEY", "read_generation", "track_writes"]
@@ -61,10 +68,17 @@ def _before_commit(session: Session) -> None:
     session.flush()  # pending changes decide, and their writes take SQLite's write lock
     if not session.info.pop(_FLAG, False):
         return
-    current = session.execute(
-        select(Setting.value).where(Setting.key == GENERATION_KEY)).scalar()
+    locked = select(Setting.value).where(Setting.key == GENERATION_KEY).with_for_update()
+    row = session.execute(locked).first()
+    if row is None:
+        new = insert_ignore(session, Setting).values(key=GENERATION_KEY, value=0)
+        session.execute(new)
+        row = session.execute(locked).first()
+    current = row[0] if row is not None else 0
     before = int(current) if isinstance(current, (int, float)) else 0
-    session.merge(Setting(key=GENERATION_KEY, value=before + 1))
+    session.execute(update(Setting).where(Setting.key == GENERATION_KEY)
+                    .values(value=before + 1))
+    session.info.pop(_FLAG, None)  # set again by the update above
     session.info[CHANGE] = (before, before + 1)
 
 

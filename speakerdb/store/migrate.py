@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 
 __all__ = ["migrations_dir", "alembic_config", "upgrade", "current_revision", "head_revision"]
+
+
+_MIGRATION_LOCK = 0x5EA4E2DB  # PostgreSQL advisory lock key held while migrating
 
 
 def migrations_dir() -> Path:
@@ -37,6 +40,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic import command
 
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":  # two processes creating one store take turns
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         cfg = alembic_config()
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)

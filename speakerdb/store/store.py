@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from speakerdb.errors import AmbiguousKey, ModelMismatchError, NotFound, StoreError
-from speakerdb.store.engine import store_error
+from speakerdb.store.engine import lock_store, store_error, upsert
 from speakerdb.store.models import (
     Failure,
     IngestRun,
@@ -55,8 +55,7 @@ class Store(SpeakerQueries):
         try:
             return read_generation(self.engine)
         except SQLAlchemyError as e:
-            raise StoreError(f"{self.engine.url.render_as_string()}: "
-                             f"{str(e).splitlines()[0]}") from e
+            raise store_error(self.name, e) from e
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -78,16 +77,23 @@ class Store(SpeakerQueries):
     def bind_model(self, name: str, sha256: str, dims: Iterable[int], raw_dim: int) -> BoundModel:
         """Bind an empty database to a model; a bound one must match (else ModelMismatchError)."""
         current = self.bound_model()
-        if current is not None:
-            if current.sha256 != sha256:
-                raise ModelMismatchError(
-                    f"database is bound to model {current.name} ({current.sha256[:12]}), "
-                    f"not {name} ({sha256[:12]})"
-                )
-            return current
-        with self.session() as s:
-            s.add(ModelRow(name=name, sha256=sha256, dims=list(dims), raw_dim=raw_dim))
-        return self.bound_model()
+        if current is None:  # several processes may bind one new store at once: one does
+            try:
+                with self.session() as s:
+                    lock_store(s)
+                    if s.scalars(select(ModelRow.id)).first() is None:
+                        s.add(ModelRow(name=name, sha256=sha256, dims=list(dims),
+                                       raw_dim=raw_dim))
+            except StoreError as e:
+                if not isinstance(e.__cause__, IntegrityError):
+                    raise
+            current = self.bound_model()
+        if current.sha256 != sha256:
+            raise ModelMismatchError(
+                f"database is bound to model {current.name} ({current.sha256[:12]}), "
+                f"not {name} ({sha256[:12]})"
+            )
+        return current
 
     # settings ------------------------------------------------------------------------------
     def get_setting(self, key: str, default=None):
@@ -97,7 +103,7 @@ class Store(SpeakerQueries):
 
     def set_setting(self, key: str, value) -> None:
         with self.session() as s:
-            s.merge(Setting(key=key, value=value))
+            s.execute(upsert(s, Setting, {"key": key, "value": value}, ("key",)))
 
     # ingest --------------------------------------------------------------------------------
     def known_recordings(self, shas: Iterable[str]) -> set[str]:
@@ -135,7 +141,8 @@ class Store(SpeakerQueries):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Write one batch in one transaction. Content already present is skipped, also
         content another process stored while this one was writing the batch (the unique-key
-        clash rolls the batch back and it is written again without that content).
+        clash rolls the batch back and it is written again without that content; so does a
+        PostgreSQL deadlock between two writers, which rolls one of them back).
 
         Returns the new segments' ids (n,) int64 and raw vectors (n, raw_dim) float32;
         ``counts``, when given, gets ``recordings``: how many recordings were inserted, and
@@ -147,7 +154,7 @@ class Store(SpeakerQueries):
             try:
                 return self._write_batch(run_id, recordings, failures, counts, labels)
             except StoreError as e:
-                if not isinstance(e.__cause__, IntegrityError) or attempt == 4:
+                if not _clash(e.__cause__) or attempt == 4:
                     raise
         raise AssertionError("unreachable")
 
@@ -379,6 +386,15 @@ class Store(SpeakerQueries):
             return [
                 {"input": f.path, "reason": f.reason, "error": f.message} for f in s.scalars(q)
             ]
+
+
+def _clash(e: BaseException | None) -> bool:
+    """Whether ``e`` is another writer's doing that writing the batch again resolves: a
+    unique key it stored first, or a deadlock or serialization failure the server broke."""
+    if isinstance(e, IntegrityError):
+        return True
+    state = getattr(getattr(getattr(e, "orig", None), "diag", None), "sqlstate", None)
+    return state in ("40P01", "40001")
 
 
 def _unpack(rows) -> tuple[np.ndarray, np.ndarray]:

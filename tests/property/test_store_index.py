@@ -278,13 +278,13 @@ class _FailingWrites:
 
 # the state machine ---------------------------------------------------------------------------
 class StoreIndexMachine(RuleBasedStateMachine):
-    def __init__(self, corpus: Corpus, embedder):
+    def __init__(self, corpus: Corpus, embedder, db_url: str | None = None):
         super().__init__()
         self.corpus, self.embedder = corpus, embedder
         self.tmp = Path(tempfile.mkdtemp(prefix="machine-", dir=corpus.root.parent))
         self.home = self.tmp / "home"
         self.model = Model(corpus.facts)
-        self.db: SpeakerDB | None = SpeakerDB.create(self.home, model="spectral",
+        self.db: SpeakerDB | None = SpeakerDB.create(self.home, model="spectral", db_url=db_url,
                                                      embedder=embedder)
         self.db.policy = POLICY
 
@@ -581,11 +581,28 @@ def corpus(tmp_path_factory, spectral_embedder) -> Corpus:
     return build_corpus(tmp_path_factory.mktemp("property-corpus"), spectral_embedder)
 
 
-def test_store_and_indexes_agree(corpus, spectral_embedder):
-    run_state_machine_as_test(
-        lambda: StoreIndexMachine(corpus, spectral_embedder),
-        settings=settings(stateful_step_count=STEPS),
-    )
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
+def test_store_and_indexes_agree(backend, corpus, spectral_embedder, request):
+    """On SQLite, and on PostgreSQL (a fresh database per example; fewer examples)."""
+    names: list[str] = []
+    if backend == "sqlite":
+        new_url, extra = lambda: None, {}
+    else:
+        server = request.getfixturevalue("pg_server")
+
+        def new_url() -> str:
+            names.append(server.create_database())
+            return server.url(names[-1])
+
+        extra = {} if THOROUGH else {"max_examples": 6}
+    try:
+        run_state_machine_as_test(
+            lambda: StoreIndexMachine(corpus, spectral_embedder, new_url()),
+            settings=settings(stateful_step_count=STEPS, **extra),
+        )
+    finally:
+        for name in names:
+            server.drop_database(name)
 
 
 def test_rows_appended_but_never_committed_are_caught_up_on_open(corpus, spectral_embedder,

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -27,7 +26,6 @@ import pytest
 
 from speakerdb.api import SpeakerDB
 from speakerdb.config import IngestConfig
-from speakerdb.store.engine import HOME_STORE_FILE
 from speakerdb.index import IndexSet
 from tests.synth import RATE, voice, write_corpus
 
@@ -47,6 +45,8 @@ PLANS = {
     "killed-twice": [("pause", 3, 30.0), ("segments", 26, 0.0)],
     "during-batch-6-in-process": [("line", "batch 5", 0.0, 0)],
 }
+PG_PLANS = ["while-opening-then-after-first-batch", "at-20-segments-saving-every-batch",
+            "killed-twice"]
 
 
 @pytest.fixture(scope="module")
@@ -60,42 +60,57 @@ def corpus(tmp_path_factory) -> Path:
     return root
 
 
+_ENGINES: dict = {}
+
+
+def _store(home: Path):
+    """An engine on the home's store (its SQLite file, or the PostgreSQL database it names)."""
+    from sqlalchemy import create_engine
+
+    from speakerdb.config import read_home_file
+    from speakerdb.store.engine import home_store_url
+
+    url = (read_home_file(home) or {}).get("db_url") or home_store_url(home)
+    if url not in _ENGINES:
+        _ENGINES[url] = create_engine(url)
+    return _ENGINES[url]
+
+
+@pytest.fixture(autouse=True)
+def _close_engines():
+    yield
+    for engine in _ENGINES.values():
+        engine.dispose()
+    _ENGINES.clear()
+
+
+def _rows(home: Path, sql: str) -> list[tuple]:
+    with _store(home).connect() as con:
+        return [tuple(r) for r in con.exec_driver_sql(sql)]
+
+
 def snapshot(home: Path) -> dict:
-    """What the store holds, read with sqlite3 alone: keyed by content, not by row ids."""
-    con = sqlite3.connect(home / HOME_STORE_FILE)
-    try:
-        recordings = con.execute(
+    """What the store holds, in plain SQL: keyed by content, not by row ids."""
+    return {
+        "recordings": _rows(home,
             "SELECT r.sha256, r.path, s.label, r.duration_s, r.sample_rate, r.channels, r.source"
             " FROM recordings r LEFT JOIN speakers s ON s.id = r.speaker_id"
-            " ORDER BY r.sha256").fetchall()
-        segments = con.execute(
+            " ORDER BY r.sha256"),
+        "segments": [(sha, a, b, bytes(v)) for sha, a, b, v in _rows(home,
             "SELECT r.sha256, g.start_s, g.end_s, g.vector FROM segments g"
-            " JOIN recordings r ON r.id = g.recording_id ORDER BY r.sha256, g.start_s").fetchall()
-        failures = con.execute(
-            "SELECT path, sha256, reason, message FROM failures ORDER BY path").fetchall()
-        speakers = con.execute("SELECT label FROM speakers ORDER BY label").fetchall()
-    finally:
-        con.close()
-    return {"recordings": recordings, "segments": segments, "failures": failures,
-            "speakers": speakers}
+            " JOIN recordings r ON r.id = g.recording_id ORDER BY r.sha256, g.start_s")],
+        "failures": _rows(home, "SELECT path, sha256, reason, message FROM failures ORDER BY path"),
+        "speakers": _rows(home, "SELECT label FROM speakers ORDER BY label"),
+    }
 
 
 def segment_count(home: Path) -> int:
-    con = sqlite3.connect(home / HOME_STORE_FILE, timeout=5)
-    try:
-        return con.execute("SELECT count(*) FROM segments").fetchone()[0]
-    finally:
-        con.close()
+    return _rows(home, "SELECT count(*) FROM segments")[0][0]
 
 
 def stored_inputs(home: Path) -> int:
     """Recordings plus failures: inputs whose batch was committed."""
-    con = sqlite3.connect(home / HOME_STORE_FILE, timeout=5)
-    try:
-        return sum(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                   for t in ("recordings", "failures"))
-    finally:
-        con.close()
+    return sum(_rows(home, f"SELECT count(*) FROM {t}")[0][0] for t in ("recordings", "failures"))
 
 
 @pytest.fixture(scope="module")
@@ -147,10 +162,14 @@ def speakerdb_cli(*args: str) -> subprocess.CompletedProcess:
                           text=True, cwd=REPO, timeout=120)
 
 
-@pytest.mark.parametrize("plan", list(PLANS))
-def test_kill9_then_resume_equals_an_uninterrupted_run(plan, corpus, reference, tmp_path):
+@pytest.mark.parametrize("backend,plan", [("sqlite", p) for p in PLANS] + [
+    pytest.param("postgresql", p, marks=pytest.mark.pg) for p in PG_PLANS])
+def test_kill9_then_resume_equals_an_uninterrupted_run(backend, plan, corpus, reference,
+                                                       tmp_path, request):
+    """On SQLite, and on PostgreSQL (some of the plans; compared with the SQLite reference)."""
     home = tmp_path / "home"
-    SpeakerDB.create(home, model="spectral").close()
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    SpeakerDB.create(home, model="spectral", db_url=url).close()
     for trigger in PLANS[plan]:
         before = stored_inputs(home)
         kill_child(home, corpus, trigger, tmp_path / "child.log")

@@ -36,6 +36,8 @@ EXPECTED = {
     "ReadOnlyError": (2, 409),
     "DiskFullError": (2, 507),
     "DamagedStoreError": (2, 500),
+    "StoreDriverMissing": (2, 500),
+    "StoreUnavailable": (2, 503),
     "IndexOutOfDateError": (2, 500),
     "NotFound": (2, 404),
     "AmbiguousKey": (2, 409),

@@ -3,7 +3,7 @@
 A store is created by running the migrations (``speakerdb.store.migrate.upgrade``) while the
 code reads and writes it through the models (``speakerdb.store.models``); a column, index,
 constraint or type added to one and not the other would only show up on a real database. Here
-the migrations run on a fresh SQLite file and Alembic's autogenerate compares the result with
+the migrations run on a fresh SQLite file and a fresh PostgreSQL database and Alembic's autogenerate compares the result with
 the models' metadata: any difference is a failure.
 """
 
@@ -32,8 +32,12 @@ def _compare(engine, metadata: MetaData) -> list:
 
 
 @pytest.fixture
-def migrated(tmp_path):
-    engine = create_engine(f"sqlite:///{tmp_path / 'store.sqlite'}")
+def migrated(store_url):
+    """A store migrated to head: a SQLite file, and a PostgreSQL database."""
+    from speakerdb.store.engine import make_engine
+
+    engine = make_engine(store_url) if store_url.startswith("postgresql") else \
+        create_engine(store_url)
     upgrade(engine)
     yield engine
     engine.dispose()
