@@ -85,6 +85,7 @@ class VectorIndex:
         self._rows: RowTable | None = None  # flat: id -> storage row, None when stale
         self._radius = None  # IVF: the SampleRadius of large searches (kept while fresh)
         self._mapped = False  # IVF read with its lists mapped from the file (read-only)
+        self._mapped_bytes = 0  # that file's size while mapped (what FAISS wrote)
 
     # construction ------------------------------------------------------------------------
     @classmethod
@@ -144,6 +145,7 @@ class VectorIndex:
             ivf.nprobe, ivf.parallel_mode = choice.nprobe, IVF_PARALLEL_MODE
             out = cls(index, dim, choice)
             out._mapped = bool(flags)
+            out._mapped_bytes = path.stat().st_size if flags else 0
             return out
         if not isinstance(index, faiss.IndexIDMap2):
             raise IndexOutOfDateError(
@@ -237,10 +239,12 @@ class VectorIndex:
         return self.ntotal
 
     def serialized_bytes(self) -> int:
-        """Bytes of the index as FAISS writes it (its vectors, ids and lists)."""
+        """Bytes of the index as FAISS writes it (its vectors, ids and lists); a mapped index
+        is measured by its file (FAISS wrote exactly that), without reading its lists."""
         import faiss
 
-        self._in_memory()
+        if self._mapped:
+            return self._mapped_bytes
         return int(faiss.serialize_index(self._index).nbytes)
 
     def __repr__(self) -> str:

@@ -324,3 +324,13 @@ def test_saving_a_mapped_ivf_writes_its_vectors_not_a_reference(tmp_path):
     again = VectorIndex.load(tmp_path / "b.faiss", 64, IVF)
     np.testing.assert_array_equal(again.ids(), np.sort(ids))
     assert_fp16_of(again.reconstruct(ids), x)
+
+
+def test_a_mapped_screen_is_measured_by_its_file_without_copying_it_into_memory(tmp_path):
+    index, _, _, _ = _ivf(8)
+    index.save(tmp_path / "a.faiss")
+    want = index.serialized_bytes()
+    assert want == (tmp_path / "a.faiss").stat().st_size
+    loaded = VectorIndex.load(tmp_path / "a.faiss", 64, IVF)
+    assert loaded.serialized_bytes() == want
+    assert loaded._mapped  # measuring it did not copy its lists
