@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -39,19 +38,13 @@ from speakerdb.index.matrix_files import (
     matrix_files,
     rows_sha256,
 )
-from speakerdb.index.rows import RowTable, score_rows
+from speakerdb.index.matrix_search import SEARCH_BLOCK, search_parts
+from speakerdb.index.rows import MaskedRowTable, RowTable, score_rows
 
 __all__ = ["COMPACT_SHARE", "MatrixState", "VectorMatrix", "matrix_files"]
 
 COMPACT_SHARE = 0.2
 """A save rewrites the files without removed rows once they are this share of all rows."""
-
-SEARCH_BLOCK = 65_536
-"""Rows scored per block by an exhaustive search (bounds its temporary memory)."""
-
-KNN_MAX_DEAD = 1024
-"""A part with at most this many removed rows is searched at the full dimension by FAISS's
-k-best search (asking for that many more); one with more, block by block here."""
 
 _EPS = 1e-12
 
@@ -178,7 +171,7 @@ class VectorMatrix:
             if self._deleted.size:
                 ids = ids.copy()
                 ids[self._deleted] = -1
-                self._table = _MaskedTable(ids)
+                self._table = MaskedRowTable(ids)
             else:
                 self._table = RowTable(ids)
         return self._table
@@ -320,41 +313,7 @@ class VectorMatrix:
         if q.ndim != 2 or q.shape[1] != dim:
             raise ValueError(f"queries must have shape (q, {dim}), got {q.shape}")
         kk = max(0, min(int(k), self.ntotal))
-        best_s = np.empty((q.shape[0], 0), np.float32)
-        best_i = np.empty((q.shape[0], 0), np.int64)
-        if kk == 0 or q.shape[0] == 0:
-            return best_s[:, :kk], best_i[:, :kk]
-        for first, x, ids, inv in self._parts_view():
-            dead = self._deleted[(self._deleted >= first) & (self._deleted < first + x.shape[0])]
-            if col is None and dead.size <= KNN_MAX_DEAD:  # unit rows: FAISS's own top-k
-                kb = min(kk + dead.size + 1, x.shape[0])  # one more: is the cut a tie?
-                s, pos = _knn(q, x, kb)
-                if kb < x.shape[0] and kb > 1 and np.any(s[:, -1] >= s[:, -2]):
-                    s = None  # equal scores past the cut: FAISS's choice among them is not ours
-            else:
-                s = None
-            if s is not None:
-                s = np.where(np.isin(pos, dead - first) | (pos < 0), -np.inf, s)
-                best_s = np.concatenate([best_s, s], axis=1)
-                best_i = np.concatenate([best_i, np.where(pos >= 0, ids[np.maximum(pos, 0)], -1)],
-                                        axis=1)
-                continue
-            for a in range(0, x.shape[0], SEARCH_BLOCK):
-                b = min(a + SEARCH_BLOCK, x.shape[0])
-                s = q @ x[a:b, :dim].T
-                if col is not None:
-                    s *= inv[a:b, col]
-                dead = self._deleted[(self._deleted >= first + a) & (self._deleted < first + b)]
-                s[:, dead - first - a] = -np.inf
-                block_ids = np.broadcast_to(ids[a:b], s.shape)
-                best_s = np.concatenate([best_s, s], axis=1)
-                best_i = np.concatenate([best_i, block_ids], axis=1)
-                pos = _top_positions(best_i, best_s, kk)
-                best_s = np.take_along_axis(best_s, pos, 1)
-                best_i = np.take_along_axis(best_i, pos, 1)
-        order = np.lexsort((best_i, -best_s), axis=1)[:, :kk]
-        return (np.take_along_axis(best_s, order, 1).astype(np.float32, copy=False),
-                np.take_along_axis(best_i, order, 1))
+        return search_parts(self._parts_view(), self._deleted, q, dim, col, kk)
 
     # saving ---------------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike, on_disk: MatrixState | None) -> MatrixState:
@@ -442,40 +401,3 @@ class VectorMatrix:
                 name = matrix_files(directory, self._epoch)["vectors"].name
                 out.append(f"{name}: rows {a}-{b - 1} do not match their recorded checksum")
         return out
-
-
-class _MaskedTable:
-    """A RowTable over rows some of which are removed (id -1): those are never found."""
-
-    def __init__(self, row_ids: np.ndarray):
-        live = row_ids >= 0
-        self._rows = np.flatnonzero(live)
-        self._table = RowTable(row_ids[live])
-
-    def rows(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        r, found = self._table.rows(ids)
-        return np.where(found, self._rows[r] if self._rows.size else 0, 0), found
-
-
-def _knn(q: np.ndarray, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """FAISS's exact inner-product k-best of each query over the rows ``x`` (read in place;
-    batches through its matrix-product path, see ``vector_index.BLAS_MIN_QUERIES``)."""
-    import faiss
-
-    from speakerdb.index.vector_index import BLAS_MIN_QUERIES, blas_threshold
-
-    batched = q.shape[0] >= BLAS_MIN_QUERIES
-    with blas_threshold(faiss, BLAS_MIN_QUERIES) if batched else nullcontext():
-        return faiss.knn(np.ascontiguousarray(q, np.float32), x, k,
-                         metric=faiss.METRIC_INNER_PRODUCT)
-
-
-def _top_positions(ids: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
-    """Per row, the positions of the ``k`` best (ties at the cut: the smaller id), unsorted."""
-    if k >= scores.shape[1]:
-        return np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    kth = np.take_along_axis(scores, part[:, k - 1:k], 1)
-    if ((scores >= kth).sum(axis=1) > k).any():  # a tie straddles the cut: settle it by id
-        return np.lexsort((ids, -scores), axis=1)[:, :k]
-    return part

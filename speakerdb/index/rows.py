@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["DENSE_SPAN", "SPLIT_MIN_ROWS", "RowTable", "score_rows"]
+__all__ = ["DENSE_SPAN", "SPLIT_MIN_ROWS", "MaskedRowTable", "RowTable", "score_rows"]
 
 DENSE_SPAN = 4
 """A direct table is used while (highest id - lowest id + 1) <= DENSE_SPAN * count + 1024."""
@@ -75,3 +75,16 @@ def score_rows(xb: np.ndarray, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
     faiss.fvec_inner_products_by_idx(faiss.swig_ptr(out), faiss.swig_ptr(q), faiss.swig_ptr(xb),
                                      faiss.swig_ptr(rows), xb.shape[1], nq, m)
     return out
+
+
+class MaskedRowTable:
+    """A RowTable over rows some of which are removed (id -1): those are never found."""
+
+    def __init__(self, row_ids: np.ndarray):
+        live = row_ids >= 0
+        self._rows = np.flatnonzero(live)
+        self._table = RowTable(row_ids[live])
+
+    def rows(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r, found = self._table.rows(ids)
+        return np.where(found, self._rows[r] if self._rows.size else 0, 0), found

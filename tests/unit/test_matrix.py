@@ -51,7 +51,10 @@ def test_rejects_duplicate_ids():
 
 
 def test_search_matches_brute_force_across_blocks_parts_and_removals(tmp_path, monkeypatch):
+    from speakerdb.index import matrix_search
+
     monkeypatch.setattr(matrix_mod, "SEARCH_BLOCK", 37)
+    monkeypatch.setattr(matrix_search, "SEARCH_BLOCK", 37)
     raw, ids = _raw(500, 2), np.arange(10, 510)
     m = VectorMatrix(DIMS)
     m.add(ids[:300], raw[:300])
