@@ -42,7 +42,7 @@ import numpy as np
 from bench import speaker_vectors as vec
 from speakerdb.config import CascadeConfig
 from speakerdb.index import IndexSet
-from speakerdb.index.vector_index import BLAS_MIN_QUERIES
+from speakerdb.index.faiss_support import BLAS_MIN_QUERIES
 from speakerdb.model.prefixes import DIMS, nested, prefix
 from speakerdb.search.cascade import cascade_search, cascade_search_many
 

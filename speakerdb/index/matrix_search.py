@@ -68,7 +68,7 @@ def _knn(q: np.ndarray, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     batches through its matrix-product path, see ``vector_index.BLAS_MIN_QUERIES``)."""
     import faiss
 
-    from speakerdb.index.vector_index import BLAS_MIN_QUERIES, blas_threshold
+    from speakerdb.index.faiss_support import BLAS_MIN_QUERIES, blas_threshold
 
     batched = q.shape[0] >= BLAS_MIN_QUERIES
     with blas_threshold(faiss, BLAS_MIN_QUERIES) if batched else nullcontext():

@@ -5,8 +5,7 @@ floats for the screening dimension of large databases."""
 from __future__ import annotations
 
 import os
-import threading
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -15,54 +14,25 @@ from speakerdb.errors import IndexOutOfDateError
 from speakerdb.files.atomic import atomic_write
 from speakerdb.index.choose import FLAT_KEY, IndexChoice
 from speakerdb.index.ivf_topk import RANGE_MIN_K, SampleRadius, range_top
+from speakerdb.index.faiss_support import (
+    BLAS_MIN_QUERIES,
+    blas_threshold,
+    check_ivf,
+    faiss_module,
+    ids_array,
+    lists_into_memory,
+    ties_by_id,
+)
 from speakerdb.index.rows import RowTable, score_rows
 
 __all__ = ["BLAS_MIN_QUERIES", "VectorIndex", "blas_threshold", "ids_array"]
 
-
-BLAS_MIN_QUERIES = 16
-"""Batches of at least this many queries search with FAISS's BLAS threshold lowered to this
-value. FAISS's own default (128,000 in 1.15) keeps realistic batches off its matrix-product
-path, which ``bench/search_scale.py`` measured several times slower for batched 256-D flat
-search. Smaller batches keep FAISS's default, so single queries score exactly as before."""
 
 IVF_PARALLEL_MODE = 1
 """FAISS ``parallel_mode`` of an IVF screen: 1 splits each query's probed lists over the cores,
 so a single identify uses every core (FAISS's default, 0, gives each query one core, which
 leaves a lone query on one). On the 1M store of ``bench/search_scale.py`` the screen took 1.7
 against 2.5 ms per query on 2 cores."""
-
-_blas_lock = threading.Lock()
-
-
-@contextmanager
-def blas_threshold(faiss, value: int):
-    """FAISS's process-wide BLAS threshold set to ``value`` for the duration (serialised)."""
-    with _blas_lock:
-        saved = faiss.cvar.distance_compute_blas_threshold
-        faiss.cvar.distance_compute_blas_threshold = value
-        try:
-            yield
-        finally:
-            faiss.cvar.distance_compute_blas_threshold = saved
-
-
-def _faiss():
-    import faiss
-
-    return faiss
-
-
-def ids_array(ids, what: str = "ids") -> np.ndarray:
-    """``ids`` as a contiguous 1-D int64 array; ``ValueError`` (naming ``what``) when they are
-    not one-dimensional integers."""
-    arr = np.asarray(ids)
-    if arr.ndim != 1:
-        raise ValueError(f"{what} must be one-dimensional, got shape {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{what} must be integers, got {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=np.int64)
-
 
 class VectorIndex:
     """Cosine similarity over unit vectors, as one of two FAISS indexes:
@@ -91,7 +61,7 @@ class VectorIndex:
     @classmethod
     def empty(cls, dim: int) -> VectorIndex:
         """An empty flat index."""
-        faiss = _faiss()
+        faiss = faiss_module()
 
         if dim <= 0:
             raise ValueError(f"dim must be > 0, got {dim}")
@@ -101,7 +71,7 @@ class VectorIndex:
     def trained(cls, dim: int, choice: IndexChoice, sample) -> VectorIndex:
         """An empty index of kind ``choice``; an IVF index is trained (k-means, fixed seed) on
         up to 40 rows per list of ``sample`` (n, dim), taken evenly spaced."""
-        faiss = _faiss()
+        faiss = faiss_module()
 
         if choice.nlist == 0:
             return cls.empty(dim)
@@ -124,7 +94,7 @@ class VectorIndex:
              choice: IndexChoice = IndexChoice(FLAT_KEY)) -> VectorIndex:
         """Read an index saved by ``save``; ``IndexOutOfDateError`` if unusable or not of the
         kind ``choice`` describes."""
-        faiss = _faiss()
+        faiss = faiss_module()
 
         path = Path(path)
         if not path.is_file():
@@ -140,7 +110,7 @@ class VectorIndex:
         if index.d != dim:
             raise IndexOutOfDateError(f"{path}: index has dimension {index.d}, expected {dim}")
         if choice.nlist:
-            _check_ivf(index, choice, path)
+            check_ivf(index, choice, path)
             ivf = faiss.extract_index_ivf(index)
             ivf.nprobe, ivf.parallel_mode = choice.nprobe, IVF_PARALLEL_MODE
             out = cls(index, dim, choice)
@@ -170,16 +140,7 @@ class VectorIndex:
         valid), so that the index can change or be written."""
         if not self._mapped:
             return
-        import faiss
-
-        inv = self._index.invlists
-        lists = faiss.ArrayInvertedLists(inv.nlist, inv.code_size)
-        for lst in range(inv.nlist):
-            n = inv.list_size(lst)
-            if n:
-                lists.add_entries(lst, n, inv.get_ids(lst), inv.get_codes(lst))
-        self._index.replace_invlists(lists, True)
-        lists.this.disown()  # the index owns it now
+        lists_into_memory(self._index)
         self._mapped = False
 
     def rebuilt(self, choice: IndexChoice) -> VectorIndex:
@@ -343,13 +304,13 @@ class VectorIndex:
                                     lambda r: self._heap(q[r], kk))
         else:
             scores, ids = self._heap(q, kk)
-        _ties_by_id(scores, ids)
+        ties_by_id(scores, ids)
         return scores.astype(np.float32, copy=False), ids.astype(np.int64, copy=False)
 
     def _heap(self, q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
         """FAISS's own search (a k-entry heap per query); an IVF index whose probed lists hold
         fewer than ``kk`` vectors scans all of them for that query."""
-        faiss = _faiss()
+        faiss = faiss_module()
         batched = q.shape[0] >= BLAS_MIN_QUERIES and self._choice.nlist == 0
         with blas_threshold(faiss, BLAS_MIN_QUERIES) if batched else nullcontext():
             scores, ids = self._index.search(q, kk)
@@ -377,7 +338,7 @@ class VectorIndex:
     def _flat_storage(self) -> tuple[np.ndarray, RowTable]:
         """Flat index: FAISS's own vector storage (ntotal, dim), read in place, and the id ->
         row table over it (many times faster than the id map's hash lookups)."""
-        faiss = _faiss()
+        faiss = faiss_module()
         if self._rows is None:
             self._rows = RowTable(faiss.vector_to_array(self._index.id_map))
         inner = faiss.downcast_index(self._index.index)
@@ -433,31 +394,3 @@ class VectorIndex:
             out = score_rows(xb, q, np.where(pad, 0, rows))
         out[pad] = -np.inf
         return out
-
-
-def _ties_by_id(scores: np.ndarray, ids: np.ndarray) -> None:
-    """In rows already sorted by score, order each run of equal scores by id (in place)."""
-    if scores.shape[1] < 2:
-        return
-    for r in np.flatnonzero((scores[:, 1:] == scores[:, :-1]).any(axis=1)):
-        eq = np.flatnonzero(scores[r, 1:] == scores[r, :-1])  # j: scores j and j+1 are equal
-        breaks = np.flatnonzero(np.diff(eq) > 1)
-        for a, b in zip(eq[np.r_[0, breaks + 1]], eq[np.r_[breaks, eq.size - 1]] + 2):
-            ids[r, a:b] = np.sort(ids[r, a:b])
-
-
-def _check_ivf(index, choice: IndexChoice, path: Path) -> None:
-    import faiss
-
-    ivf = faiss.try_extract_index_ivf(index)
-    ivf = faiss.downcast_index(index) if ivf is not None else None
-    if (not isinstance(ivf, faiss.IndexIVFScalarQuantizer) or ivf.by_residual
-            or ivf.sq.qtype != faiss.ScalarQuantizer.QT_fp16):
-        raise IndexOutOfDateError(
-            f"{path}: expected an {choice.key} index, found {type(index).__name__}")
-    if ivf.nlist != choice.nlist:
-        raise IndexOutOfDateError(f"{path}: has {ivf.nlist} lists, expected {choice.nlist}")
-    if ivf.metric_type != faiss.METRIC_INNER_PRODUCT or not ivf.is_trained:
-        raise IndexOutOfDateError(f"{path}: not a trained inner-product IVF index")
-    if ivf.direct_map.type != faiss.DirectMap.Hashtable:
-        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
