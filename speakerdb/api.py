@@ -365,7 +365,9 @@ class SpeakerDB:
         damaged store is a failed check (it cannot be repaired from
         itself)."""
         t0, mode = time.perf_counter(), "quick" if quick else "full"
+        notes = []
         try:
+            notes = self._catch_up_before_check()
             problems = self.indexes.problems(quick=quick)
         except DamagedStoreError as e:
             try:
@@ -379,9 +381,21 @@ class SpeakerDB:
                 self.indexes.rebuild()
             after = self.indexes.problems(quick=quick)
             return CheckReport(not after, problems, self.store.counts(), True, mode,
-                               time.perf_counter() - t0)
+                               time.perf_counter() - t0, notes)
         return CheckReport(not problems, problems, self.store.counts(), False, mode,
-                           time.perf_counter() - t0)
+                           time.perf_counter() - t0, notes)
+
+    def _catch_up_before_check(self) -> list[str]:
+        """Saved vectors that are only behind the store (segments another process, or one
+        killed before its index save, committed since) are caught up as every open does,
+        then checked: being behind is not a disagreement. Vectors that need a rebuild are
+        left for the check to report."""
+        if self.read_only or self.indexes.plan() != "append":
+            return []
+        with self.writing():
+            pass  # (takes the lock and catches up)
+        return [f"the saved vectors were behind the store: caught up to {self.indexes.count()}"
+                " vectors"]
 
     def rebuild_indexes(self) -> None:
         with self.writing():

@@ -148,7 +148,22 @@ class FaissTier:
                 and self.store.segment_extent() == (info.ntotal, info.store_max_id)):
             return "current"  # (the count and top id also catch writes that bypass the store)
         store_ids = self.store.segment_ids()
-        return catch_up_plan(info, store_ids, int(store_ids[-1]) if store_ids.size else 0)
+        action = catch_up_plan(info, store_ids, int(store_ids[-1]) if store_ids.size else 0)
+        if action == "rebuild" and self._saved_ids_within(info, store_ids):
+            # another writer's segments interleave with the saved ones (several homes on one
+            # store): segment ids are never reused, so what is saved stands; add the rest
+            return "append"
+        return action
+
+    def _saved_ids_within(self, info, store_ids: np.ndarray) -> bool:
+        """Whether every saved id is still in the store (``store_ids``: sorted)."""
+        from speakerdb.index.matrix import VectorMatrix
+
+        try:
+            saved = VectorMatrix.load(self.directory, tuple(info.dims), info.matrix).ids()
+        except (IndexOutOfDateError, OSError, ValueError):
+            return False
+        return bool(np.isin(saved, store_ids, assume_unique=True).all())
 
     def rebuild(self, save: bool = True) -> None:
         generation = self.store.generation()

@@ -12,7 +12,6 @@ every file in once and ``check`` green.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -66,22 +65,22 @@ def test_kill9_between_store_commit_and_index_save_on_a_large_store(corpus, tmp_
     assert stored_inputs(home) == synthetic + BATCH * PAUSE  # committed...
     assert IndexSet.state(home).ntotal == LARGE  # ...but never saved to the indexes
 
-    t0 = time.perf_counter()
     with SpeakerDB.open(home, catch_up=False) as db:
         assert db.indexes.plan() == "append"  # seen from the saved description and the ids
+    check = speakerdb_cli("check", "--quick", "--home", str(home), "--json")  # catches up first
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "behind the store" in json.loads(check.stdout)["notes"][0]
     with SpeakerDB.open(home) as db:
+        assert db.indexes.plan() == "current"
         caught_up = db.indexes.count()
-        ok = db.check().ok
-    opened_s = time.perf_counter() - t0
     new = _rows(home, "SELECT count(*) FROM segments")[0][0] - LARGE
     assert new >= BATCH * PAUSE - 2  # short/unreadable files hold no segment
-    assert caught_up == LARGE + new and ok
+    assert caught_up == LARGE + new
     after = IndexSet.state(home)
     assert after.ntotal == LARGE + new
     assert (after.index_key, after.index_param) == (built.index_key, built.index_param)
     np.testing.assert_array_equal(_centroids(home, after), centroids,
                                   err_msg="the screen was retrained, not appended to")
-    assert opened_s < 60, f"catching up {new} segments took {opened_s:.1f} s"
 
     done = speakerdb_cli("ingest", str(corpus), "--home", str(home), "--batch", str(BATCH),
                          "--quiet", "--json")

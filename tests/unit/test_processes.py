@@ -418,3 +418,40 @@ def test_a_write_that_bypasses_the_generation_is_still_caught_up(home, tmp_path)
         assert db.indexes.plan() == "rebuild"
     with SpeakerDB.open(home) as db:
         assert db.check().ok and db.indexes.set.ntotal == db.store.counts()["segments"]
+
+
+def test_saved_vectors_missing_ids_another_writer_interleaved_are_appended_not_rebuilt(
+        home, tmp_path, spectral_embedder):
+    """Several homes on one store: the segments another writer committed can sit between this
+    home's saved ids. Every saved id is still in the store (ids are never reused), so open and
+    ``check`` add what is missing to the saved vectors instead of rebuilding them."""
+    import numpy as np
+
+    from speakerdb.api import SpeakerDB
+    from speakerdb.index import IndexSet
+
+    write_corpus(tmp_path / "a", speakers=3, utterances=2)
+    assert cli("ingest", tmp_path / "a", "--home", home, "-q").returncode == 0
+    with SpeakerDB.open(home, embedder=spectral_embedder) as db:
+        ids = db.store.segment_ids()
+        db.indexes.set.remove(ids[1:3])  # as if another writer had committed these meanwhile
+        db.indexes._dirty = True
+        db.indexes.flush(force=True)
+    with SpeakerDB.open(home, embedder=spectral_embedder, catch_up=False) as db:
+        assert db.indexes.plan() == "append"
+    epoch = IndexSet.state(home).matrix.epoch
+    done = cli("check", "--home", home, "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["notes"] == [
+        f"the saved vectors were behind the store: caught up to {ids.size} vectors"]
+    assert IndexSet.state(home).matrix.epoch == epoch  # appended to, not rewritten
+    with SpeakerDB.open(home, embedder=spectral_embedder) as db:
+        assert db.indexes.plan() == "current"
+        np.testing.assert_array_equal(db.indexes.set.ids(), ids)
+        assert db.check().ok
+    with SpeakerDB.open(home, embedder=spectral_embedder) as db:  # an id the store lost: rebuild
+        db.indexes.set.add(np.array([ids[-1] + 100]), np.ones((1, 256), np.float32) / 16)
+        db.indexes._dirty = True
+        db.indexes.flush(force=True)
+    with SpeakerDB.open(home, embedder=spectral_embedder, catch_up=False) as db:
+        assert db.indexes.plan() == "rebuild"
