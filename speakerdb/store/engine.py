@@ -219,6 +219,36 @@ def _bind(bind):
     return bind.get_bind() if hasattr(bind, "get_bind") else bind
 
 
+CONFLICT_STATES = ("40P01", "40001")
+"""PostgreSQL's deadlock and serialization failures: the server rolled this transaction back
+in favour of another writer's, and running it again resolves it."""
+
+
+def writers_conflicted(e: BaseException | None) -> bool:
+    """Whether ``e`` (a SQLAlchemy error) is one of ``CONFLICT_STATES``."""
+    state = getattr(getattr(getattr(e, "orig", None), "diag", None), "sqlstate", None)
+    return state in CONFLICT_STATES
+
+
+def retried_on_conflict(fn, attempts: int = 5):
+    """``fn`` (one store transaction) run again when another writer's transaction made the
+    server roll it back (a ``StoreError`` caused by ``writers_conflicted``), up to
+    ``attempts`` times in all."""
+    import functools
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        for attempt in range(attempts):
+            try:
+                return fn(*args, **kwargs)
+            except StoreError as e:
+                if attempt == attempts - 1 or not writers_conflicted(e.__cause__):
+                    raise
+        raise AssertionError("unreachable")
+
+    return run
+
+
 def store_error(where: str, e: BaseException) -> StoreError:
     """The typed error of a failed store operation, saying what happened: the server could
     not be reached or went away (``StoreUnavailable``), the disk is full (``DiskFullError``),

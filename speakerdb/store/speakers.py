@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from speakerdb.errors import NotFound, UsageError
 from speakerdb.database.results import SpeakerInfo
+from speakerdb.store.engine import retried_on_conflict
 from speakerdb.store.models import Recording, Segment, Speaker
 from speakerdb.store.records import LabelIn
 
@@ -80,6 +81,7 @@ class SpeakerQueries:
                 out.update({sha: label for sha, label in s.execute(q)})
         return out
 
+    @retried_on_conflict
     def rename_speaker(self, old: str, new: str) -> SpeakerInfo:
         """Give speaker ``old`` the label ``new`` (NotFound / UsageError when ``new`` exists)."""
         check_label(new)
@@ -93,6 +95,7 @@ class SpeakerQueries:
                 s.flush()
             return _info(s, new)
 
+    @retried_on_conflict
     def merge_speakers(self, source: str, target: str) -> SpeakerInfo:
         """Move every recording of ``source`` to ``target`` and delete ``source``."""
         if source == target:

@@ -11,7 +11,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from speakerdb.errors import AmbiguousKey, ModelMismatchError, NotFound, StoreError
-from speakerdb.store.engine import lock_store, store_error, upsert
+from speakerdb.store.engine import (lock_store, retried_on_conflict, store_error, upsert,
+                                    writers_conflicted)
 from speakerdb.store.models import (
     Failure,
     IngestRun,
@@ -324,6 +325,7 @@ class Store(SpeakerQueries):
         return {r: (sha, path, np.asarray(segs, np.int64)) for r, (sha, path, segs) in out.items()}
 
     # management ----------------------------------------------------------------------------
+    @retried_on_conflict
     def delete_speaker(self, label: str) -> np.ndarray:
         """Delete a speaker with all its recordings; returns the removed segment ids."""
         with self.session() as s:
@@ -335,6 +337,7 @@ class Store(SpeakerQueries):
             s.delete(sp)
         return removed
 
+    @retried_on_conflict
     def delete_recording(self, key: str) -> np.ndarray:
         """Delete a recording by content sha256 (or a unique prefix of it) or by its stored path;
         its speaker goes too when it has no recordings left. The key is matched literally
@@ -391,10 +394,7 @@ class Store(SpeakerQueries):
 def _clash(e: BaseException | None) -> bool:
     """Whether ``e`` is another writer's doing that writing the batch again resolves: a
     unique key it stored first, or a deadlock or serialization failure the server broke."""
-    if isinstance(e, IntegrityError):
-        return True
-    state = getattr(getattr(getattr(e, "orig", None), "diag", None), "sqlstate", None)
-    return state in ("40P01", "40001")
+    return isinstance(e, IntegrityError) or writers_conflicted(e)
 
 
 def _unpack(rows) -> tuple[np.ndarray, np.ndarray]:

@@ -351,3 +351,44 @@ def test_vectors_ids_and_answers_equal_sqlites(pg_url, tmp_path, spectral_embedd
     finally:
         for db in dbs:
             db.close()
+
+
+def test_a_rename_the_server_rolls_back_in_a_deadlock_is_run_again(pg_url, tmp_path,
+                                                                   spectral_embedder):
+    """Another writer locks the generation row, then the speaker row the rename updated: the
+    rename waits on the first lock, the other on the rename's, and PostgreSQL breaks the cycle
+    by rolling the rename back (it waited first). The rename runs again once the other commits."""
+    import threading
+
+    from sqlalchemy import create_engine, text
+
+    write_corpus(tmp_path / "a", speakers=2, utterances=1)
+    db = _create(tmp_path / "home", pg_url, spectral_embedder)
+    other = create_engine(pg_url)
+    try:
+        db.ingest([str(tmp_path / "a")])
+        locked, done = threading.Event(), []
+        con = other.connect()
+        tx = con.begin()
+        con.exec_driver_sql("SET LOCAL deadlock_timeout = '20s'")  # the rename's 1 s acts first
+        con.execute(text("SELECT value FROM settings WHERE key = 'generation' FOR UPDATE"))
+
+        def rename():
+            locked.wait()
+            done.append(db.rename_speaker("spk00", "zero"))
+
+        t = threading.Thread(target=rename)
+        t.start()
+        locked.set()
+        import time
+
+        time.sleep(0.5)  # the rename holds spk00's row and waits for the generation row
+        con.execute(text("UPDATE speakers SET label = label WHERE label = 'spk00'"))
+        tx.commit()
+        con.close()
+        t.join(60)
+        assert not t.is_alive() and done and done[0].label == "zero"
+        assert [s.label for s in db.speakers()] == ["spk01", "zero"]
+    finally:
+        db.close()
+        other.dispose()
