@@ -393,7 +393,7 @@ class SpeakerDB:
         if self.read_only or self.indexes.plan() != "append":
             return []
         with self.writing():
-            pass  # (takes the lock and catches up)
+            self.indexes.open(catch_up=True)  # loads what is saved, appends the rest, saves
         return [f"the saved vectors were behind the store: caught up to {self.indexes.count()}"
                 " vectors"]
 
