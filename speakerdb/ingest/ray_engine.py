@@ -32,7 +32,7 @@ __all__ = ["RayEngine", "RayOptions", "require_ray"]
 
 # memory a decode task reserves (a batch of decoded audio); the actors reserve none, so Ray
 # Data keeps decoding in CPU tasks of its own instead of fusing it into the actors
-DECODE_MEMORY = 128 << 20
+DECODE_MEMORY = 256 << 20
 
 @dataclass(frozen=True)
 class RayOptions:
