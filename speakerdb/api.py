@@ -234,7 +234,8 @@ class SpeakerDB:
         from speakerdb.ingest.ray_stages import EmbedderSpec
 
         options = RayOptions(address=config.ray_address, workers=config.workers,
-                             gpus_per_worker=config.gpus_per_worker)
+                             gpus_per_worker=config.gpus_per_worker,
+                             resources=config.worker_resources)
         spec = EmbedderSpec(self.model_spec, self.model.sha256, self.device)
         return ingest_engine("ray", options=options, spec=spec)
 

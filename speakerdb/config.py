@@ -171,6 +171,7 @@ class IngestConfig:
     engine: str = "local"
     ray_address: str | None = None
     gpus_per_worker: float = 0.0
+    worker_resources: dict | None = None  # custom Ray resources each embedding actor needs
     extensions: tuple[str, ...] = field(
         default=(".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".mp4", ".opus")
     )
