@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-LIMIT_S = 90  # any one Ray test
+LIMIT_S = 120  # any one Ray test
 
 
 def _ray():
