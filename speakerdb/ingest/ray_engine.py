@@ -165,7 +165,7 @@ class _RayReader:
                                       enumerate(chunks)], override_num_blocks=len(chunks))
         hashed = hashed.map(hash_rows)
         results: dict[int, tuple[list, float]] = {}
-        for row in hashed.iter_rows():
+        for row in _rows(hashed):
             results[row["chunk"]] = (unpack(row["data"]), row["seconds"])
         wait = time.perf_counter() - t0
 
@@ -194,7 +194,9 @@ class _RayReader:
                             num_cpus=opts.cpus_per_worker, num_gpus=opts.gpus_per_worker,
                             resources=opts.resources)
         t0 = time.perf_counter()
-        for row in ds.iter_rows():
+        for row in _rows(ds):
+            if row["error"]:  # the actor could not load the model
+                raise unpack(row["error"])
             got = unpack(row["data"])
             batch = pending.pop(row["chunk"])
             batch.decoded = got.decoded
@@ -206,3 +208,22 @@ class _RayReader:
             self.engine.nodes[node] = self.engine.nodes.get(node, 0) + len(got.decoded)
             yield batch
             wait, t0 = 0.0, time.perf_counter()
+
+
+def _rows(ds) -> Iterator[dict]:
+    """``ds.iter_rows()``; a speakerdb error raised in a task on a worker is raised here as
+    itself, not wrapped in Ray's errors."""
+    from speakerdb.errors import SpeakerDBError
+
+    try:
+        yield from ds.iter_rows()
+    except Exception as e:
+        seen, err = set(), e
+        while err is not None and id(err) not in seen:
+            seen.add(id(err))
+            cause = getattr(err, "cause", None)
+            if isinstance(cause, SpeakerDBError):
+                raise cause from None
+            err = cause if isinstance(cause, BaseException) else (err.__cause__
+                                                                  or err.__context__)
+        raise

@@ -101,12 +101,25 @@ class Embed:
         return type("Embed", (cls,), {"spec": spec, "embed_batch": embed_batch})
 
     def __init__(self):
-        self.embedder = self.spec.load()
+        from speakerdb.errors import SpeakerDBError
+
+        self.embedder, self.error = None, b""
+        try:
+            self.embedder = self.spec.load()
+        except SpeakerDBError as e:  # sent to the driver with the first batch, raised there
+            self.error = pack(e)
         self.node = _node_id()
 
     def __call__(self, rows: dict) -> dict:
-        out = {"chunk": [], "data": [], "seconds": [], "node": []}
+        out = {"chunk": [], "data": [], "seconds": [], "node": [], "error": []}
         for chunk, data in zip(rows["chunk"], rows["data"]):
+            out["error"].append(self.error)
+            if self.error:
+                out["chunk"].append(chunk)
+                out["data"].append(b"")
+                out["seconds"].append(0.0)
+                out["node"].append(self.node)
+                continue
             batch = unpack(data)
             t0 = time.perf_counter()
             embed_batch(self.embedder, batch.decoded, self.embed_batch)

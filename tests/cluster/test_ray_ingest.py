@@ -114,3 +114,21 @@ def test_cli_engine_ray_json_summary(tmp_path, ray_cluster):
     assert doc["engine"]["name"] == "ray" and doc["engine"]["actors"] == 1
     assert set(doc["seconds"]) == {"decode", "embed", "write", "wait"}
     assert doc["seconds"]["embed"] > 0 and doc["seconds"]["decode"] > 0
+
+
+def test_an_error_on_a_worker_is_raised_as_itself(tmp_path, ray_cluster, monkeypatch):
+    """An actor whose model is not the database's: the ModelMismatchError it raises reaches
+    the caller as such (one line on the command line), and nothing is written."""
+    from speakerdb.errors import ModelMismatchError
+    from speakerdb.ingest.engine import ingest_engine
+    from speakerdb.ingest.ray_engine import RayOptions
+    from speakerdb.ingest.ray_stages import EmbedderSpec
+
+    root = tmp_path / "corpus"
+    write_corpus(root, speakers=1, utterances=2)
+    wrong = ingest_engine("ray", options=RayOptions(), spec=EmbedderSpec("spectral", "0" * 64))
+    with SpeakerDB.create(tmp_path / "home", model="spectral") as db:
+        monkeypatch.setattr(db, "_engine", lambda config: wrong)
+        with pytest.raises(ModelMismatchError, match="000000000000"):
+            db.ingest([root], config=IngestConfig(engine="ray"))
+        assert db.store.counts()["recordings"] == 0
