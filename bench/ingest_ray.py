@@ -1,22 +1,23 @@
 """Ingest on Ray against local ingest: files/s on the same files in the same run.
 
     flock /tmp/speakerdb-bench.lock python bench/ingest_ray.py [--speech DIR] [--files K]
-        [--model campplus] [--formats wav,m4a] [--cpus N] [--json OUT]
+        [--model campplus] [--formats wav,m4a] [--rounds R] [--cpus N] [--json OUT]
 
 The files: the first K (default all 293) of speech-dev's manifest as they are (wav), and
 AAC copies of the same files in an .m4a (MP4) container made in a temporary folder (PyAV,
 as ``bench/ingest_scale.py`` makes them). For each format, a local ingest (``--engine local``,
 the default worker processes: one per core) and a Ray ingest (``--engine ray``, its default
 actors: one per two CPUs) into fresh databases with the same model (default the real default
-model, campplus), alternating which runs first. Ray runs on a local Ray started once
+model, campplus), ``--rounds`` times (default 2), alternating which runs first. Ray runs on a local Ray started once
 beforehand with ``--cpus`` CPUs (default: the cores), as a cluster is running before an ingest
 is given to it; its start-up is reported apart (``ray_start_s``). The databases' models are
 loaded before the clock starts; the Ray actors load theirs on the clock.
 
-Prints JSON: per format, files/s of each engine over the ingest's wall time, their phase
-seconds, and ``ray_over_local``, the files/s ratio (target on 2 cores: 0.8 or more), plus the
-load average before and after (other work on the machine skews both engines alike, not the
-ratio, as long as it is steady).
+Prints JSON: per format and round, files/s of each engine over the ingest's wall time and
+their phase seconds; per format, the median files/s of each engine and ``ray_over_local``,
+the ratio of the medians (target on 2 cores: 0.8 or more), and each round's ratio; plus the
+load average before and after each round (other work on the machine skews a round whose load
+changed midway: the rounds and the alternating order are there to see it).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import argparse
 import csv
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -79,6 +81,7 @@ def main(argv=None) -> int:
     ap.add_argument("--files", type=int, default=0, help="the first K files (0: all)")
     ap.add_argument("--model", default="campplus")
     ap.add_argument("--formats", default="wav,m4a")
+    ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--cpus", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
@@ -108,14 +111,24 @@ def main(argv=None) -> int:
                 else:
                     _m4a_copies(rows, args.speech, tmp / "m4a")
                     manifest = _manifest(rows, tmp / "m4a", ".m4a", tmp / "m4a.csv")
-                order = ("local", "ray") if k % 2 == 0 else ("ray", "local")
-                runs = {e: _ingest(manifest, tmp / f"{fmt}-{e}", args.model, e) for e in order}
-                runs["ray_over_local"] = round(runs["ray"]["files_per_s"]
-                                               / runs["local"]["files_per_s"], 3)
-                runs["order"] = list(order)
-                doc[fmt] = runs
-                print(f"ingest_ray: {fmt}: ray/local = {runs['ray_over_local']}",
-                      file=sys.stderr, flush=True)
+                rounds = []
+                for r in range(args.rounds):
+                    order = ("local", "ray") if (k + r) % 2 == 0 else ("ray", "local")
+                    load = os.getloadavg()[0]
+                    runs = {e: _ingest(manifest, tmp / f"{fmt}-{r}-{e}", args.model, e)
+                            for e in order}
+                    runs.update(order=list(order), load=[round(load, 2),
+                                                         round(os.getloadavg()[0], 2)],
+                                ray_over_local=round(runs["ray"]["files_per_s"]
+                                                     / runs["local"]["files_per_s"], 3))
+                    rounds.append(runs)
+                    print(f"ingest_ray: {fmt} round {r}: ray/local = {runs['ray_over_local']}"
+                          f" (load {runs['load']})", file=sys.stderr, flush=True)
+                med = {e: statistics.median(x[e]["files_per_s"] for x in rounds)
+                       for e in ("local", "ray")}
+                doc[fmt] = {"local_files_per_s": med["local"], "ray_files_per_s": med["ray"],
+                            "ray_over_local": round(med["ray"] / med["local"], 3),
+                            "rounds": rounds}
     finally:
         ray.shutdown()
     doc["load_after"] = os.getloadavg()
