@@ -102,8 +102,10 @@ def _connect(ray, opts: RayOptions) -> bool:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
         return False
+    # stderr is the progress bar's: Ray's own notices (C++ core and Python) only when fatal
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     kwargs = {"include_dashboard": False, "log_to_driver": False,
-              "logging_level": logging.WARNING}
+              "logging_level": logging.ERROR}
     if opts.address is None:
         kwargs.update(opts.init or {})
     try:
@@ -119,7 +121,7 @@ def _quiet(ray) -> None:
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     ctx.enable_operator_progress_bars = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
 
 
 class _RayReader:

@@ -88,8 +88,8 @@ def hash_item(item: SourceItem) -> tuple[str, object]:
                 h.update(chunk)
     except FileNotFoundError:
         return "", FailureIn(name, "", "unreadable", f"{name}: no such file")
-    except OSError as e:
-        return "", FailureIn(name, "", "unreadable", f"{name}: cannot read ({e})")
+    except Exception as e:  # noqa: BLE001 - pyarrow's file systems raise several kinds
+        return "", FailureIn(name, "", "unreadable", f"{name}: cannot read ({_short(e)})")
     return h.hexdigest(), ("uri", info.size, info.mtime_ns)
 
 
@@ -108,6 +108,10 @@ def decode_item(item: SourceItem, sha: str, stamp, policy):
             filesystem, path = _fs(name)
             with filesystem.open_input_stream(path) as fh:
                 data = AudioSource(name, data=fh.read())
-        except OSError as e:
-            return FailureIn(name, sha, "unreadable", f"{name}: cannot read ({e})")
+        except Exception as e:  # noqa: BLE001 - as in hash_item
+            return FailureIn(name, sha, "unreadable", f"{name}: cannot read ({_short(e)})")
     return _decode_one(item, sha, data, policy, None, None)[0]
+
+
+def _short(e: Exception) -> str:
+    return " ".join(str(e).split())[:200] or type(e).__name__

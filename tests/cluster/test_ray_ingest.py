@@ -71,9 +71,15 @@ def test_a_rerun_on_ray_writes_nothing_twice(tmp_path, mixed, ray_cluster):
 def test_file_uris_are_read_by_the_workers(tmp_path, ray_cluster):
     root = tmp_path / "corpus"
     write_corpus(root, speakers=3, utterances=2)
+    (root / "spk00" / "bad.wav").write_text("not audio at all\n")
     _, local = _ingest(tmp_path / "local", [root], "local")
     stats, remote = _ingest(tmp_path / "uri", [root.as_uri()], "ray")
-    assert stats.added == 6 and stats.failed == 0
+    assert stats.added == 6 and stats.failed == 1
+    # the same failure, its name the URI: "<name>: not audio (no known audio format)"
+    [(name, reason, message)] = remote[1]
+    [(local_name, local_reason, local_message)] = local[1]
+    assert name == (root / "spk00" / "bad.wav").as_uri() and reason == local_reason
+    assert message == local_message.replace(local_name, name)
 
     def by_content(snap):  # the URI names differ from the paths; the rest is the same
         return {(k[0].rsplit("/", 2)[-2:][0], k[0].rsplit("/", 1)[-1]): v
