@@ -230,8 +230,10 @@ class SpeakerDB:
 
         if config.engine != "ray":
             return ingest_engine(config.engine)
-        from speakerdb.ingest.ray_engine import RayOptions
+        from speakerdb.ingest.ray_engine import RayOptions, require_ray
         from speakerdb.ingest.ray_stages import EmbedderSpec
+
+        require_ray()  # before the run is recorded: without Ray, nothing is started
 
         options = RayOptions(address=config.ray_address, workers=config.workers,
                              gpus_per_worker=config.gpus_per_worker,

@@ -74,6 +74,8 @@ class EngineMissing(SpeakerDBError):
     """An optional engine whose package is not installed (``pip install 'speakerdb[ray]'``
     for the ray ingest engine)."""
 
+    http_status = 500
+
 
 class AudioError(SpeakerDBError):
     """Audio that cannot be read or used; the message names the input."""
