@@ -175,7 +175,14 @@ class SpeakerDB:
 
         self.require_writable("ingest")
         gate = gate_seconds(config.min_duration_s, self.gates.min_enroll_s)
-        items = discover([str(s) for s in sources], layout, config.extensions)
+        local = config.engine == "local"
+        engine = ingest_engine("local") if local else self._engine(config)
+        if local:
+            items = discover([str(s) for s in sources], layout, config.extensions)
+        else:  # workers elsewhere: URIs too, read where the workers run
+            from speakerdb.ingest.ray_files import discover_with_uris
+
+            items = discover_with_uris([str(s) for s in sources], layout, config.extensions)
         if on_start:
             on_start(len(items))
         embedder = self.embedder
@@ -187,18 +194,18 @@ class SpeakerDB:
             have = self.store.known_recordings(shas)
             return have if config.retry_failed else have | self.store.known_failures(shas)
 
+        workers = (resolve_workers(config.workers, len(items), config.files_per_batch)
+                   if local else 0)
         job = IngestJob(items, embedder, self.policy, gate, known,
                         labels=self.store.recording_labels,
                         files_per_batch=config.files_per_batch, embed_batch=config.embed_batch,
-                        relabel=config.relabel, progress=progress,
-                        workers=resolve_workers(config.workers, len(items),
-                                                config.files_per_batch))
+                        relabel=config.relabel, progress=progress, workers=workers)
         writer = manage.LockedWriter(StoreWriter(self.store, self.indexes, run_id), self.lock,
                                      self.scorer.invalidate)
         t0 = time.perf_counter()
         status = "failed"
         try:
-            stats = ingest_engine("local").run(job, writer)
+            stats = engine.run(job, writer)
             t1 = time.perf_counter()
             with self.lock:
                 self.indexes.flush(force=True)
@@ -215,6 +222,24 @@ class SpeakerDB:
                 summary["label_conflicts"] = len(summary["label_conflicts"])
             self.store.finish_run(run_id, status, summary)
         return stats
+
+    def _engine(self, config: IngestConfig):
+        """The ingest engine ``config.engine`` names, other than the local one (its
+        workers load the model this database is bound to)."""
+        from speakerdb.ingest.engine import ingest_engine
+
+        if config.engine != "ray":
+            return ingest_engine(config.engine)
+        from speakerdb.ingest.ray_engine import RayOptions, require_ray
+        from speakerdb.ingest.ray_stages import EmbedderSpec
+
+        require_ray()  # before the run is recorded: without Ray, nothing is started
+
+        options = RayOptions(address=config.ray_address, workers=config.workers,
+                             gpus_per_worker=config.gpus_per_worker,
+                             resources=config.worker_resources)
+        spec = EmbedderSpec(self.model_spec, self.model.sha256, self.device)
+        return ingest_engine("ray", options=options, spec=spec)
 
     def embed(self, audio: AudioInput, name: str | None = None,
               min_duration_s: float | None = None):
@@ -470,3 +495,4 @@ class SpeakerDB:
             "identify_calibrations": calibration_states(self.store),
             "space": {"name": self.space.name, "dims": list(self.space.dims)},
         }
+

@@ -165,6 +165,13 @@ class IngestConfig:
     # processes that read, hash and decode beside the model; 0: this process does; None: one
     # per core when the inputs fill more than one batch (ingest.pool.resolve_workers)
     workers: int | None = None
+    # "local", or "ray": read, decode and embed on a Ray cluster (ingest/ray_engine.py), which
+    # ``ray_address`` names (None: a local Ray); ``workers`` is then its embedding actors, each
+    # holding ``gpus_per_worker`` GPUs
+    engine: str = "local"
+    ray_address: str | None = None
+    gpus_per_worker: float = 0.0
+    worker_resources: dict | None = None  # custom Ray resources each embedding actor needs
     extensions: tuple[str, ...] = field(
         default=(".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".mp4", ".opus")
     )

@@ -10,6 +10,7 @@ __all__ = [
     "SpeakerDBError",
     "UsageError",
     "UnknownEngineError",
+    "EngineMissing",
     "AudioError",
     "TooShortError",
     "SilentAudioError",
@@ -67,6 +68,13 @@ class UsageError(SpeakerDBError):
 
 class UnknownEngineError(UsageError):
     """A vector tier or ingest engine name that no implementation is registered under."""
+
+
+class EngineMissing(SpeakerDBError):
+    """An optional engine whose package is not installed (``pip install 'speakerdb[ray]'``
+    for the ray ingest engine)."""
+
+    http_status = 500
 
 
 class AudioError(SpeakerDBError):

@@ -91,7 +91,7 @@ def init(
 @app.command()
 @shell
 def ingest(
-    sources: Annotated[list[Path], typer.Argument(help="Directories, audio files or CSV manifests.")],
+    sources: Annotated[list[str], typer.Argument(help="Directories, audio files or CSV manifests (with --engine ray also URIs: file://, s3://, gs://).")],
     home: Home = None,
     layout: Annotated[str, typer.Option(help="auto | voxceleb | folders | manifest")] = "auto",
     batch: Annotated[int, typer.Option(help="Files per store transaction.", min=1)] = 32,
@@ -99,7 +99,10 @@ def ingest(
     relabel: Annotated[bool, typer.Option(help="A label given for a stored recording that has another one replaces it (else it is reported and kept).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     strict: Annotated[bool, typer.Option(help="Exit 2 when any input failed (they are stored as failures either way).")] = False,
-    workers: Annotated[Optional[int], typer.Option(help="Processes that read and decode beside the model (0: the model's process does; default: one per core when the inputs fill more than one batch).", min=0)] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Processes that read and decode beside the model (0: the model's process does; default: one per core when the inputs fill more than one batch). With --engine ray: the embedding actors (default: one per --gpus-per-worker GPUs, or one per two CPUs).", min=0)] = None,
+    engine: Annotated[str, typer.Option(help="local | ray: read, decode and embed on a Ray cluster (pip install 'speakerdb[ray]'); this process writes the database.")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(help="With --engine ray: the cluster to join (auto, ray://host:port); default: start a local Ray.")] = None,
+    gpus_per_worker: Annotated[float, typer.Option(help="With --engine ray: GPUs each embedding actor holds (0: CPU actors).", min=0)] = 0.0,
     min_duration: MinDuration = None,
     max_duration: MaxDuration = None,
     device: Device = "auto",
@@ -123,7 +126,12 @@ def ingest(
             bar.update(k)
 
     cfg = IngestConfig(files_per_batch=batch, retry_failed=retry_failed,
-                       min_duration_s=min_duration, relabel=relabel, workers=workers)
+                       min_duration_s=min_duration, relabel=relabel, workers=workers,
+                       engine=engine, ray_address=ray_address, gpus_per_worker=gpus_per_worker)
+    if engine == "ray":  # before the home is opened: a missing extra is one line, exit 2
+        from speakerdb.ingest.ray_engine import require_ray
+
+        require_ray()
     with _open(home, no_wait, max_duration, device=device) as db:
         try:
             stats = db.ingest(sources, layout, cfg, progress=progress, on_start=on_start)

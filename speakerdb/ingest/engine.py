@@ -6,8 +6,9 @@ batch (``RecordingIn``s, ``FailureIn``s, ``LabelIn``s) to the same writer
 (``speakerdb/ingest/writer.py``: one store transaction per batch, then the vector tier), so
 the database it leaves is the same whichever engine ran. ``LocalEngine`` is this process's
 reader → embedder → writer pipeline (``reader.py``, ``runner.py``); with ``workers`` the
-reading (hashing, decoding) runs in that many processes beside the model (``pool.py``). An
-engine spread over several machines would produce the same batches for the same writer.
+reading (hashing, decoding) runs in that many processes beside the model (``pool.py``).
+``RayEngine`` (``ray_engine.py``, the ``ray`` extra) spreads the reading and the embedding over
+a Ray cluster and hands the same batches to the same writer.
 """
 
 from __future__ import annotations
@@ -84,13 +85,22 @@ class LocalEngine:
         return stats
 
 
-ENGINES: dict[str, Callable[[], IngestEngine]] = {"local": LocalEngine}
+def _ray(**options) -> IngestEngine:
+    from speakerdb.ingest.ray_engine import RayEngine
+
+    return RayEngine(**options)
 
 
-def ingest_engine(kind: str = "local") -> IngestEngine:
-    """The ingest engine registered as ``kind``; an unknown one is an UnknownEngineError."""
+ENGINES: dict[str, Callable[..., IngestEngine]] = {"local": LocalEngine, "ray": _ray}
+
+
+def ingest_engine(kind: str = "local", **options) -> IngestEngine:
+    """The ingest engine registered as ``kind``, made with ``options`` (the ray engine's:
+    ``options``, a ``RayOptions``; ``spec``, the ``EmbedderSpec`` its actors load); an
+    unknown one is an UnknownEngineError."""
     try:
-        return ENGINES[kind]()
+        factory = ENGINES[kind]
     except KeyError:
         raise UnknownEngineError(f"unknown ingest engine {kind!r} (known: "
                                  f"{', '.join(sorted(ENGINES))})") from None
+    return factory(**options)

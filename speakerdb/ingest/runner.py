@@ -31,11 +31,14 @@ class IngestStats:
     write_s: float = 0.0
     wait_s: float = 0.0  # this process waiting for decoded batches
     failures: list[dict] = field(default_factory=list)
+    engine: dict | None = None  # what an engine other than the local one reports of its run
     # stored recordings this run names with another label: {input, stored, given, applied}
     label_conflicts: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         d = asdict(self)
+        if d["engine"] is None:
+            del d["engine"]
         d["seconds"] = {k: round(d.pop(f"{k}_s"), 4) for k in ("decode", "embed", "write",
                                                                     "wait")}
         return d

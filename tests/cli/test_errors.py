@@ -445,3 +445,24 @@ def test_lost_home_file_says_how_and_init_rebuilds_it(cli, built, home_copy, dam
 def read_home(home):
     p = home / "home.json"
     return p.read_text() if p.exists() else None
+
+
+# an optional engine that is not installed ----------------------------------------------------
+@pytest.mark.parametrize("json_mode", [False, True])
+def test_engine_ray_without_ray_is_one_line_saying_how_to_install_it(cli, built, monkeypatch,
+                                                                      json_mode):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # "import ray" raises ImportError
+    monkeypatch.setitem(sys.modules, "ray.data", None)
+    run = cli("ingest", built.corpus, "--home", built.home, "--engine", "ray",
+              *(["--json"] if json_mode else []), expect=2)
+    line = run.error_line()
+    assert "pip install 'speakerdb[ray]'" in line
+    assert run.stdout == ""
+
+
+def test_unknown_ingest_engine_is_a_usage_error(cli, built):
+    run = cli("ingest", built.corpus, "--home", built.home, "--engine", "spark", expect=2)
+    line = run.error_line()
+    assert "unknown ingest engine 'spark'" in line and "local" in line and "ray" in line

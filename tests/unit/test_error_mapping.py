@@ -45,6 +45,7 @@ EXPECTED = {
     "WeightsUnavailable": (2, 400),
     "DownloadError": (2, 400),
     "UnknownEngineError": (2, 400),
+    "EngineMissing": (2, 500),
 }
 
 

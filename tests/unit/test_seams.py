@@ -124,8 +124,9 @@ def test_an_unknown_tier_in_home_json_is_a_usage_error(tmp_home, spectral_embedd
 
 
 def test_an_unknown_ingest_engine_is_a_usage_error():
-    assert isinstance(ingest_engine("local"), LocalEngine) and set(ENGINES) == {"local"}
-    with pytest.raises(UnknownEngineError, match="unknown ingest engine 'spark'"):
+    assert isinstance(ingest_engine("local"), LocalEngine) and set(ENGINES) == {"local", "ray"}
+    with pytest.raises(UnknownEngineError, match="unknown ingest engine 'spark' "
+                                                 r"\(known: local, ray\)"):
         ingest_engine("spark")
 
 
