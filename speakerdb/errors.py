@@ -31,6 +31,8 @@ __all__ = [
     "Busy",
     "WeightsUnavailable",
     "DownloadError",
+    "VectorEngineMissing",
+    "VectorEngineUnavailable",
 ]
 
 
@@ -183,3 +185,15 @@ class WeightsUnavailable(SpeakerDBError):
 
 class DownloadError(SpeakerDBError):
     """A file that could not be downloaded, or does not match its recorded sha256."""
+
+
+class VectorEngineMissing(UsageError):
+    """A vector tier whose client library is not installed (``pip install 'speakerdb[qdrant]'``
+    for Qdrant)."""
+
+
+class VectorEngineUnavailable(SpeakerDBError):
+    """A vector engine (a Qdrant server) that could not be reached, answered with an error, or
+    did not answer in time; nothing was answered from it."""
+
+    http_status = 503
