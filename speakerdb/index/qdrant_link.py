@@ -72,7 +72,7 @@ def connect(location: str):
             "pip install 'speakerdb[qdrant]'") from None
     if is_server(location):
         with guarded(location):
-            return QdrantClient(url=location, timeout=_timeout_s(),
+            return QdrantClient(url=location, timeout=_timeout_s(), check_compatibility=False,
                                 api_key=os.environ.get("QDRANT_API_KEY") or None)
     if location == MEMORY:
         return QdrantClient(location=MEMORY)
