@@ -285,7 +285,11 @@ def stats(home: Home = None, json_: Json = False):
           f"{c['duration_s'] / 3600:.2f} h, {c['failures']} failed inputs, "
           f"{c['ingest_runs']} ingest runs")
     v = doc["vectors"]
-    if v:
+    if v.get("engine") == "qdrant":
+        held = (f"{v['ntotal']} at {'/'.join(map(str, v['dims']))}-D" if "ntotal" in v
+                else v.get("error", "no collection"))
+        print(f"  vectors: Qdrant collection {v['collection']} at {v['location']}: {held}")
+    elif v:
         sc = v["screen"]
         screen = (f"screened exactly at {sc['dim']}-D" if sc["index_key"] == "Flat" else
                   f"{sc['dim']}-D screen {sc['index_key']} ({sc['index_param']}), "
