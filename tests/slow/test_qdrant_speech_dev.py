@@ -26,6 +26,7 @@ def test_qdrant_tier_answers_as_the_faiss_tier(speech_dev, tmp_path):
     from speakerdb.api import SpeakerDB
     from speakerdb.config import CascadeConfig
     from speakerdb.model.registry import load_embedder
+    from speakerdb.store.engine import home_store_url
 
     by_spk: dict[str, list] = {}
     with open(speech_dev / "manifest.csv", newline="") as f:
@@ -43,7 +44,7 @@ def test_qdrant_tier_answers_as_the_faiss_tier(speech_dev, tmp_path):
     faiss_home, qdrant_home = tmp_path / "faiss", tmp_path / "qdrant"
     with SpeakerDB.create(faiss_home, model="campplus", embedder=emb) as db:
         assert db.ingest([manifest]).failed == 0
-    store = f"sqlite:///{next(faiss_home.glob('*.sqlite*'))}"
+    store = home_store_url(faiss_home)
     faiss = SpeakerDB.open(faiss_home, embedder=emb)
     qdrant = SpeakerDB.create(qdrant_home, model="campplus", db_url=store, embedder=emb,
                               vectors="qdrant", qdrant=str(tmp_path / "collection"))
