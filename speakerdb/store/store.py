@@ -324,6 +324,16 @@ class Store(SpeakerQueries):
                 out.update({sid: (rec, spk) for sid, rec, spk in c.execute(q)})
         return out
 
+    def recording_segment_ids(self, shas: Iterable[str]) -> np.ndarray:
+        """The segment ids of the recordings with these content sha256s, sorted."""
+        shas, out = list(shas), []
+        with self.engine.connect() as c:
+            for i in range(0, len(shas), 500):
+                q = (select(Segment.id).join(Recording, Segment.recording_id == Recording.id)
+                     .where(Recording.sha256.in_(shas[i : i + 500])))
+                out += [r[0] for r in c.execute(q)]
+        return np.sort(np.asarray(out, np.int64))
+
     def speaker_segment_ids(self, label: str) -> np.ndarray:
         """The segment ids of speaker ``label``'s recordings, sorted (empty when unknown)."""
         q = (select(Segment.id).join(Recording, Segment.recording_id == Recording.id)

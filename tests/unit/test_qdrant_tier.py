@@ -227,3 +227,18 @@ def test_lost_server_is_one_clear_error(tmp_path, spectral_embedder, monkeypatch
         SpeakerDB.create(tmp_path / "h", model="spectral", embedder=spectral_embedder,
                          vectors="qdrant", qdrant="http://127.0.0.1:9")
     assert "127.0.0.1:9" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_relabel_at_ingest_rewrites_payloads(pair, corpus, tmp_path):
+    from speakerdb.config import IngestConfig
+
+    _, db = pair
+    manifest = tmp_path / "relabel.csv"
+    manifest.write_text(f"path,speaker\n{corpus / 'spk04' / 'utt0.wav'},spk05\n")
+    stats = db.ingest([manifest], config=IngestConfig(relabel=True))
+    assert stats.relabelled == 1
+    ids = db.store.speaker_segment_ids("spk05")
+    assert ids.size == UTTERANCES + 1
+    points = db.indexes.client.retrieve(db.indexes.collection, [int(i) for i in ids])
+    assert len({p.payload["speaker"] for p in points}) == 1
+    assert db.check().ok
