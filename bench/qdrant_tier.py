@@ -156,9 +156,12 @@ def edge(n: int, queries: int, tmp: Path) -> dict:
     shard, upload_s = _timed(lambda: _edge_shard(tmp / "edge", raw))
     _, optimize_s = _timed(shard.optimize)
     full = nested(raw, (256,))[256]
-    times: dict[str, list[float]] = {"edge_exact_256": [], "edge_cascade": [],
-                                     "numpy_exhaustive_256": []}
-    seg = spk = 0
+    small = CascadeConfig((1000, 1000, 100))
+    times: dict[str, list[float]] = {k: [] for k in (
+        "edge_exact_256", "edge_cascade", "edge_cascade_1000", "edge_screen_hnsw_64",
+        "edge_screen_exact_64", "numpy_exhaustive_256")}
+    seg = spk = seg_small = 0
+    screen_overlap = []
     exact = qe.SearchParams(exact=True)
     for i in range(queries):
         q = nested(qraw[i][None], DIMS)
@@ -174,6 +177,17 @@ def edge(n: int, queries: int, tmp: Path) -> dict:
         times["edge_cascade"].append(t)
         seg += int(got[0].id) == top
         spk += speaker[int(got[0].id) - 1] == speaker[top - 1]
+        got, t = _timed(lambda: shard.query(_edge_cascade(q, small)))
+        times["edge_cascade_1000"].append(t)
+        seg_small += int(got[0].id) == top
+        screen = {}
+        for name, params in (("hnsw", None), ("exact", exact)):
+            hits, t = _timed(lambda: shard.query(qe.QueryRequest(
+                limit=CFG.shortlist[0], query=qe.Query.Nearest(q[64].tolist(), using="d64"),
+                params=params)))
+            times[f"edge_screen_{name}_64"].append(t)
+            screen[name] = {int(h.id) for h in hits}
+        screen_overlap.append(len(screen["hnsw"] & screen["exact"]) / max(1, len(screen["exact"])))
     info = shard.info()
     shard.close()
     base = float(np.median(times["edge_exact_256"]))
@@ -188,6 +202,8 @@ def edge(n: int, queries: int, tmp: Path) -> dict:
                     for k, v in times.items()},
         "edge_cascade_recall_at_1": seg / queries,
         "edge_cascade_speaker_agreement": spk / queries,
+        "edge_cascade_1000_recall_at_1": seg_small / queries,
+        "hnsw_screen_recall_of_exact_screen": round(float(np.mean(screen_overlap)), 4),
     }
 
 

@@ -273,7 +273,8 @@ class QdrantTier:
     def _save_if_possible(self) -> None:
         from speakerdb.errors import DiskFullError, ReadOnlyError
 
-        if self.read_only:
+        if self.read_only:  # the collection is level; its metadata waits for a writer
+            self._dirty = False
             return
         try:
             self.flush(force=True)

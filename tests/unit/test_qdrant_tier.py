@@ -242,3 +242,30 @@ def test_relabel_at_ingest_rewrites_payloads(pair, corpus, tmp_path):
     points = db.indexes.client.retrieve(db.indexes.collection, [int(i) for i in ids])
     assert len({p.payload["speaker"] for p in points}) == 1
     assert db.check().ok
+
+
+def test_rotated_space_scores_as_faiss(tmp_path, corpus, queries, qdrant_location):
+    """A model without nested prefixes: before the rotation one dimension (exhaustive), after
+    it the rotated space's prefixes; both tiers score the same transformed vectors."""
+    from tests.synth import Flat192
+
+    emb = Flat192()
+    faiss = SpeakerDB.create(tmp_path / "f", model="flat192", embedder=emb)
+    qdrant = SpeakerDB.create(tmp_path / "q", model="flat192", embedder=emb, vectors="qdrant",
+                              qdrant=qdrant_location)
+    try:
+        for db in (faiss, qdrant):
+            db.ingest([corpus])
+        for q in queries[:4]:
+            _same(faiss.identify(q), qdrant.identify(q))
+        assert faiss.fit_rotation(force=True) and qdrant.fit_rotation(force=True)
+        assert faiss.space.name == qdrant.space.name != "identity"
+        assert qdrant.space.dims == (64, 128, 192) and qdrant.check().ok
+        cascade = CascadeConfig((10, 6), top_k=SPEAKERS)
+        for q in queries:
+            for exhaustive in (False, True):
+                _same(faiss.identify(q, cascade=cascade, exhaustive=exhaustive),
+                      qdrant.identify(q, cascade=cascade, exhaustive=exhaustive))
+    finally:
+        faiss.close()
+        qdrant.close()
