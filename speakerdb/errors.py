@@ -187,9 +187,11 @@ class DownloadError(SpeakerDBError):
     """A file that could not be downloaded, or does not match its recorded sha256."""
 
 
-class VectorEngineMissing(UsageError):
+class VectorEngineMissing(SpeakerDBError):
     """A vector tier whose client library is not installed (``pip install 'speakerdb[qdrant]'``
     for Qdrant)."""
+
+    http_status = 500
 
 
 class VectorEngineUnavailable(SpeakerDBError):

@@ -45,6 +45,8 @@ EXPECTED = {
     "WeightsUnavailable": (2, 400),
     "DownloadError": (2, 400),
     "UnknownEngineError": (2, 400),
+    "VectorEngineMissing": (2, 500),
+    "VectorEngineUnavailable": (2, 503),
 }
 
 
