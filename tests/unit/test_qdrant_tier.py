@@ -269,3 +269,40 @@ def test_rotated_space_scores_as_faiss(tmp_path, corpus, queries, qdrant_locatio
     finally:
         faiss.close()
         qdrant.close()
+
+
+def test_slow_server_times_out_as_one_error(tmp_path, spectral_embedder, monkeypatch):
+    """A server that accepts connections but never answers: bounded by the timeout."""
+    import socket
+    import threading
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held, stop = [], threading.Event()
+
+    def accept():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])  # read nothing, answer nothing
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    monkeypatch.setenv("SPEAKERDB_QDRANT_TIMEOUT", "1")
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(VectorEngineUnavailable, match="Qdrant at http://127.0.0.1"):
+            SpeakerDB.create(tmp_path / "h", model="spectral", embedder=spectral_embedder,
+                             vectors="qdrant", qdrant=url)
+    finally:
+        stop.set()
+        thread.join()
+        for c in held:
+            c.close()
+        listener.close()
+    assert time.monotonic() - t0 < 15
