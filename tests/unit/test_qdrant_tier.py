@@ -306,3 +306,23 @@ def test_slow_server_times_out_as_one_error(tmp_path, spectral_embedder, monkeyp
             c.close()
         listener.close()
     assert time.monotonic() - t0 < 15
+
+
+def test_qdrant_tier_has_every_method_of_the_interface_with_its_signature(pair):
+    import inspect
+
+    from speakerdb.index.qdrant_tier import QdrantTier
+    from speakerdb.index.tier import VectorTier
+
+    _, db = pair
+    members = {n: v for n, v in vars(VectorTier).items()
+               if not n.startswith("_") and (callable(v) or isinstance(v, property))}
+    for name, member in members.items():
+        mine = inspect.getattr_static(QdrantTier, name)
+        if isinstance(member, property):
+            assert isinstance(mine, property), name
+            continue
+        want, got = inspect.signature(member), inspect.signature(mine)
+        assert [(p.name, p.kind, p.default) for p in got.parameters.values()] == \
+            [(p.name, p.kind, p.default) for p in want.parameters.values()], name
+    assert isinstance(db.indexes, QdrantTier) and isinstance(db.indexes, VectorTier)
