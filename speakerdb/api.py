@@ -30,7 +30,7 @@ from speakerdb.errors import (
                               ReadOnlyError,
                               StoreError,
                               )
-from speakerdb.database.opening import stored_space
+from speakerdb.database.opening import stored_space, tier_entry
 from speakerdb.audio.gates import gate_seconds
 from speakerdb.database.results import (CheckReport, EnrollResult, IdentifyResult, SpeakerInfo,
                                         Threshold, VerifyResult, choose_threshold)
@@ -69,7 +69,8 @@ class SpeakerDB:
     # life cycle ----------------------------------------------------------------------------
     @classmethod
     def create(cls, home=None, model: str | None = None, db_url: str | None = None,
-               embedder=None, device: str = "auto") -> SpeakerDB:
+               embedder=None, device: str = "auto", *, vectors: str | None = None,
+               qdrant: str | None = None, collection: str | None = None) -> SpeakerDB:
         """Create a database bound to ``model`` (a built-in name or checkpoint path).
 
         Creating where a database exists opens it: with no ``model`` whatever its model, with
@@ -78,11 +79,15 @@ class SpeakerDB:
         home.json is rebuilt from what the store records. ``embedder`` replaces loading
         ``model`` (tests pass their own). ``db_url`` (default ``$SPEAKERDB_DB_URL``, else a
         SQLite file in the home) names the store: several homes may share one PostgreSQL store
-        (``postgresql+psycopg://user@host:port/db``, the ``postgres`` extra).
+        (``postgresql+psycopg://user@host:port/db``, the ``postgres`` extra). ``vectors``
+        names the vector tier (``faiss``, the default, or ``qdrant``: a collection at
+        ``qdrant``, a server URL, folder or ``:memory:``, default ``$SPEAKERDB_QDRANT``, named
+        ``collection``, by default one derived from the home; the ``qdrant`` extra).
         """
         from speakerdb.database.opening import create
 
-        return create(cls, home, model, db_url, embedder, device)
+        return create(cls, home, model, db_url, embedder, device,
+                      tier_entry(home, vectors, qdrant, collection))
 
     @classmethod
     def open(cls, home=None, *, catch_up: bool = True, model: str | None = None,

@@ -32,6 +32,8 @@ __all__ = [
     "Busy",
     "WeightsUnavailable",
     "DownloadError",
+    "VectorEngineMissing",
+    "VectorEngineUnavailable",
 ]
 
 
@@ -191,3 +193,17 @@ class WeightsUnavailable(SpeakerDBError):
 
 class DownloadError(SpeakerDBError):
     """A file that could not be downloaded, or does not match its recorded sha256."""
+
+
+class VectorEngineMissing(SpeakerDBError):
+    """A vector tier whose client library is not installed (``pip install 'speakerdb[qdrant]'``
+    for Qdrant)."""
+
+    http_status = 500
+
+
+class VectorEngineUnavailable(SpeakerDBError):
+    """A vector engine (a Qdrant server) that could not be reached, answered with an error, or
+    did not answer in time; nothing was answered from it."""
+
+    http_status = 503

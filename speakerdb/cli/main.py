@@ -60,6 +60,9 @@ def init(
     home: Home = None,
     model: Annotated[Optional[str], typer.Option(help="Built-in model name, ReDimNet release name or checkpoint path [env SPEAKERDB_MODEL].")] = None,
     db_url: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the metadata store, e.g. postgresql+psycopg://user@host/db (password from PGPASSWORD or ~/.pgpass) [env SPEAKERDB_DB_URL; default: SQLite in the home].")] = None,
+    vectors: Annotated[Optional[str], typer.Option(help="Vector tier: faiss (default) or qdrant.")] = None,
+    qdrant: Annotated[Optional[str], typer.Option(help="Qdrant of the qdrant tier: http(s)://host:6333, a folder or :memory: [env SPEAKERDB_QDRANT].")] = None,
+    collection: Annotated[Optional[str], typer.Option(help="Qdrant collection name [default: one derived from the home].")] = None,
     device: Device = "auto",
     json_: Json = False,
 ):
@@ -67,17 +70,20 @@ def init(
     home.json is missing or unreadable, rebuild it from the store."""
     from speakerdb.api import SpeakerDB
     from speakerdb.config import home_file_problem, read_home_file, resolve_home
+    from speakerdb.index.tier import tier_kind
     from speakerdb.store.engine import redact
 
     existed = read_home_file(resolve_home(home)) is not None
     problem = home_file_problem(resolve_home(home))
-    with SpeakerDB.create(home, model=model, db_url=db_url, device=device) as db:
+    with SpeakerDB.create(home, model=model, db_url=db_url, device=device, vectors=vectors,
+                          qdrant=qdrant, collection=collection) as db:
         doc = {
             "home": str(db.home),
             "created": not existed and problem is None,
             "rebuilt_home_file": problem,
             "model": {"name": db.model.name, "sha256": db.model.sha256, "dims": list(db.model.dims)},
             "db_url": redact(db.store.url),
+            "vectors": tier_kind(read_home_file(db.home) or {}),
         }
     if json_:
         print_json(doc)
@@ -287,7 +293,11 @@ def stats(home: Home = None, json_: Json = False):
           f"{c['duration_s'] / 3600:.2f} h, {c['failures']} failed inputs, "
           f"{c['ingest_runs']} ingest runs")
     v = doc["vectors"]
-    if v:
+    if v.get("engine") == "qdrant":
+        held = (f"{v['ntotal']} at {'/'.join(map(str, v['dims']))}-D" if "ntotal" in v
+                else v.get("error", "no collection"))
+        print(f"  vectors: Qdrant collection {v['collection']} at {v['location']}: {held}")
+    elif v:
         sc = v["screen"]
         screen = (f"screened exactly at {sc['dim']}-D" if sc["index_key"] == "Flat" else
                   f"{sc['dim']}-D screen {sc['index_key']} ({sc['index_param']}), "

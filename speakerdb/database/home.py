@@ -36,10 +36,11 @@ def store_left(home: Path, db_url: str | None) -> bool:
     return bool(db_url) and holds_vector_files(home)
 
 
-def rebuild_home_file(home: Path, db_url: str | None, model, embedder, device) -> None:
+def rebuild_home_file(home: Path, db_url: str | None, model, embedder, device,
+                      tier: dict | None = None) -> None:
     """Write home.json again from what the store records (its model and model spec); a
-    ``model`` or ``embedder`` given must be the store's. An unreadable home.json is kept as
-    ``home.json.unreadable``."""
+    ``model`` or ``embedder`` given must be the store's; ``tier``: the vector tier entry
+    (default: the FAISS tier). An unreadable home.json is kept as ``home.json.unreadable``."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from speakerdb.model.registry import load_embedder
@@ -75,7 +76,8 @@ def rebuild_home_file(home: Path, db_url: str | None, model, embedder, device) -
     old = home / HOME_FILE
     if old.exists():
         os.replace(old, home / (HOME_FILE + ".unreadable"))
-    write_home_file(home, {"db_url": db_url, "model_spec": spec, "vectors": DEFAULT_TIER})
+    write_home_file(home, {"db_url": db_url, "model_spec": spec,
+                           **(tier or {"vectors": DEFAULT_TIER})})
 
 
 def remove_stray_temps(home: Path) -> None:

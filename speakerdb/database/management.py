@@ -67,6 +67,7 @@ def merge_speakers(db, source: str, target: str) -> SpeakerInfo:
     with db.writing(), db.lock:
         info = db.store.merge_speakers(source, target)
         db.scorer.invalidate()
+        db.indexes.owners_changed(db.store.speaker_segment_ids(target))
     return info
 
 

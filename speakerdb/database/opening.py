@@ -10,13 +10,50 @@ from speakerdb.errors import (DatabaseExistsError, ModelMismatchError, ReadOnlyE
                               StoreError, UsageError)
 from speakerdb.database.home import not_found, rebuild_home_file, remove_stray_temps, store_left
 
-__all__ = ["DB_URL_ENV", "create", "open_parts", "stored_space"]
+__all__ = ["DB_URL_ENV", "create", "open_parts", "stored_space", "tier_entry"]
 
 DB_URL_ENV = "SPEAKERDB_DB_URL"  # the store of a new home when no db_url is given
 
 
-def create(cls, home, model, db_url, embedder, device):
-    """``SpeakerDB.create`` (see there); ``cls`` is the class whose ``open`` ends it."""
+def tier_entry(home, vectors: str | None, qdrant: str | None,
+               collection: str | None) -> dict | None:
+    """What home.json records of a new database's vector tier (None: the default), checked
+    before anything is created: an unknown tier is an UnknownEngineError, a Qdrant tier
+    without its client library a VectorEngineMissing."""
+    from speakerdb.errors import UnknownEngineError
+    from speakerdb.index.tier import DEFAULT_TIER, TIERS
+
+    if vectors is None or vectors == DEFAULT_TIER:
+        if qdrant or collection:
+            raise UsageError("qdrant and collection apply to the qdrant vector tier only "
+                             "(vectors qdrant)", option="qdrant")
+        return None if vectors is None else {"vectors": DEFAULT_TIER}
+    if vectors not in TIERS:
+        raise UnknownEngineError(f"unknown vector tier {vectors!r} (known: "
+                                 f"{', '.join(sorted(TIERS))})")
+    from speakerdb.index.qdrant_link import connect, default_collection, normalise_location
+
+    location = normalise_location(qdrant)
+    try:
+        import qdrant_client  # noqa: F401 - said missing before any file is written
+    except ImportError:
+        connect(location)
+    return {"vectors": vectors, "qdrant": {
+        "location": location, "collection": collection or default_collection(resolve_home(home))}}
+
+
+def _check_tier(home, info: dict, tier: dict | None) -> None:
+    """A tier asked of an existing database must be the one it has."""
+    from speakerdb.index.tier import tier_kind
+
+    if tier is not None and tier_kind(info) != tier["vectors"]:
+        raise UsageError(f"{home}: the database uses the {tier_kind(info)} vector tier, not "
+                         f"{tier['vectors']}", option="vectors")
+
+
+def create(cls, home, model, db_url, embedder, device, tier=None):
+    """``SpeakerDB.create`` (see there); ``cls`` is the class whose ``open`` ends it;
+    ``tier``: ``tier_entry``'s."""
     from speakerdb.model.registry import load_embedder
 
     from speakerdb.model.prefixes import DIMS
@@ -24,7 +61,9 @@ def create(cls, home, model, db_url, embedder, device):
     home = resolve_home(home)
     db_url = db_url or os.environ.get(DB_URL_ENV) or None
     if read_home_file(home) is None and store_left(home, db_url):
-        rebuild_home_file(home, db_url, model, embedder, device)
+        rebuild_home_file(home, db_url, model, embedder, device, tier)
+    if read_home_file(home) is not None:
+        _check_tier(home, read_home_file(home), tier)
     if model is None and embedder is None and read_home_file(home) is not None:
         return cls.open(home, device=device)  # an existing database, whatever its model
     model = model or default_model()
@@ -74,7 +113,8 @@ def create(cls, home, model, db_url, embedder, device):
         raise
     from speakerdb.index.tier import DEFAULT_TIER
 
-    write_home_file(home, {"db_url": db_url, "model_spec": model, "vectors": DEFAULT_TIER})
+    write_home_file(home, {"db_url": db_url, "model_spec": model,
+                           **(tier or {"vectors": DEFAULT_TIER})})
     engine.dispose()
     return cls.open(home, embedder=embedder, device=device)
 

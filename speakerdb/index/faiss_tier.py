@@ -216,6 +216,9 @@ class FaissTier:
             self._dirty = True
             self.flush(force=True)
 
+    def owners_changed(self, ids: np.ndarray) -> None:
+        """Nothing to do: the FAISS indexes hold vectors only (labels come from the store)."""
+
     def flush(self, force: bool = False) -> bool:
         """Save the indexes if they changed (now when ``force``, else at most every flush_s);
         returns whether they were saved. Skipped while another process holds the writer lock,

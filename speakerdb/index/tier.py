@@ -2,8 +2,9 @@
 layer, and the registry of its implementations.
 
 A database's ``home.json`` names its tier (``"vectors"``; absent: ``faiss``, as every home
-created before the name was recorded). ``open_tier`` builds the named one; today's only
-implementation is the FAISS tier (``speakerdb/index/faiss_tier.py``).
+created before the name was recorded). ``open_tier`` builds the named one: the FAISS tier
+(``speakerdb/index/faiss_tier.py``) or the Qdrant tier (``speakerdb/index/qdrant_tier.py``,
+where home.json's ``qdrant`` says ``{"location": ..., "collection": ...}``).
 """
 
 from __future__ import annotations
@@ -64,6 +65,11 @@ class VectorTier(Protocol):
 
     def remove(self, ids: np.ndarray) -> None: ...
 
+    def owners_changed(self, ids: np.ndarray) -> None:
+        """The recordings or speakers of segments ``ids`` changed in the store (a merge): a
+        tier that keeps them beside the vectors writes them again."""
+        ...
+
     def search_cascade(self, query: Mapping[int, np.ndarray],
                        config: CascadeConfig) -> list[Hit]: ...
 
@@ -95,8 +101,23 @@ def _faiss(directory: Path, store: Store, model_sha256: str, revision: str,
     return FaissTier(directory, store, model_sha256, revision, space, read_only=read_only)
 
 
+def _qdrant(directory: Path, store: Store, model_sha256: str, revision: str,
+            space: VectorSpace, read_only: bool = False) -> VectorTier:
+    from speakerdb.config import read_home_file
+    from speakerdb.index.qdrant_link import default_collection
+    from speakerdb.index.qdrant_tier import QdrantTier
+
+    where = (read_home_file(directory) or {}).get("qdrant") or {}
+    if not where.get("location"):
+        raise UnknownEngineError(f"{directory}: home.json names the qdrant vector tier but no "
+                                 "qdrant location")
+    return QdrantTier(directory, store, model_sha256, revision, space, where["location"],
+                      where.get("collection") or default_collection(directory),
+                      read_only=read_only)
+
+
 # name -> factory(directory, store, model_sha256, revision, space, read_only=...)
-TIERS: dict[str, Callable[..., VectorTier]] = {"faiss": _faiss}
+TIERS: dict[str, Callable[..., VectorTier]] = {"faiss": _faiss, "qdrant": _qdrant}
 
 
 def tier_kind(home_info: Mapping) -> str:

@@ -18,5 +18,7 @@ class StoreWriter:
         ids, raw = self.store.write_batch(self.run_id, recordings, failures, counts=counts,
                                           labels=labels)
         self.indexes.add(ids, raw, counts.get("generation"))
+        if counts.get("labels"):  # stored recordings that changed speaker
+            self.indexes.owners_changed(self.store.recording_segment_ids(counts["labels"]))
         return Written(len(ids), counts.get("recordings", len(recordings)),
                        frozenset(counts.get("labels", ())))

@@ -312,6 +312,37 @@ class Store(SpeakerQueries):
                     out[sid] = SegmentRef(sid, label, path, a, b)
         return out
 
+    def segment_owners(self, ids: Iterable[int]) -> dict[int, tuple[int, int | None]]:
+        """``{segment id: (recording id, speaker id or None)}`` of the given segments that are
+        stored."""
+        ids = [int(i) for i in ids]
+        out: dict[int, tuple[int, int | None]] = {}
+        with self.engine.connect() as c:
+            for i in range(0, len(ids), 500):
+                q = (select(Segment.id, Segment.recording_id, Recording.speaker_id)
+                     .join(Recording, Segment.recording_id == Recording.id)
+                     .where(Segment.id.in_(ids[i : i + 500])))
+                out.update({sid: (rec, spk) for sid, rec, spk in c.execute(q)})
+        return out
+
+    def recording_segment_ids(self, shas: Iterable[str]) -> np.ndarray:
+        """The segment ids of the recordings with these content sha256s, sorted."""
+        shas, out = list(shas), []
+        with self.engine.connect() as c:
+            for i in range(0, len(shas), 500):
+                q = (select(Segment.id).join(Recording, Segment.recording_id == Recording.id)
+                     .where(Recording.sha256.in_(shas[i : i + 500])))
+                out += [r[0] for r in c.execute(q)]
+        return np.sort(np.asarray(out, np.int64))
+
+    def speaker_segment_ids(self, label: str) -> np.ndarray:
+        """The segment ids of speaker ``label``'s recordings, sorted (empty when unknown)."""
+        q = (select(Segment.id).join(Recording, Segment.recording_id == Recording.id)
+             .join(Speaker, Recording.speaker_id == Speaker.id)
+             .where(Speaker.label == label).order_by(Segment.id))
+        with self.engine.connect() as c:
+            return np.fromiter((r[0] for r in c.execute(q)), dtype=np.int64)
+
     def recording_segments(self) -> dict[int, tuple[str, str, np.ndarray]]:
         """``{recording id: (content sha256, stored path, its segment ids (k,) int64 sorted)}``
         of every recording with segments."""

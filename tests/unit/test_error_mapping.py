@@ -46,6 +46,8 @@ EXPECTED = {
     "DownloadError": (2, 400),
     "UnknownEngineError": (2, 400),
     "EngineMissing": (2, 500),
+    "VectorEngineMissing": (2, 500),
+    "VectorEngineUnavailable": (2, 503),
 }
 
 
