@@ -56,7 +56,15 @@ class SpeakerDB:
         self.home, self.store, self.model = home, store, model
         self.indexes, self.model_spec = indexes, model_spec
         self._embedder, self.device = embedder, device
-        self.policy = AudioPolicy()
+        from dataclasses import replace
+
+        from speakerdb.audio.vad import NONE_FLOOR_DBFS
+        from speakerdb.config import read_home_file
+        from speakerdb.database.opening import database_vad
+
+        vad = database_vad(store, read_home_file(home))
+        self.policy = replace(AudioPolicy(), vad=vad) if vad != "none" else \
+            replace(AudioPolicy(), vad=vad, silence_dbfs=NONE_FLOOR_DBFS)
         self.gates = DurationGates()
         self.scorer = Scorer(store, lambda: self.space)
         # guards the in-memory indexes (changed in place) so other threads can identify while
@@ -69,8 +77,10 @@ class SpeakerDB:
     # life cycle ----------------------------------------------------------------------------
     @classmethod
     def create(cls, home=None, model: str | None = None, db_url: str | None = None,
-               embedder=None, device: str = "auto") -> SpeakerDB:
-        """Create a database bound to ``model`` (a built-in name or checkpoint path).
+               embedder=None, device: str = "auto", vad: str | None = None) -> SpeakerDB:
+        """Create a database bound to ``model`` (a built-in name or checkpoint path), cutting
+        its audio with the speech detector ``vad`` (``silero``, ``energy`` or ``none``;
+        default ``energy``; ``audio.vad``): enrollment and queries are cut the same way.
 
         Creating where a database exists opens it: with no ``model`` whatever its model, with
         the same model as well; another model is a ModelMismatchError. Where home.json is
@@ -82,7 +92,7 @@ class SpeakerDB:
         """
         from speakerdb.database.opening import create
 
-        return create(cls, home, model, db_url, embedder, device)
+        return create(cls, home, model, db_url, embedder, device, vad)
 
     @classmethod
     def open(cls, home=None, *, catch_up: bool = True, model: str | None = None,
@@ -450,6 +460,7 @@ class SpeakerDB:
             "home": str(self.home),
             "model": {"name": self.model.name, "sha256": self.model.sha256,
                       "dims": list(self.model.dims)},
+            "vad": self.policy.vad,
             "counts": self.store.counts(),
             "vectors": self.indexes.describe(),
             "threshold": self.store.get_setting("threshold"),

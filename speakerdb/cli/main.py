@@ -61,6 +61,7 @@ def init(
     model: Annotated[Optional[str], typer.Option(help="Built-in model name, ReDimNet release name or checkpoint path [env SPEAKERDB_MODEL].")] = None,
     db_url: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the metadata store, e.g. postgresql+psycopg://user@host/db (password from PGPASSWORD or ~/.pgpass) [env SPEAKERDB_DB_URL; default: SQLite in the home].")] = None,
     device: Device = "auto",
+    vad: Annotated[Optional[str], typer.Option(help="Speech detection before embedding, recorded with the database: silero (the vad extra), energy (frames above -60 dBFS) or none [default: energy].")] = None,
     json_: Json = False,
 ):
     """Create a database bound to one model (runs the store migrations); in a folder whose
@@ -71,13 +72,14 @@ def init(
 
     existed = read_home_file(resolve_home(home)) is not None
     problem = home_file_problem(resolve_home(home))
-    with SpeakerDB.create(home, model=model, db_url=db_url, device=device) as db:
+    with SpeakerDB.create(home, model=model, db_url=db_url, device=device, vad=vad) as db:
         doc = {
             "home": str(db.home),
             "created": not existed and problem is None,
             "rebuilt_home_file": problem,
             "model": {"name": db.model.name, "sha256": db.model.sha256, "dims": list(db.model.dims)},
             "db_url": redact(db.store.url),
+            "vad": db.policy.vad,
         }
     if json_:
         print_json(doc)
@@ -85,7 +87,8 @@ def init(
         verb = "created" if doc["created"] else "already exists:"
         if problem is not None:
             verb = f"rebuilt home.json from the store ({problem}):"
-        print(f"{verb} {doc['home']} (model {doc['model']['name']} {doc['model']['sha256'][:12]})")
+        print(f"{verb} {doc['home']} (model {doc['model']['name']} "
+              f"{doc['model']['sha256'][:12]}, vad {doc['vad']})")
 
 
 @app.command()
