@@ -269,6 +269,28 @@ class SpeakerDB:
                                        score_norm=score_norm, cohort=cohort,
                                        cohort_top=cohort_top)
 
+    def diarize(self, audio: AudioInput, *, num_speakers: int | None = None,
+                max_speakers: int | None = None, name: str | None = None,
+                min_duration_s: float | None = None, cascade: CascadeConfig = CascadeConfig(),
+                threshold: float | None = None, min_margin: float = 0.0,
+                exhaustive: bool = False):
+        """Who spoke when in ``audio``, which may hold several voices: the speech (the
+        database's speech detector) cut into 1.5 s windows every 0.75 s, embedded with the
+        database's model, clustered (``num_speakers`` clusters, or as many as the distances
+        say, at most ``max_speakers``), each cluster identified like a query (a known name,
+        or ``unknown-1``, ``unknown-2``, ...). Returns a ``diarize.run.DiarizeResult`` whose
+        ``turns`` say who spoke from when to when; less speech than the query gate
+        (``min_duration_s``) is a TooShortError."""
+        from speakerdb.diarize.run import diarize
+
+        self.refresh()
+        check_finite("min_margin", min_margin)
+        if threshold is not None:
+            check_finite("threshold", threshold)
+        return diarize(self, audio, num_speakers=num_speakers, max_speakers=max_speakers,
+                       name=name, min_duration_s=min_duration_s, cascade=cascade,
+                       threshold=threshold, min_margin=min_margin, exhaustive=exhaustive)
+
     def identify_many(self, inputs, *, batch: int = 16, timings=None, **options):
         """``identify`` of each of ``inputs`` (audio inputs, or ``SourceItem``s of
         ``ingest.sources.discover`` whose ``speaker`` is the truth), yielding one

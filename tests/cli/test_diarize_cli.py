@@ -1,0 +1,53 @@
+"""``speakerdb identify --diarize``: the timeline in text, the turns in --json, --rttm."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.synth import RATE, voice
+
+
+@pytest.fixture(scope="module")
+def talk(tmp_path_factory):
+    """spk00 3 s, spk01 3 s, spk00 2.5 s, 0.6 s pauses after each."""
+    import soundfile as sf
+
+    gap = np.zeros(int(0.6 * RATE), np.float32)
+    x = np.concatenate([voice(0, 30, 3.0), gap, voice(1, 30, 3.0), gap, voice(0, 31, 2.5), gap])
+    p = tmp_path_factory.mktemp("talk") / "talk.wav"
+    sf.write(p, x, RATE, subtype="PCM_16")
+    return p
+
+
+def test_diarize_json(cli, built, talk):
+    doc = cli("identify", talk, "--home", built.home, "--diarize", "--json").json()
+    [r] = doc["results"]
+    assert doc["failed"] == 0 and r["input"] == str(talk)
+    assert [t["speaker"] for t in r["turns"]] == ["spk00", "spk01", "spk00"]
+    assert [t["start"] for t in r["turns"]] == pytest.approx([0.0, 3.6, 7.2], abs=0.1)
+    assert [t["end"] for t in r["turns"]] == pytest.approx([3.0, 6.6, 9.7], abs=0.1)
+    assert {s["speaker"]: s["decision"] for s in r["speakers"]} == {"spk00": "match",
+                                                                    "spk01": "match"}
+    assert r["vad"] == "energy" and r["speech_s"] == pytest.approx(8.5, abs=0.2)
+
+
+def test_diarize_text_and_rttm(cli, built, talk, tmp_path):
+    out = tmp_path / "talk.rttm"
+    run = cli("identify", talk, "--home", built.home, "--diarize", "--num-speakers", "2",
+              "--rttm", out)
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith(f"{talk}: 2 speaker(s), 8.5 s of speech in 10.3 s (vad energy)")
+    assert lines[-3].split()[-1] == "spk00" and lines[-3].split()[0] == "00:00.00"
+    assert lines[-2].split()[-1] == "spk01" and lines[-1].split()[-1] == "spk00"
+    rttm = out.read_text().splitlines()
+    assert len(rttm) == 3 and rttm[1].split()[:2] == ["SPEAKER", "talk"]
+    assert rttm[1].split()[7] == "spk01" and float(rttm[1].split()[3]) == pytest.approx(3.6, abs=0.1)
+
+
+def test_diarize_options_need_diarize(cli, built, talk):
+    run = cli("identify", talk, "--home", built.home, "--num-speakers", "2", expect=2)
+    assert "--num-speakers: only with --diarize" in run.error_line()
+    run = cli("identify", talk, "--home", built.home, "--diarize", "--num-speakers", "2",
+              "--max-speakers", "3", expect=2)
+    assert "--num-speakers or --max-speakers, not both" in run.error_line()
