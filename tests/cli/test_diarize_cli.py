@@ -51,3 +51,29 @@ def test_diarize_options_need_diarize(cli, built, talk):
     run = cli("identify", talk, "--home", built.home, "--diarize", "--num-speakers", "2",
               "--max-speakers", "3", expect=2)
     assert "--num-speakers or --max-speakers, not both" in run.error_line()
+
+
+def test_eval_conversations(cli, tmp_path):
+    pytest.importorskip("pyannote.metrics")
+    from speakerdb.diarize.turns import read_rttm
+    from tests.synth import write_corpus
+
+    write_corpus(tmp_path / "c", speakers=8, utterances=3, seconds=4.0)
+    args = ["eval", "--conversations", tmp_path / "c", "--split", "all", "--sizes", "2",
+            "--per-size", "3"]
+    doc = cli(*args, "--json", "--out", tmp_path / "out").json()
+    assert doc["conversations"] == 3 and doc["speakers"] == 8 and doc["enrolled"] == 4
+    assert doc["model"] == "spectral" and set(doc["der"]) == {"2", "all"}
+    for d in doc["der"]["all"].values():
+        assert d["der"] == pytest.approx(d["missed"] + d["false_alarm"] + d["confusion"],
+                                         abs=2e-4)
+        assert 0 <= d["der"] < 0.5
+    assert set(doc["naming"]) == {"all", "none", "some"}
+    assert doc["naming"]["all"]["held_out_speech_s"] == 0
+    assert doc["speed"]["real_time_factor"] < 1
+    ref = read_rttm(tmp_path / "out" / "conv-2spk-000.ref.rttm")["conv-2spk-000"]
+    assert len({t.speaker for t in ref}) == 2 and len(ref) >= 6
+    assert (tmp_path / "out" / "conv-2spk-002.hyp.rttm").is_file()
+    text = cli(*args).stdout
+    assert "3 conversations of the all split's 8 speakers (4 enrolled)" in text
+    assert "DER %" in text and "real time" in text
