@@ -42,6 +42,21 @@ from speakerdb.search.thresholds import calibrate_db, calibration_states, identi
 
 __all__ = ["SpeakerDB"]
 
+MULTI_VOICE_KEY = "multi_voice_recordings"  # the store setting listing them (ingest --diarize)
+
+
+def _diarize_keep(config: IngestConfig) -> str | None:
+    from speakerdb.diarize.voices import KEEPS
+    from speakerdb.errors import UsageError
+
+    if config.keep not in KEEPS:
+        raise UsageError(f"keep {config.keep!r}: choose one of {', '.join(KEEPS)}",
+                         option="keep")
+    if config.keep != "all" and not config.diarize:
+        raise UsageError("keep applies to a diarized ingest: give diarize too", option="keep",
+                         also=("diarize",))
+    return config.keep if config.diarize else None
+
 
 class SpeakerDB:
     """A speaker database in a home directory: metadata store, vector tier (``indexes``, a
@@ -184,6 +199,7 @@ class SpeakerDB:
         from speakerdb.ingest.writer import StoreWriter
 
         self.require_writable("ingest")
+        keep = _diarize_keep(config)
         gate = gate_seconds(config.min_duration_s, self.gates.min_enroll_s)
         items = discover([str(s) for s in sources], layout, config.extensions)
         if on_start:
@@ -202,7 +218,8 @@ class SpeakerDB:
                         files_per_batch=config.files_per_batch, embed_batch=config.embed_batch,
                         relabel=config.relabel, progress=progress,
                         workers=resolve_workers(config.workers, len(items),
-                                                config.files_per_batch))
+                                                config.files_per_batch),
+                        diarize=keep)
         writer = manage.LockedWriter(StoreWriter(self.store, self.indexes, run_id), self.lock,
                                      self.scorer.invalidate)
         t0 = time.perf_counter()
@@ -221,6 +238,10 @@ class SpeakerDB:
             summary = None if status != "done" else stats.as_dict()
             if summary is not None:
                 summary["wall_s"] = round(time.perf_counter() - t0, 3)
+                summary["multi_voice"] = len(summary["multi_voice"])
+                if stats.multi_voice:
+                    flagged = self.store.get_setting(MULTI_VOICE_KEY) or []
+                    self.store.set_setting(MULTI_VOICE_KEY, flagged + stats.multi_voice)
                 summary.pop("failures")
                 summary["label_conflicts"] = len(summary["label_conflicts"])
             self.store.finish_run(run_id, status, summary)
@@ -483,6 +504,7 @@ class SpeakerDB:
             "model": {"name": self.model.name, "sha256": self.model.sha256,
                       "dims": list(self.model.dims)},
             "vad": self.policy.vad,
+            "multi_voice_recordings": len(self.store.get_setting(MULTI_VOICE_KEY) or []),
             "counts": self.store.counts(),
             "vectors": self.indexes.describe(),
             "threshold": self.store.get_setting("threshold"),

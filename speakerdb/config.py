@@ -165,6 +165,10 @@ class IngestConfig:
     # processes that read, hash and decode beside the model; 0: this process does; None: one
     # per core when the inputs fill more than one batch (ingest.pool.resolve_workers)
     workers: int | None = None
+    # diarize each new recording: one holding several voices is reported (``multi_voice``);
+    # keep "dominant": only its largest voice's speech is stored ("all": all of it)
+    diarize: bool = False
+    keep: str = "all"
     extensions: tuple[str, ...] = field(
         default=(".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".mp4", ".opus")
     )

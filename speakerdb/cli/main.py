@@ -103,6 +103,8 @@ def ingest(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     strict: Annotated[bool, typer.Option(help="Exit 2 when any input failed (they are stored as failures either way).")] = False,
     workers: Annotated[Optional[int], typer.Option(help="Processes that read and decode beside the model (0: the model's process does; default: one per core when the inputs fill more than one batch).", min=0)] = None,
+    diarize: Annotated[bool, typer.Option("--diarize", help="Check each new recording for more than one voice (reported in the summary and in `stats`).")] = False,
+    keep: Annotated[str, typer.Option(help="With --diarize: all (store a recording of several voices whole) or dominant (store only its largest voice's speech).")] = "all",
     min_duration: MinDuration = None,
     max_duration: MaxDuration = None,
     device: Device = "auto",
@@ -126,7 +128,8 @@ def ingest(
             bar.update(k)
 
     cfg = IngestConfig(files_per_batch=batch, retry_failed=retry_failed,
-                       min_duration_s=min_duration, relabel=relabel, workers=workers)
+                       min_duration_s=min_duration, relabel=relabel, workers=workers,
+                       diarize=diarize, keep=keep)
     with _open(home, no_wait, max_duration, device=device) as db:
         try:
             stats = db.ingest(sources, layout, cfg, progress=progress, on_start=on_start)
@@ -276,7 +279,11 @@ def stats(home: Home = None, json_: Json = False):
         print_json(doc)
         return
     c = doc["counts"]
-    print(f"{doc['home']}: model {doc['model']['name']} ({doc['model']['sha256'][:12]})")
+    print(f"{doc['home']}: model {doc['model']['name']} ({doc['model']['sha256'][:12]}), "
+          f"vad {doc['vad']}")
+    if doc["multi_voice_recordings"]:
+        print(f"  {doc['multi_voice_recordings']} recording(s) flagged by ingest --diarize as "
+              "holding more than one voice")
     print(f"  {c['speakers']} speakers, {c['recordings']} recordings "
           f"({c['unlabelled_recordings']} unlabelled), {c['segments']} segments, "
           f"{c['duration_s'] / 3600:.2f} h, {c['failures']} failed inputs, "

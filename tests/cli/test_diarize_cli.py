@@ -77,3 +77,24 @@ def test_eval_conversations(cli, tmp_path):
     text = cli(*args).stdout
     assert "3 conversations of the all split's 8 speakers (4 enrolled)" in text
     assert "DER %" in text and "real time" in text
+
+
+def test_ingest_diarize_summary_and_stats(cli, tmp_path):
+    import soundfile as sf
+
+    from tests.synth import write_corpus
+
+    root = tmp_path / "c"
+    write_corpus(root, speakers=2, utterances=2, seconds=3.0)
+    gap = np.zeros(int(0.5 * RATE), np.float32)
+    sf.write(root / "spk00" / "two.wav",
+             np.concatenate([voice(0, 9, 4.0), gap, voice(8, 9, 2.0)]), RATE, subtype="PCM_16")
+    home = tmp_path / "h"
+    cli("init", "--home", home)
+    run = cli("ingest", root, "--home", home, "--diarize", "--keep", "dominant", "-q")
+    assert "1 recording(s) hold more than one voice, only the largest voice stored:" in run.stdout
+    assert "two.wav: 2 voices (67/33 % of its speech)" in run.stdout
+    assert cli("stats", "--home", home, "--json").json()["multi_voice_recordings"] == 1
+    assert "1 recording(s) flagged by ingest --diarize" in cli("stats", "--home", home).stdout
+    run = cli("ingest", root, "--home", home, "--keep", "dominant", expect=2)
+    assert "--keep applies to a diarized ingest: give --diarize too" in run.error_line()
