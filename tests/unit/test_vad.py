@@ -102,3 +102,28 @@ def test_a_home_that_records_no_choice_is_energy(tmp_home, spectral_embedder):
     (tmp_home / "home.json").write_text(json.dumps(data))
     with SpeakerDB.open(tmp_home, embedder=spectral_embedder) as db:
         assert db.policy == AudioPolicy()
+
+
+def test_a_silero_database_cuts_enrollment_and_queries_alike(speech_dev, tmp_path,
+                                                              spectral_embedder):
+    pytest.importorskip("silero_vad")
+    import soundfile as sf
+
+    from speakerdb.api import SpeakerDB
+
+    x = _speech(speech_dev)
+    padded = tmp_path / "padded.wav"
+    sf.write(padded, _embedded(x), RATE, subtype="PCM_16")
+    with SpeakerDB.create(tmp_path / "h", model="spectral", embedder=spectral_embedder,
+                          vad="silero") as db:
+        r = db.enroll("reader", [padded])
+        assert r.added == 1
+        ids, _ = db.store.all_vectors()
+        [ref] = db.store.segment_refs(ids).values()
+        # one segment of the speech alone: not the 10.3 s of the padded file
+        assert ref.end_s - ref.start_s < len(x) / RATE + 0.3
+        # the speech without its padding is the same voice, cut the same way
+        assert db.identify(Waveform(x, RATE)).score > 0.95
+        quiet = Waveform(np.zeros(3 * RATE, np.float32), RATE)
+        with pytest.raises(SilentAudioError):
+            db.identify(quiet)
