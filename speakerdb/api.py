@@ -29,6 +29,7 @@ from speakerdb.errors import (
                               ModelMismatchError,
                               ReadOnlyError,
                               StoreError,
+                              UsageError,
                               )
 from speakerdb.database.opening import stored_space, tier_entry
 from speakerdb.audio.gates import gate_seconds
@@ -41,6 +42,21 @@ from speakerdb.search.decision import rule_label
 from speakerdb.search.thresholds import calibrate_db, calibration_states, identify_threshold
 
 __all__ = ["SpeakerDB"]
+
+MULTI_VOICE_KEY = "multi_voice_recordings"  # the store setting listing them (ingest --diarize)
+
+
+def _diarize_keep(config: IngestConfig) -> str | None:
+    from speakerdb.diarize.voices import KEEPS
+    from speakerdb.errors import UsageError
+
+    if config.keep not in KEEPS:
+        raise UsageError(f"keep {config.keep!r}: choose one of {', '.join(KEEPS)}",
+                         option="keep")
+    if config.keep != "all" and not config.diarize:
+        raise UsageError("keep applies to a diarized ingest: give diarize too", option="keep",
+                         also=("diarize",))
+    return config.keep if config.diarize else None
 
 
 class SpeakerDB:
@@ -56,7 +72,15 @@ class SpeakerDB:
         self.home, self.store, self.model = home, store, model
         self.indexes, self.model_spec = indexes, model_spec
         self._embedder, self.device = embedder, device
-        self.policy = AudioPolicy()
+        from dataclasses import replace
+
+        from speakerdb.audio.vad import NONE_FLOOR_DBFS
+        from speakerdb.config import read_home_file
+        from speakerdb.database.opening import database_vad
+
+        vad = database_vad(store, read_home_file(home))
+        self.policy = replace(AudioPolicy(), vad=vad) if vad != "none" else \
+            replace(AudioPolicy(), vad=vad, silence_dbfs=NONE_FLOOR_DBFS)
         self.gates = DurationGates()
         self.scorer = Scorer(store, lambda: self.space)
         # guards the in-memory indexes (changed in place) so other threads can identify while
@@ -69,9 +93,12 @@ class SpeakerDB:
     # life cycle ----------------------------------------------------------------------------
     @classmethod
     def create(cls, home=None, model: str | None = None, db_url: str | None = None,
-               embedder=None, device: str = "auto", *, vectors: str | None = None,
-               qdrant: str | None = None, collection: str | None = None) -> SpeakerDB:
-        """Create a database bound to ``model`` (a built-in name or checkpoint path).
+               embedder=None, device: str = "auto", vad: str | None = None, *,
+               vectors: str | None = None, qdrant: str | None = None,
+               collection: str | None = None) -> SpeakerDB:
+        """Create a database bound to ``model`` (a built-in name or checkpoint path), cutting
+        its audio with the speech detector ``vad`` (``silero``, ``energy`` or ``none``;
+        default ``energy``; ``audio.vad``): enrollment and queries are cut the same way.
 
         Creating where a database exists opens it: with no ``model`` whatever its model, with
         the same model as well; another model is a ModelMismatchError. Where home.json is
@@ -86,7 +113,7 @@ class SpeakerDB:
         """
         from speakerdb.database.opening import create
 
-        return create(cls, home, model, db_url, embedder, device,
+        return create(cls, home, model, db_url, embedder, device, vad,
                       tier_entry(home, vectors, qdrant, collection))
 
     @classmethod
@@ -179,8 +206,12 @@ class SpeakerDB:
         from speakerdb.ingest.writer import StoreWriter
 
         self.require_writable("ingest")
+        keep = _diarize_keep(config)
         gate = gate_seconds(config.min_duration_s, self.gates.min_enroll_s)
         local = config.engine == "local"
+        if keep is not None and not local:
+            raise UsageError("diarize: works with the local ingest engine only",
+                             option="diarize")
         engine = ingest_engine("local") if local else self._engine(config)
         if local:
             items = discover([str(s) for s in sources], layout, config.extensions)
@@ -204,7 +235,8 @@ class SpeakerDB:
         job = IngestJob(items, embedder, self.policy, gate, known,
                         labels=self.store.recording_labels,
                         files_per_batch=config.files_per_batch, embed_batch=config.embed_batch,
-                        relabel=config.relabel, progress=progress, workers=workers)
+                        relabel=config.relabel, progress=progress, workers=workers,
+                        diarize=keep)
         writer = manage.LockedWriter(StoreWriter(self.store, self.indexes, run_id), self.lock,
                                      self.scorer.invalidate)
         t0 = time.perf_counter()
@@ -223,6 +255,10 @@ class SpeakerDB:
             summary = None if status != "done" else stats.as_dict()
             if summary is not None:
                 summary["wall_s"] = round(time.perf_counter() - t0, 3)
+                summary["multi_voice"] = len(summary["multi_voice"])
+                if stats.multi_voice:
+                    flagged = self.store.get_setting(MULTI_VOICE_KEY) or []
+                    self.store.set_setting(MULTI_VOICE_KEY, flagged + stats.multi_voice)
                 summary.pop("failures")
                 summary["label_conflicts"] = len(summary["label_conflicts"])
             self.store.finish_run(run_id, status, summary)
@@ -288,6 +324,28 @@ class SpeakerDB:
                                        min_margin=min_margin, exhaustive=exhaustive,
                                        score_norm=score_norm, cohort=cohort,
                                        cohort_top=cohort_top)
+
+    def diarize(self, audio: AudioInput, *, num_speakers: int | None = None,
+                max_speakers: int | None = None, name: str | None = None,
+                min_duration_s: float | None = None, cascade: CascadeConfig = CascadeConfig(),
+                threshold: float | None = None, min_margin: float = 0.0,
+                exhaustive: bool = False):
+        """Who spoke when in ``audio``, which may hold several voices: the speech (the
+        database's speech detector) cut into 1.5 s windows every 0.75 s, embedded with the
+        database's model, clustered (``num_speakers`` clusters, or as many as the distances
+        say, at most ``max_speakers``), each cluster identified like a query (a known name,
+        or ``unknown-1``, ``unknown-2``, ...). Returns a ``diarize.run.DiarizeResult`` whose
+        ``turns`` say who spoke from when to when; less speech than the query gate
+        (``min_duration_s``) is a TooShortError."""
+        from speakerdb.diarize.run import diarize
+
+        self.refresh()
+        check_finite("min_margin", min_margin)
+        if threshold is not None:
+            check_finite("threshold", threshold)
+        return diarize(self, audio, num_speakers=num_speakers, max_speakers=max_speakers,
+                       name=name, min_duration_s=min_duration_s, cascade=cascade,
+                       threshold=threshold, min_margin=min_margin, exhaustive=exhaustive)
 
     def identify_many(self, inputs, *, batch: int = 16, timings=None, **options):
         """``identify`` of each of ``inputs`` (audio inputs, or ``SourceItem``s of
@@ -494,6 +552,8 @@ class SpeakerDB:
             "home": str(self.home),
             "model": {"name": self.model.name, "sha256": self.model.sha256,
                       "dims": list(self.model.dims)},
+            "vad": self.policy.vad,
+            "multi_voice_recordings": len(self.store.get_setting(MULTI_VOICE_KEY) or []),
             "counts": self.store.counts(),
             "vectors": self.indexes.describe(),
             "threshold": self.store.get_setting("threshold"),

@@ -172,6 +172,10 @@ class IngestConfig:
     ray_address: str | None = None
     gpus_per_worker: float = 0.0
     worker_resources: dict | None = None  # custom Ray resources each embedding actor needs
+    # diarize each new recording: one holding several voices is reported (``multi_voice``);
+    # keep "dominant": only its largest voice's speech is stored ("all": all of it)
+    diarize: bool = False
+    keep: str = "all"
     extensions: tuple[str, ...] = field(
         default=(".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".mp4", ".opus")
     )

@@ -27,6 +27,7 @@ __all__ = [
     "Waveform",
     "AudioInput",
     "AudioPolicy",
+    "with_vad",
     "Segment",
     "Prepared",
     "describe",
@@ -82,6 +83,18 @@ class AudioPolicy:
     max_segment_s: float = 30.0  # audio up to this long stays one segment
     segment_s: float = 10.0  # longer audio is cut into consecutive pieces this long
     max_duration_s: float | None = MAX_DURATION_S  # longer inputs -> TooLongError (None: any)
+    vad: str = "energy"  # speech detection (audio.vad): silero, energy or none; see with_vad
+
+
+def with_vad(policy: AudioPolicy, vad: str) -> AudioPolicy:
+    """``policy`` cutting with the speech detector ``vad`` (``audio.vad.VADS``): ``none``
+    lowers the silence floor to digital silence, the others keep -60 dBFS."""
+    from dataclasses import replace
+
+    from speakerdb.audio.vad import NONE_FLOOR_DBFS, check_vad
+
+    floor = NONE_FLOOR_DBFS if check_vad(vad) == "none" else AudioPolicy.silence_dbfs
+    return replace(policy, vad=vad, silence_dbfs=floor)
 
 
 @dataclass(frozen=True)
@@ -249,6 +262,17 @@ def cut_pieces(n: int, piece: int) -> list[tuple[int, int]]:
     return bounds
 
 
+def only_speech(samples: np.ndarray, rate: int, name: str) -> np.ndarray:
+    """The speech of mono ``samples`` (Silero VAD), joined; ``SilentAudioError`` when there is
+    none. ``rate`` must be ``TARGET_RATE``."""
+    from speakerdb.audio.vad import keep_speech
+
+    speech = keep_speech(np.asarray(samples, dtype=np.float32), rate)
+    if len(speech) == 0:
+        raise SilentAudioError(name, "no speech found (silero VAD)")
+    return speech
+
+
 def segment(w: Waveform, policy: AudioPolicy = AudioPolicy(), *,
             name: str = "<waveform>") -> list[Segment]:
     """Cut mono ``w`` (at its own rate) into segments; offsets in seconds.
@@ -261,6 +285,8 @@ def segment(w: Waveform, policy: AudioPolicy = AudioPolicy(), *,
     """
     s = w.samples if w.samples.ndim == 1 else w.samples.mean(axis=1, dtype=np.float32)
     rate = w.sample_rate
+    if policy.vad == "silero":
+        s = only_speech(s, rate, name)
     out = []
     for a, b in segment_bounds(len(s), rate, policy):
         try:

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from speakerdb.audio import (FRAME_S, TARGET_RATE, AudioInput, AudioPolicy, Segment,
-                             check_signal, cut_pieces, describe, frame_rms, open_input,
-                             segment_bounds)
+                             check_signal, cut_pieces, describe, frame_rms, only_speech,
+                             open_input, segment_bounds)
 from speakerdb.errors import AudioError, SilentAudioError, TooShortError
 
 __all__ = ["mono_blocks", "Segmenter", "Preparing"]
@@ -144,7 +144,12 @@ class Preparing:
         src = self._src
         counted = type(src)(src.rate, src.channels, self._counted())
         cut = Segmenter(self.policy, self.name)
-        for block in mono_blocks(counted, self.name):
+        blocks = mono_blocks(counted, self.name)
+        if self.policy.vad == "silero":  # the detector sees the whole signal, then cuts
+            whole = list(blocks)
+            blocks = iter([only_speech(np.concatenate(whole) if len(whole) > 1 else whole[0],
+                                       TARGET_RATE, self.name)])
+        for block in blocks:
             yield from cut.feed(block)
         self.duration_s = self._frames / self.sample_rate
         yield from cut.finish()

@@ -76,6 +76,15 @@ def eval_(
     aggregation: Annotated[Optional[list[str]], typer.Option("--aggregation", help="Identification: speaker score rule(s) to evaluate (max, mean, top2, ...).")] = None,
     gallery_sizes: Annotated[Optional[str], typer.Option("--gallery-sizes", help="Identification: comma-separated gallery sizes (subsets of the enrolled speakers) at which to measure FPIR/DIR at identify's own operating point, e.g. 10,20,40.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Write DET curves and score histograms (PNG) into this folder.")] = None,
+    conversations: Annotated[Optional[Path], typer.Option(help="Diarization: synthetic conversations built from this labelled folder or manifest (DER with pyannote.metrics, naming accuracy); needs no database.")] = None,
+    split: Annotated[str, typer.Option(help="Conversations: the speakers they are built from: test (default), dev (for tuning; disjoint from test) or all.")] = "test",
+    per_size: Annotated[int, typer.Option(help="Conversations: how many of each number of speakers.", min=1)] = 12,
+    sizes: Annotated[str, typer.Option(help="Conversations: numbers of speakers, comma-separated.")] = "2,3,4",
+    overlap_share: Annotated[float, typer.Option(help="Conversations: the share with overlapping turns.", min=0.0, max=1.0)] = 0.3,
+    seed: Annotated[int, typer.Option(help="Conversations: seed of the draws.")] = 0,
+    vad: Annotated[str, typer.Option(help="Conversations: the speech detector of the scratch database (silero, energy, none).")] = "energy",
+    cluster_distance: Annotated[Optional[float], typer.Option(help="Conversations: the clustering's cosine distance threshold (default: the model's).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Conversations: write each one's WAV and reference and hypothesis RTTM here.")] = None,
     home: Home = None,
     device: Device = "auto",
     json_: Json = False,
@@ -83,9 +92,22 @@ def eval_(
     """Measure EER / minDCF per dimension on a trial list, or identification accuracy on probes."""
     from speakerdb.errors import UsageError
 
+    if conversations is not None:
+        if trials_file is not None or probes is not None:
+            raise UsageError("give one of --trials, --probes or --conversations")
+        doc = _conversations(conversations, model, split, per_size, sizes, overlap_share,
+                             seed, vad, cluster_distance, out, device)
+        if json_:
+            print_json(doc)
+        else:
+            from speakerdb.eval.report import format_report
+
+            print(format_report(doc))
+        return
     if (trials_file is None) == (probes is None):
-        raise UsageError("give either --trials FILE (verification) or --probes SOURCE "
-                         "(identification against the database)")
+        raise UsageError("give either --trials FILE (verification), --probes SOURCE "
+                         "(identification against the database) or --conversations SOURCE "
+                         "(diarization)")
     if trials_file is not None and gallery_sizes is not None:
         raise UsageError("--gallery-sizes measures identification: use it with --probes")
     if probes is not None and plot is not None:
@@ -175,6 +197,34 @@ def _identification(probes, root, models, conds, aggregation, home, device, size
             bar.close()
         name = db.embedder.name
     return {"mode": "identification", "probes": str(probes), "model": name, **doc}, {}
+
+
+def _conversations(source, models, split, per_size, sizes, overlap_share, seed, vad,
+                   distance, out, device) -> dict:
+    from speakerdb.audio.vad import check_vad
+    from speakerdb.config import default_model
+    from speakerdb.errors import UsageError
+    from speakerdb.eval.diarization import evaluate_conversations
+
+    if models and len(models) > 1:
+        raise UsageError("--conversations evaluates one model")
+    try:
+        counts = tuple(int(x) for x in sizes.split(",") if x.strip())
+    except ValueError:
+        counts = ()
+    if not counts or any(n < 2 for n in counts):
+        raise UsageError(f"--sizes must be numbers of speakers of at least 2 separated by "
+                         f"commas, got {sizes!r}")
+    check_vad(vad)
+    bar = _progress(per_size * len(counts), "conversations")
+    try:
+        return evaluate_conversations(source, model=(models or [default_model()])[0],
+                                      split=split, sizes=counts, per_size=per_size,
+                                      overlap_share=overlap_share, seed=seed, vad=vad,
+                                      distance=distance, out=out, device=device,
+                                      progress=bar.update)
+    finally:
+        bar.close()
 
 
 def _plots(scores: dict, folder: Path) -> list[str]:

@@ -53,10 +53,15 @@ def identify(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per input on stdout, each as it is answered.")] = False,
     csv_: Annotated[bool, typer.Option("--csv", help="One CSV row per input on stdout (with a header), each as it is answered.")] = False,
+    diarize: Annotated[bool, typer.Option("--diarize", help="Several voices per input: who spoke when (turns), each voice named from the database or unknown-1, unknown-2, ...")] = False,
+    num_speakers: Annotated[Optional[int], typer.Option(help="With --diarize: the number of voices, when known.", min=1)] = None,
+    max_speakers: Annotated[Optional[int], typer.Option(help="With --diarize: at most this many voices.", min=1)] = None,
+    rttm: Annotated[Optional[Path], typer.Option(help="With --diarize: also write the turns to this RTTM file.")] = None,
     device: Device = "auto",
     json_: Json = False,
 ):
-    """Who is speaking: cascade search, per-speaker scores, match or unknown."""
+    """Who is speaking: cascade search, per-speaker scores, match or unknown; with
+    --diarize, who spoke when."""
     import time
 
     from tqdm import tqdm
@@ -74,7 +79,25 @@ def identify(
     # the flags name the stages of a 64/128/192/256-D space; fit to a space with other ones
     cfg = CascadeConfig((k64, k128, k192), top_k=top_k, aggregation=aggregation, agg_k=agg_k,
                         fit=True)
+    given = [f for f, v in (("--num-speakers", num_speakers), ("--max-speakers", max_speakers),
+                            ("--rttm", rttm)) if v is not None]
+    if given and not diarize:
+        raise UsageError(f"{', '.join(given)}: only with --diarize")
+    if diarize and (jsonl or csv_):
+        raise UsageError(f"--diarize and {chosen[0]}: choose --json or the text timeline")
     items, listed = probe_items(audio, layout)
+    if diarize:
+        from speakerdb.cli.diarize import run_diarize
+
+        with open_db(home, max_duration=max_duration, device=device) as db:
+            failed = run_diarize(db, items, num_speakers=num_speakers,
+                                 max_speakers=max_speakers, rttm=rttm, json_=json_,
+                                 options=dict(cascade=cfg, threshold=threshold,
+                                              min_margin=margin, exhaustive=exhaustive,
+                                              min_duration_s=min_duration))
+        if failed:
+            raise typer.Exit(2)
+        return
     tally, timings = Tally(), Timings()
     with open_db(home, max_duration=max_duration, device=device) as db:
         answers = db.identify_many(items, batch=batch, timings=timings, cascade=cfg,

@@ -64,6 +64,7 @@ def init(
     qdrant: Annotated[Optional[str], typer.Option(help="Qdrant of the qdrant tier: http(s)://host:6333, a folder or :memory: [env SPEAKERDB_QDRANT].")] = None,
     collection: Annotated[Optional[str], typer.Option(help="Qdrant collection name [default: one derived from the home].")] = None,
     device: Device = "auto",
+    vad: Annotated[Optional[str], typer.Option(help="Speech detection before embedding, recorded with the database: silero (the vad extra), energy (frames above -60 dBFS) or none [default: energy].")] = None,
     json_: Json = False,
 ):
     """Create a database bound to one model (runs the store migrations); in a folder whose
@@ -75,8 +76,8 @@ def init(
 
     existed = read_home_file(resolve_home(home)) is not None
     problem = home_file_problem(resolve_home(home))
-    with SpeakerDB.create(home, model=model, db_url=db_url, device=device, vectors=vectors,
-                          qdrant=qdrant, collection=collection) as db:
+    with SpeakerDB.create(home, model=model, db_url=db_url, device=device, vad=vad,
+                          vectors=vectors, qdrant=qdrant, collection=collection) as db:
         doc = {
             "home": str(db.home),
             "created": not existed and problem is None,
@@ -84,6 +85,7 @@ def init(
             "model": {"name": db.model.name, "sha256": db.model.sha256, "dims": list(db.model.dims)},
             "db_url": redact(db.store.url),
             "vectors": tier_kind(read_home_file(db.home) or {}),
+            "vad": db.policy.vad,
         }
     if json_:
         print_json(doc)
@@ -91,7 +93,8 @@ def init(
         verb = "created" if doc["created"] else "already exists:"
         if problem is not None:
             verb = f"rebuilt home.json from the store ({problem}):"
-        print(f"{verb} {doc['home']} (model {doc['model']['name']} {doc['model']['sha256'][:12]})")
+        print(f"{verb} {doc['home']} (model {doc['model']['name']} "
+              f"{doc['model']['sha256'][:12]}, vad {doc['vad']})")
 
 
 @app.command()
@@ -109,6 +112,8 @@ def ingest(
     engine: Annotated[str, typer.Option(help="local | ray: read, decode and embed on a Ray cluster (pip install 'speakerdb[ray]'); this process writes the database.")] = "local",
     ray_address: Annotated[Optional[str], typer.Option(help="With --engine ray: the cluster to join (auto, ray://host:port); default: start a local Ray.")] = None,
     gpus_per_worker: Annotated[float, typer.Option(help="With --engine ray: GPUs each embedding actor holds (0: CPU actors).", min=0)] = 0.0,
+    diarize: Annotated[bool, typer.Option("--diarize", help="Check each new recording for more than one voice (reported in the summary and in `stats`).")] = False,
+    keep: Annotated[str, typer.Option(help="With --diarize: all (store a recording of several voices whole) or dominant (store only its largest voice's speech).")] = "all",
     min_duration: MinDuration = None,
     max_duration: MaxDuration = None,
     device: Device = "auto",
@@ -133,7 +138,8 @@ def ingest(
 
     cfg = IngestConfig(files_per_batch=batch, retry_failed=retry_failed,
                        min_duration_s=min_duration, relabel=relabel, workers=workers,
-                       engine=engine, ray_address=ray_address, gpus_per_worker=gpus_per_worker)
+                       engine=engine, ray_address=ray_address, gpus_per_worker=gpus_per_worker,
+                       diarize=diarize, keep=keep)
     if engine == "ray":  # before the home is opened: a missing extra is one line, exit 2
         from speakerdb.ingest.ray_engine import require_ray
 
@@ -287,7 +293,11 @@ def stats(home: Home = None, json_: Json = False):
         print_json(doc)
         return
     c = doc["counts"]
-    print(f"{doc['home']}: model {doc['model']['name']} ({doc['model']['sha256'][:12]})")
+    print(f"{doc['home']}: model {doc['model']['name']} ({doc['model']['sha256'][:12]}), "
+          f"vad {doc['vad']}")
+    if doc["multi_voice_recordings"]:
+        print(f"  {doc['multi_voice_recordings']} recording(s) flagged by ingest --diarize as "
+              "holding more than one voice")
     print(f"  {c['speakers']} speakers, {c['recordings']} recordings "
           f"({c['unlabelled_recordings']} unlabelled), {c['segments']} segments, "
           f"{c['duration_s'] / 3600:.2f} h, {c['failures']} failed inputs, "

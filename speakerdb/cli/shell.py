@@ -176,3 +176,11 @@ def print_ingest(doc: dict) -> None:
     for c in conflicts:
         print(f"  {'relabelled' if c['applied'] else 'label kept'}: {c['input']}: stored "
               f"{c['stored']}, given {c['given']}")
+    multi = doc.get("multi_voice") or []
+    if multi:
+        kept = "only the largest voice stored" if multi[0]["kept"] == "dominant" else \
+            "stored whole (--keep dominant stores only the largest voice)"
+        print(f"{len(multi)} recording(s) hold more than one voice, {kept}:")
+    for m in multi:
+        shares = "/".join(f"{100 * x:.0f}" for x in m["shares"])
+        print(f"  {m['input']}: {m['voices']} voices ({shares} % of its speech)")

@@ -56,6 +56,7 @@ def rebuild_home_file(home: Path, db_url: str | None, model, embedder, device,
                              "rebuild home.json from")
         store = Store(engine)
         bound, spec = store.bound_model(), store.get_setting("model_spec")
+        vad = store.get_setting("vad")
     except SQLAlchemyError as e:
         raise store_error(f"{home} (rebuilding home.json)", e) from None
     finally:
@@ -77,7 +78,8 @@ def rebuild_home_file(home: Path, db_url: str | None, model, embedder, device,
     if old.exists():
         os.replace(old, home / (HOME_FILE + ".unreadable"))
     write_home_file(home, {"db_url": db_url, "model_spec": spec,
-                           **(tier or {"vectors": DEFAULT_TIER})})
+                           **(tier or {"vectors": DEFAULT_TIER}),
+                           **({"vad": vad} if vad else {})})
 
 
 def remove_stray_temps(home: Path) -> None:

@@ -51,10 +51,14 @@ def _check_tier(home, info: dict, tier: dict | None) -> None:
                          f"{tier['vectors']}", option="vectors")
 
 
-def create(cls, home, model, db_url, embedder, device, tier=None):
+def create(cls, home, model, db_url, embedder, device, vad=None, tier=None):
     """``SpeakerDB.create`` (see there); ``cls`` is the class whose ``open`` ends it;
     ``tier``: ``tier_entry``'s."""
+    from speakerdb.audio.vad import DEFAULT_VAD, check_vad
     from speakerdb.model.registry import load_embedder
+
+    if vad is not None:
+        check_vad(vad)
 
     from speakerdb.model.prefixes import DIMS
 
@@ -65,7 +69,7 @@ def create(cls, home, model, db_url, embedder, device, tier=None):
     if read_home_file(home) is not None:
         _check_tier(home, read_home_file(home), tier)
     if model is None and embedder is None and read_home_file(home) is not None:
-        return cls.open(home, device=device)  # an existing database, whatever its model
+        return _same_vad(cls.open(home, device=device), vad)  # whatever its model
     model = model or default_model()
     embedder = embedder or load_embedder(model, device)
     if tuple(embedder.dims) != DIMS and tuple(embedder.dims) != (embedder.raw_dim,):
@@ -79,7 +83,7 @@ def create(cls, home, model, db_url, embedder, device, tier=None):
                 f"{home}: a database bound to {db.model.name} ({db.model.sha256[:12]}) "
                 f"already exists; {embedder.name} ({embedder.sha256[:12]}) differs"
             )
-        return db
+        return _same_vad(db, vad)
     if home.exists() and not home.is_dir():
         raise UsageError(f"{home}: exists and is not a directory")
     from speakerdb.index.index_set import holds_vector_files
@@ -105,6 +109,7 @@ def create(cls, home, model, db_url, embedder, device, tier=None):
         store = Store(engine, redact(url) if db_url else str(home))
         store.bind_model(embedder.name, embedder.sha256, embedder.dims, embedder.raw_dim)
         store.set_setting("model_spec", model)
+        store.set_setting("vad", vad or DEFAULT_VAD)
     except SQLAlchemyError as e:
         engine.dispose()
         raise store_error(redact(url) if db_url else str(home), e) from None
@@ -114,9 +119,27 @@ def create(cls, home, model, db_url, embedder, device, tier=None):
     from speakerdb.index.tier import DEFAULT_TIER
 
     write_home_file(home, {"db_url": db_url, "model_spec": model,
-                           **(tier or {"vectors": DEFAULT_TIER})})
+                           **(tier or {"vectors": DEFAULT_TIER}), "vad": vad or DEFAULT_VAD})
     engine.dispose()
     return cls.open(home, embedder=embedder, device=device)
+
+
+def _same_vad(db, vad):
+    """``db``, when ``vad`` is None or the speech detector it was made with."""
+    if vad is not None and vad != db.policy.vad:
+        db.close()
+        raise UsageError(f"{db.home}: the database cuts its audio with the {db.policy.vad} "
+                         f"speech detector; vad {vad!r} differs (it is chosen when the "
+                         "database is created)", option="vad")
+    return db
+
+
+def database_vad(store, info: dict | None) -> str:
+    """The speech detector a database was made with: the store's setting, else home.json's,
+    else ``energy`` (databases made before the choice existed)."""
+    from speakerdb.audio.vad import DEFAULT_VAD
+
+    return store.get_setting("vad") or (info or {}).get("vad") or DEFAULT_VAD
 
 
 def open_parts(home, catch_up, model, embedder):

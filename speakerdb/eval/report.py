@@ -72,7 +72,37 @@ def _identification(doc: dict) -> list[str]:
     return lines
 
 
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def _conversations(doc: dict) -> list[str]:
+    lines = [f"{doc['conversations']} conversations of the {doc['split']} split's "
+             f"{doc['speakers']} speakers ({doc['enrolled']} enrolled); model {doc['model']}, "
+             f"vad {doc['vad']}, collar {doc['collar_s']} s",
+             "", f"{'speakers':<9} {'overlap':<9} {'DER %':>7} {'missed':>7} {'f.alarm':>7} "
+                 f"{'confus.':>7} {'ref. s':>8}"]
+    for g, d in doc["der"].items():
+        for k, r in (("excluded", d["overlap_excluded"]), ("included", d["overlap_included"])):
+            lines.append(f"{g:<9} {k:<9} {_pct(r['der']):>7} {_pct(r['missed']):>7} "
+                         f"{_pct(r['false_alarm']):>7} {_pct(r['confusion']):>7} "
+                         f"{r['reference_s']:>8.1f}")
+    lines += ["", "speakers enrolled: share of speech named right (enrolled) / called unknown "
+                  "(others) / given a database name (others)"]
+    for plan, n in doc["naming"].items():
+        lines.append(f"{plan:<5} enrolled {_pct(n['enrolled_named_right']):>6} % of "
+                     f"{n['enrolled_speech_s']:.0f} s; others unknown "
+                     f"{_pct(n['held_out_called_unknown']):>6} %, named "
+                     f"{_pct(n['held_out_given_a_name']):>5} % of {n['held_out_speech_s']:.0f} s")
+    sp = doc["speed"]
+    lines += ["", f"speed: {sp['seconds']} s for {sp['audio_s']} s of audio "
+                  f"({sp['real_time_factor']} x real time)"]
+    return lines
+
+
 def format_report(doc: dict) -> str:
+    if doc.get("mode") == "conversations":
+        return "\n".join(_conversations(doc))
     body = _verification(doc) if doc.get("mode") == "verification" else _identification(doc)
     if doc.get("plots"):
         body += ["", "plots: " + ", ".join(doc["plots"])]

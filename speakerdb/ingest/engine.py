@@ -46,6 +46,7 @@ class IngestJob:
     relabel: bool = False
     progress: Callable[[int], None] | None = None
     workers: int = 0
+    diarize: str | None = None  # None, or "all" / "dominant": see IngestConfig
 
 
 class IngestEngine(Protocol):
@@ -80,7 +81,8 @@ class LocalEngine:
             reader = Reader(items, job.known, policy, job.files_per_batch, embed=embed,
                             labels=job.labels)
         stats = Runner(gate_batches(reader, job.gate_s, job.policy), embedder, writer, batch,
-                       job.progress, job.relabel).run()
+                       job.progress, job.relabel, diarize=job.diarize,
+                       policy=job.policy).run()
         stats.workers = job.workers
         return stats
 

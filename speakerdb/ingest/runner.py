@@ -34,6 +34,8 @@ class IngestStats:
     engine: dict | None = None  # what an engine other than the local one reports of its run
     # stored recordings this run names with another label: {input, stored, given, applied}
     label_conflicts: list[dict] = field(default_factory=list)
+    # with diarize: new recordings holding several voices: {input, voices, shares, kept}
+    multi_voice: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -87,9 +89,13 @@ class Runner:
         embed_batch: int = 16,
         progress: Callable[[int], None] | None = None,
         relabel: bool = False,
+        diarize: str | None = None,
+        policy=None,
     ):
         self.reader, self.embedder, self.writer = reader, embedder, writer
         self.embed_batch, self.progress, self.relabel = embed_batch, progress, relabel
+        self.diarize, self.policy = diarize, policy
+        self.multi_voice: list[dict] = []
 
     def run(self) -> IngestStats:
         stats = IngestStats()
@@ -101,8 +107,9 @@ class Runner:
             stats.wait_s += batch.wait_s
 
             t0 = time.perf_counter()
-            recordings, failures = self._embed(batch.decoded)
-            failures = batch.failures + failures
+            decoded, split_failures = self._voices(batch.decoded)
+            recordings, failures = self._embed(decoded)
+            failures = batch.failures + split_failures + failures
             stats.embed_s += time.perf_counter() - t0
 
             t0 = time.perf_counter()
@@ -124,7 +131,35 @@ class Runner:
             )
             if self.progress:
                 self.progress(batch.n_inputs)
+        stats.multi_voice = self.multi_voice
         return stats
+
+    def _voices(self, decoded: list[Decoded]) -> tuple[list[Decoded], list[FailureIn]]:
+        """With ``diarize``: each recording whose samples are at hand (not embedded while it
+        was read) checked for several voices; with ``dominant`` cut to its largest voice."""
+        if self.diarize is None:
+            return decoded, []
+        from dataclasses import replace
+
+        from speakerdb.diarize.voices import split_voices
+        from speakerdb.errors import AudioError
+
+        out, failures = [], []
+        for d in decoded:
+            if d.raw is not None:
+                out.append(d)
+                continue
+            try:
+                report, prepared = split_voices(d.prepared, self.embedder, self.policy,
+                                                self.diarize, self.embed_batch)
+            except AudioError as e:
+                failures.append(FailureIn(d.prepared.name, d.sha256, e.reason, str(e)))
+                continue
+            if report is not None:
+                self.multi_voice.append({**report, "sha256": d.sha256,
+                                         "speaker": d.item.speaker})
+            out.append(replace(d, prepared=prepared) if prepared is not d.prepared else d)
+        return out, failures
 
     def _embed(self, decoded: list[Decoded]) -> tuple[list[RecordingIn], list[FailureIn]]:
         segs = [s.samples for d in decoded if d.raw is None for s in d.prepared.segments]

@@ -71,6 +71,30 @@ class IdentifyOut(_Open):
     candidates: list[Candidate]
 
 
+class TurnOut(_Open):
+    start: float = Field(description="Seconds from the start of the upload")
+    end: float
+    speaker: str = Field(description="A database speaker, or unknown-1, unknown-2, ...")
+    score: float | None
+
+
+class VoiceOut(_Open):
+    speaker: str
+    decision: str = Field(description='"match" or "unknown"')
+    score: float | None
+    margin: float | None
+    speech_s: float
+
+
+class DiarizeOut(_Open):
+    input: str
+    duration_s: float
+    speech_s: float
+    vad: str
+    speakers: list[VoiceOut]
+    turns: list[TurnOut]
+
+
 class VerifyOut(_Open):
     inputs: list[str]
     scores: dict[str, float]

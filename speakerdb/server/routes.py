@@ -25,6 +25,7 @@ from speakerdb.config import DEFAULT_TOP_K, ScoreNorm
 from speakerdb.server.auth import require_read_access, require_write_access
 from speakerdb.server.models import (
     DeletedOut,
+    DiarizeOut,
     EmbedOut,
     EnrollOut,
     ErrorOut,
@@ -117,6 +118,28 @@ def identify(
     cascade = CascadeConfig(top_k=k) if k is not None else CascadeConfig()
     return _db(request).identify(buf, cascade=cascade, threshold=thr, name=name,
                                  score_norm=norm).as_dict()
+
+
+@router.post("/diarize", response_model=DiarizeOut, responses=READ_ERRORS, tags=["search"],
+             dependencies=[Depends(one_file_each("audio"))])
+def diarize(
+    request: Request,
+    audio: UploadFile = File(description=f"A recording of one or more voices: {AUDIO_TYPES}"),
+    num_speakers: int | None = Query(None, ge=1, le=100,
+                                     description="The number of voices, when known"),
+    max_speakers: int | None = Query(None, ge=1, le=100, description="At most this many voices"),
+    num_speakers_form: int | None = Form(None, alias="num_speakers", ge=1, le=100,
+                                         description="Same as the query parameter"),
+    max_speakers_form: int | None = Form(None, alias="max_speakers", ge=1, le=100,
+                                         description="Same as the query parameter"),
+):
+    """Who spoke when: the upload's speech cut into short windows, clustered into voices, each
+    voice identified against the database (a name, or unknown-1, unknown-2, ...); the turns in
+    time order. Parameters may come as query parameters or form fields."""
+    [(name, buf)] = read_uploads([audio], "audio", _limit(request))
+    n = num_speakers_form if num_speakers_form is not None else num_speakers
+    m = max_speakers_form if max_speakers_form is not None else max_speakers
+    return _db(request).diarize(buf, num_speakers=n, max_speakers=m, name=name).as_dict()
 
 
 @router.post("/verify", response_model=VerifyOut, responses=READ_ERRORS, tags=["search"],

@@ -91,3 +91,37 @@ def test_page_identifies_an_uploaded_file(served):
     assert float(threshold) > 0
     assert all(u.startswith(url) or u.startswith("blob:") or u.startswith("data:")
                for u in requests), [u for u in requests if not u.startswith(url)]
+
+
+def test_page_draws_the_timeline_of_a_diarized_upload(served, tmp_path):
+    if CHROMIUM is None:
+        pytest.skip("no chromium on PATH (Debian package `chromium`)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    import numpy as np
+    import soundfile as sf
+
+    url, _, _, chosen = served
+    from tests.synth import RATE, voice
+
+    gap = np.zeros(int(0.6 * RATE), np.float32)
+    talk = tmp_path / "talk.wav"
+    sf.write(talk, np.concatenate([voice(0, 50, 3.0), gap, voice(5, 50, 3.0), gap]), RATE)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(url + "/")
+        page.wait_for_selector("#speakers tr")
+        page.check("#diarize")
+        page.set_input_files("#file", str(talk))
+        page.wait_for_selector("#timeline-result:not([hidden])", timeout=30_000)
+        turns = page.locator("#timeline .turn")
+        n = turns.count()
+        left = [turns.nth(i).evaluate("e => parseFloat(e.style.left)") for i in range(n)]
+        colours = {turns.nth(i).evaluate("e => e.style.background") for i in range(n)}
+        items = page.locator("#turns li").all_inner_texts()
+        voices = page.inner_text("#voices")
+        browser.close()
+    assert n == 2 and len(colours) == 2, (n, colours)
+    assert left[0] == 0 and abs(left[1] - 100 * 3.6 / 7.2) < 2, left
+    assert voices.startswith("2 voice(s)") and items[0].startswith("0:00.0")

@@ -434,7 +434,7 @@ def test_lost_home_file_says_how_and_init_rebuilds_it(cli, built, home_copy, dam
     assert doc["created"] is False and "home.json" in doc["rebuilt_home_file"]
     assert doc["model"] == built.init_doc["model"]
     assert json.loads(hf.read_text()) == {"db_url": None, "model_spec": "spectral",
-                                            "vectors": "faiss"}
+                                            "vectors": "faiss", "vad": "energy"}
     assert cli("check", "--home", home_copy, "--json").json()["ok"]
     res = cli("identify", probe, "--home", home_copy, "--json").json()["results"][0]
     assert res["speaker"] == "spk01"

@@ -31,6 +31,7 @@ REQUESTS = {
     ("GET", "/stats"): ("/stats", {}),
     ("GET", "/speakers"): ("/speakers", {}),
     ("POST", "/identify"): ("/identify", {"files": {"audio": audio(1, 9)}}),
+    ("POST", "/diarize"): ("/diarize", {"files": {"audio": audio(1, 9)}}),
     ("POST", "/verify"): ("/verify", {"files": {"a": audio(1, 8), "b": audio(1, 9)}}),
     ("POST", "/embed"): ("/embed", {"files": {"audio": audio(1, 9)}}),
     ("POST", "/speakers/{label}/enroll"): ("/speakers/scratch/enroll",

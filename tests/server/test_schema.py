@@ -37,7 +37,8 @@ def api_schema(base_home, tmp_path_factory):
 def test_every_endpoint_is_in_the_schema():
     assert set(OPERATIONS) == {
         ("/health", "GET"), ("/stats", "GET"), ("/identify", "POST"), ("/verify", "POST"),
-        ("/embed", "POST"), ("/speakers", "GET"), ("/speakers/{label}/enroll", "POST"),
+        ("/embed", "POST"), ("/diarize", "POST"), ("/speakers", "GET"),
+        ("/speakers/{label}/enroll", "POST"),
         ("/speakers/{label}", "PATCH"), ("/speakers/{label}", "DELETE"),
         ("/speakers/{label}/merge", "POST"), ("/recordings/{key}", "DELETE")}
 

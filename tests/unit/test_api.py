@@ -43,7 +43,7 @@ def test_lost_home_file_of_a_store_elsewhere_is_rebuilt_with_its_url(tmp_path, t
         assert db.store.counts()["recordings"] == 12 and db.check().ok
     assert json.loads((home / "home.json").read_text()) == {"db_url": url,
                                                            "model_spec": "spectral",
-                                                           "vectors": "faiss"}
+                                                           "vectors": "faiss", "vad": "energy"}
 
 
 def test_a_database_never_mixes_models(tmp_path, tiny_corpus):

@@ -103,14 +103,67 @@ function drawResult(res) {
   $("result").hidden = false;
 }
 
+// One colour per voice of a diarized upload, in order of first appearance.
+const VOICE_COLOURS = ["#2f6fde", "#1f8a4c", "#b45309", "#8e44ad", "#c0392b", "#16a085",
+                       "#7f8c8d", "#d35400"];
+
+function clock(s) {
+  const m = Math.floor(s / 60);
+  return `${m}:${(s - 60 * m).toFixed(1).padStart(4, "0")}`;
+}
+
+function drawTimeline(res) {
+  const colour = {};
+  res.speakers.forEach((s, i) => { colour[s.speaker] = VOICE_COLOURS[i % VOICE_COLOURS.length]; });
+  $("voices").textContent = `${res.speakers.length} voice(s), ${res.speech_s.toFixed(1)} s of ` +
+    `speech in ${res.duration_s.toFixed(1)} s`;
+  const total = Math.max(res.duration_s, 1e-6);
+  $("timeline").replaceChildren(...res.turns.map((t) => {
+    const d = document.createElement("div");
+    d.className = "turn";
+    d.style.left = `${(100 * t.start) / total}%`;
+    d.style.width = `${(100 * (t.end - t.start)) / total}%`;
+    d.style.background = colour[t.speaker] || "#999";
+    d.title = `${t.speaker} ${clock(t.start)}–${clock(t.end)}`;
+    return d;
+  }));
+  $("legend").replaceChildren(...res.speakers.map((s) => {
+    const item = document.createElement("span");
+    const sw = document.createElement("span");
+    sw.className = "swatch";
+    sw.style.background = colour[s.speaker];
+    const score = s.score === null ? "" : ` (${s.score.toFixed(3)})`;
+    item.append(sw, document.createTextNode(`${s.speaker}${score}`));
+    return item;
+  }));
+  $("turns").replaceChildren(...res.turns.map((t) => {
+    const li = document.createElement("li");
+    li.textContent = `${clock(t.start)}–${clock(t.end)} ${t.speaker}`;
+    return li;
+  }));
+  $("timeline-result").hidden = false;
+}
+
 async function identify(blob, filename) {
   const player = $("player");
   player.src = URL.createObjectURL(blob);
   player.hidden = false;
-  setStatus(`identifying ${filename}…`);
+  const several = $("diarize").checked;
+  setStatus(`${several ? "diarizing" : "identifying"} ${filename}…`);
   $("result").hidden = true;
+  $("timeline-result").hidden = true;
   const form = new FormData();
   form.append("audio", blob, filename);
+  if (several) {
+    try {
+      const body = await api("/diarize", { method: "POST", body: form });
+      setStatus(`${filename}: ${body.turns.length} turns`);
+      drawTimeline(body);
+    } catch (e) {
+      setStatus(e.message, true);
+    }
+    return;
+  }
   try {
     const body = await api("/identify", { method: "POST", body: form });
     setStatus(`${filename}: ${body.candidates.length} candidates`);

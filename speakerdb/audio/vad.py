@@ -1,0 +1,103 @@
+"""Speech detection: which parts of a mono 16 kHz signal are speech.
+
+Three detectors, chosen per database (``AudioPolicy.vad``, recorded in the store):
+
+* ``energy``: 25 ms frames above the policy's silence floor (-60 dBFS) are signal; what the
+  segmenter has always done. Nothing is cut out before segmentation.
+* ``silero``: Silero VAD (the ``silero-vad`` package, the ``vad`` extra; its model ships in the
+  wheel). Non-speech is dropped before the signal is cut into segments, so the speech seconds
+  drive the duration gates.
+* ``none``: every frame that is not digital silence is signal.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from speakerdb.errors import UsageError
+
+__all__ = ["VADS", "DEFAULT_VAD", "NONE_FLOOR_DBFS", "check_vad", "speech_regions",
+           "keep_speech", "silero_available"]
+
+VADS = ("silero", "energy", "none")
+DEFAULT_VAD = "energy"  # also what a database that records no choice was made with
+NONE_FLOOR_DBFS = -200.0  # the silence floor of ``none``: only digital silence is not signal
+ENERGY_MIN_GAP_S = 0.3  # energy regions: pauses shorter than this stay inside a region
+ENERGY_MIN_REGION_S = 0.1  # energy regions shorter than this are dropped
+
+_local = threading.local()
+
+
+def check_vad(vad) -> str:
+    """``vad`` if it names a detector, else a UsageError; ``silero`` without its package
+    installed is a UsageError saying which extra to install."""
+    if vad not in VADS:
+        raise UsageError(f"vad {vad!r}: choose one of {', '.join(VADS)}", option="vad")
+    if vad == "silero" and not silero_available():
+        raise UsageError("vad 'silero' needs the silero-vad package: "
+                         "pip install 'speakerdb[vad]'", option="vad")
+    return vad
+
+
+def silero_available() -> bool:
+    from importlib.util import find_spec
+
+    return find_spec("silero_vad") is not None
+
+
+def _silero():
+    """This thread's Silero model (the model keeps state between chunks: one per thread)."""
+    model = getattr(_local, "model", None)
+    if model is None:
+        check_vad("silero")
+        from silero_vad import load_silero_vad
+
+        model = _local.model = load_silero_vad()
+    return model
+
+
+def _silero_regions(samples: np.ndarray, rate: int) -> list[tuple[float, float]]:
+    import torch
+    from silero_vad import get_speech_timestamps
+
+    if rate != 16000:
+        raise ValueError("silero regions need 16 kHz samples")
+    if len(samples) < 512:
+        return []
+    with torch.inference_mode():
+        stamps = get_speech_timestamps(torch.from_numpy(np.ascontiguousarray(samples)),
+                                       _silero(), sampling_rate=rate, speech_pad_ms=60)
+    return [(s["start"] / rate, s["end"] / rate) for s in stamps]
+
+
+def _energy_regions(samples: np.ndarray, rate: int, floor_dbfs: float) -> list[tuple[float, float]]:
+    from speakerdb.audio import FRAME_S, frame_rms
+
+    above = frame_rms(samples, rate) > 10.0 ** (floor_dbfs / 20.0)
+    regions: list[list[float]] = []
+    for i in np.flatnonzero(above):
+        a, b = i * FRAME_S, (i + 1) * FRAME_S
+        if regions and a - regions[-1][1] < ENERGY_MIN_GAP_S:
+            regions[-1][1] = b
+        else:
+            regions.append([a, b])
+    return [(a, b) for a, b in regions if b - a >= ENERGY_MIN_REGION_S]
+
+
+def speech_regions(samples: np.ndarray, rate: int, vad: str,
+                   floor_dbfs: float = -60.0) -> list[tuple[float, float]]:
+    """(start_s, end_s) of the speech in mono ``samples``, in order, not overlapping.
+    ``energy``/``none``: runs of frames above ``floor_dbfs`` (``none``: above digital
+    silence), pauses under 0.3 s bridged."""
+    if vad == "silero":
+        return _silero_regions(samples, rate)
+    return _energy_regions(samples, rate, NONE_FLOOR_DBFS if vad == "none" else floor_dbfs)
+
+
+def keep_speech(samples: np.ndarray, rate: int) -> np.ndarray:
+    """The speech of ``samples`` by Silero VAD, joined (an empty array when there is none)."""
+    parts = [samples[int(a * rate): int(b * rate)] for a, b in _silero_regions(samples, rate)]
+    return np.concatenate(parts).astype(np.float32, copy=False) if parts \
+        else np.zeros(0, np.float32)

@@ -1,0 +1,129 @@
+"""Speech detection: the detector chosen per database, recorded with it, and Silero VAD
+cutting non-speech out of real speech before segmentation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from speakerdb.audio import AudioPolicy, Waveform, prepare, segment, with_vad
+from speakerdb.audio.vad import check_vad, speech_regions
+from speakerdb.errors import SilentAudioError, UsageError
+from tests.synth import RATE, voice
+
+
+def _speech(speech_dev):
+    import soundfile as sf
+
+    x, rate = sf.read(speech_dev / "libri-1334" / "1334-135589-0000_s2.wav", dtype="float32")
+    assert rate == RATE
+    return x
+
+
+def _embedded(x):
+    """3 s of digital silence, the speech, 3 s of noise at -40 dBFS (seeded)."""
+    noise = 0.01 * np.random.default_rng(0).standard_normal(3 * RATE).astype(np.float32)
+    return np.concatenate([np.zeros(3 * RATE, np.float32), x, noise])
+
+
+def test_silero_drops_silence_and_noise_around_speech(speech_dev):
+    pytest.importorskip("silero_vad")
+    x = _speech(speech_dev)
+    w = Waveform(_embedded(x), RATE)
+    regions = speech_regions(w.samples, RATE, "silero")
+    assert regions and regions[0][0] >= 2.8 and regions[-1][1] <= 3.0 + len(x) / RATE + 0.5
+    kept = sum(len(s.samples) for s in prepare(w, with_vad(AudioPolicy(), "silero")).segments)
+    # the speech, less its longer pauses; none of the 6 s around it
+    assert 0.6 * len(x) < kept <= len(x) + 0.3 * RATE
+    # the energy gate counts the noise as signal; the speech detector does not
+    energy = sum(len(s.samples) for s in prepare(w, with_vad(AudioPolicy(), "energy")).segments)
+    assert energy / RATE > len(x) / RATE + 5.5
+    # the same cut whole (segment) or streamed (prepare)
+    assert sum(len(s.samples) for s in segment(w, with_vad(AudioPolicy(), "silero"))) == kept
+
+
+def test_silero_finds_no_speech_in_noise():
+    pytest.importorskip("silero_vad")
+    noise = 0.1 * np.random.default_rng(1).standard_normal(4 * RATE).astype(np.float32)
+    with pytest.raises(SilentAudioError, match="no speech"):
+        prepare(Waveform(noise, RATE), with_vad(AudioPolicy(), "silero"), name="noise.wav")
+
+
+def test_energy_regions_find_the_voiced_parts():
+    x = np.concatenate([np.zeros(RATE, np.float32), voice(0, 0, 2.0),
+                        np.zeros(2 * RATE, np.float32), voice(1, 0, 1.0)])
+    r = speech_regions(x, RATE, "energy")
+    assert len(r) == 2
+    assert r[0][0] == pytest.approx(1.0, abs=0.03) and r[0][1] == pytest.approx(3.0, abs=0.03)
+    assert r[1][0] == pytest.approx(5.0, abs=0.03) and r[1][1] == pytest.approx(6.0, abs=0.03)
+    # 'none' counts quiet noise that the -60 dBFS floor drops
+    quiet = 1e-5 * np.ones(2 * RATE, np.float32)
+    assert speech_regions(quiet, RATE, "energy") == []
+    assert speech_regions(quiet, RATE, "none") == [(0.0, 2.0)]
+
+
+def test_check_vad():
+    with pytest.raises(UsageError, match="vad 'webrtc': choose one of silero, energy, none"):
+        check_vad("webrtc")
+
+
+def test_silero_without_its_package_is_one_clear_error(monkeypatch):
+    import speakerdb.audio.vad as vad
+
+    monkeypatch.setattr(vad, "silero_available", lambda: False)
+    with pytest.raises(UsageError, match=r"pip install 'speakerdb\[vad\]'"):
+        check_vad("silero")
+
+
+def test_the_choice_is_recorded_with_the_database(tmp_home, spectral_embedder):
+    from speakerdb.api import SpeakerDB
+
+    with SpeakerDB.create(tmp_home, model="spectral", embedder=spectral_embedder,
+                          vad="none") as db:
+        assert db.policy.vad == "none" and db.policy.silence_dbfs < -100
+    assert json.loads((tmp_home / "home.json").read_text())["vad"] == "none"
+    with SpeakerDB.open(tmp_home, embedder=spectral_embedder) as db:
+        assert db.policy.vad == "none" and db.stats()["vad"] == "none"
+    with pytest.raises(UsageError, match="none speech detector; vad 'energy' differs"):
+        SpeakerDB.create(tmp_home, model="spectral", embedder=spectral_embedder, vad="energy")
+    # the same choice again opens it
+    SpeakerDB.create(tmp_home, model="spectral", embedder=spectral_embedder, vad="none").close()
+
+
+def test_a_home_that_records_no_choice_is_energy(tmp_home, spectral_embedder):
+    from speakerdb.api import SpeakerDB
+
+    with SpeakerDB.create(tmp_home, model="spectral", embedder=spectral_embedder) as db:
+        db.store.set_setting("vad", None)
+    data = json.loads((tmp_home / "home.json").read_text())
+    data.pop("vad")
+    (tmp_home / "home.json").write_text(json.dumps(data))
+    with SpeakerDB.open(tmp_home, embedder=spectral_embedder) as db:
+        assert db.policy == AudioPolicy()
+
+
+def test_a_silero_database_cuts_enrollment_and_queries_alike(speech_dev, tmp_path,
+                                                              spectral_embedder):
+    pytest.importorskip("silero_vad")
+    import soundfile as sf
+
+    from speakerdb.api import SpeakerDB
+
+    x = _speech(speech_dev)
+    padded = tmp_path / "padded.wav"
+    sf.write(padded, _embedded(x), RATE, subtype="PCM_16")
+    with SpeakerDB.create(tmp_path / "h", model="spectral", embedder=spectral_embedder,
+                          vad="silero") as db:
+        r = db.enroll("reader", [padded])
+        assert r.added == 1
+        ids, _ = db.store.all_vectors()
+        [ref] = db.store.segment_refs(ids).values()
+        # one segment of the speech alone: not the 10.3 s of the padded file
+        assert ref.end_s - ref.start_s < len(x) / RATE + 0.3
+        # the speech without its padding is the same voice, cut the same way
+        assert db.identify(Waveform(x, RATE)).score > 0.95
+        quiet = Waveform(np.zeros(3 * RATE, np.float32), RATE)
+        with pytest.raises(SilentAudioError):
+            db.identify(quiet)
