@@ -1,5 +1,5 @@
 """Same answers from the Qdrant tier as from the FAISS tier on real speech with the default
-model: every file but the last of each speaker of speech-dev enrolled once in one store, a
+model: up to three files of each speaker of speech-dev (never its last) enrolled once in one store, a
 FAISS home and a Qdrant home (local mode) derived from that store, and every held-back file
 identified on both, exhaustively and through the cascade.
 
@@ -38,7 +38,7 @@ def test_qdrant_tier_answers_as_the_faiss_tier(speech_dev, tmp_path):
         w = csv.writer(f)
         w.writerow(["path", "speaker"])
         for s in enrolled:
-            for p in by_spk[s][:-1]:
+            for p in by_spk[s][:-1][:3]:  # (bounded: the suite's time)
                 w.writerow([p, s])
     emb = load_embedder("campplus", "cpu")
     faiss_home, qdrant_home = tmp_path / "faiss", tmp_path / "qdrant"
