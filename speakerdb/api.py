@@ -474,12 +474,14 @@ class SpeakerDB:
                            time.perf_counter() - t0, notes)
 
     def _catch_up_before_check(self) -> list[str]:
-        """Saved vectors that are only behind the store (segments another process, or one
-        killed before its index save, committed since) are caught up as every open does,
-        then checked: being behind is not a disagreement. Vectors that need a rebuild are
-        left for the check to report."""
-        if self.read_only or self.indexes.plan() != "append":
-            return []
+        """Saved vectors that are only behind the store (saved at an older store generation;
+        segments another process, or one killed before its index save, committed since) are
+        caught up as every open does, then checked: being behind is not a disagreement.
+        Vectors that need a rebuild, or that lack segments although saved at the store's
+        generation, are left for the check to report."""
+        if self.read_only or self.indexes.plan() != "append" or (
+                self.indexes.saved_generation() >= self.store.generation()):
+            return []  # (saved at the store's generation and still lacking some: damage)
         with self.writing():
             self.indexes.open(catch_up=True)  # loads what is saved, appends the rest, saves
         return [f"the saved vectors were behind the store: caught up to {self.indexes.count()}"

@@ -235,7 +235,7 @@ class FaissTier:
                 log.debug("%s: not saving the indexes: another process is writing",
                           self.directory)
                 return False
-            on_disk = self._saved_generation()
+            on_disk = self.saved_generation()
             if on_disk > self.generation:
                 log.debug("%s: not saving the indexes: the saved ones are newer (store "
                          "generation %d, these %d)", self.directory, on_disk, self.generation)
@@ -250,7 +250,8 @@ class FaissTier:
         """Drop the loaded vectors, unmapping their files (a later use opens them again)."""
         self.set = None
 
-    def _saved_generation(self) -> int:
+    def saved_generation(self) -> int:
+        """The store generation the saved vectors reflect (0: not recorded)."""
         try:
             info = IndexSet.state(self.directory)
         except IndexOutOfDateError:

@@ -147,6 +147,12 @@ class QdrantTier:
             return "current"
         return "append"
 
+    def saved_generation(self) -> int:
+        """The store generation the collection reflects (0: not recorded, or none)."""
+        self._connect()
+        value = (self._meta() or {}).get("store_generation")
+        return int(value) if isinstance(value, (int, float)) else 0
+
     def _holds(self, n: int, top: int) -> bool:
         """Whether the collection has ``n`` points, the newest segment ``top`` among them."""
         with self._call("counting points"):

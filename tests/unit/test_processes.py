@@ -437,6 +437,12 @@ def test_saved_vectors_missing_ids_another_writer_interleaved_are_appended_not_r
         db.indexes.set.remove(ids[1:3])  # as if another writer had committed these meanwhile
         db.indexes._dirty = True
         db.indexes.flush(force=True)
+        saved = db.indexes.saved_generation()
+    with SpeakerDB.open(home, embedder=spectral_embedder, catch_up=False) as db:
+        # saved at the store's generation, yet lacking segments: damage, which check reports
+        assert db.indexes.plan() == "append" and saved == db.store.generation()
+        assert not db.check(quick=True).ok
+        db.store.set_setting("touched", 1)  # ...the other writer's commit came after the save
     with SpeakerDB.open(home, embedder=spectral_embedder, catch_up=False) as db:
         assert db.indexes.plan() == "append"
     epoch = IndexSet.state(home).matrix.epoch
