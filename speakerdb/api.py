@@ -29,8 +29,8 @@ from speakerdb.errors import (
                               ModelMismatchError,
                               ReadOnlyError,
                               StoreError,
-                              UsageError,
                               )
+from speakerdb.database.ingesting import MULTI_VOICE_KEY
 from speakerdb.database.opening import stored_space, tier_entry
 from speakerdb.audio.gates import gate_seconds
 from speakerdb.database.results import (CheckReport, EnrollResult, IdentifyResult, SpeakerInfo,
@@ -42,22 +42,6 @@ from speakerdb.search.decision import rule_label
 from speakerdb.search.thresholds import calibrate_db, calibration_states, identify_threshold
 
 __all__ = ["SpeakerDB"]
-
-MULTI_VOICE_KEY = "multi_voice_recordings"  # the store setting listing them (ingest --diarize)
-
-
-def _diarize_keep(config: IngestConfig) -> str | None:
-    from speakerdb.diarize.voices import KEEPS
-    from speakerdb.errors import UsageError
-
-    if config.keep not in KEEPS:
-        raise UsageError(f"keep {config.keep!r}: choose one of {', '.join(KEEPS)}",
-                         option="keep")
-    if config.keep != "all" and not config.diarize:
-        raise UsageError("keep applies to a diarized ingest: give diarize too", option="keep",
-                         also=("diarize",))
-    return config.keep if config.diarize else None
-
 
 class SpeakerDB:
     """A speaker database in a home directory: metadata store, vector tier (``indexes``, a
@@ -196,91 +180,10 @@ class SpeakerDB:
         ``stats.labelled``); one that differs from its label is listed in
         ``stats.label_conflicts`` and applied only with ``config.relabel``. Holds the home's writer lock throughout (``speakerdb/processes.py``).
         """
+        from speakerdb.database.ingesting import run_ingest
+
         with self.writing():
-            return self._ingest(sources, layout, config, progress, on_start)
-
-    def _ingest(self, sources, layout, config, progress, on_start):
-        from speakerdb.ingest.engine import IngestJob, ingest_engine
-        from speakerdb.ingest.pool import resolve_workers
-        from speakerdb.ingest.sources import discover
-        from speakerdb.ingest.writer import StoreWriter
-
-        self.require_writable("ingest")
-        keep = _diarize_keep(config)
-        gate = gate_seconds(config.min_duration_s, self.gates.min_enroll_s)
-        local = config.engine == "local"
-        if keep is not None and not local:
-            raise UsageError("diarize: works with the local ingest engine only",
-                             option="diarize")
-        engine = ingest_engine("local") if local else self._engine(config)
-        if local:
-            items = discover([str(s) for s in sources], layout, config.extensions)
-        else:  # workers elsewhere: URIs too, read where the workers run
-            from speakerdb.ingest.ray_files import discover_with_uris
-
-            items = discover_with_uris([str(s) for s in sources], layout, config.extensions)
-        if on_start:
-            on_start(len(items))
-        embedder = self.embedder
-        self.indexes.ensure_open()
-        self.indexes.flush_s = config.index_flush_s
-        run_id = self.store.start_run([str(s) for s in sources], layout)
-
-        def known(shas):
-            have = self.store.known_recordings(shas)
-            return have if config.retry_failed else have | self.store.known_failures(shas)
-
-        workers = (resolve_workers(config.workers, len(items), config.files_per_batch)
-                   if local else 0)
-        job = IngestJob(items, embedder, self.policy, gate, known,
-                        labels=self.store.recording_labels,
-                        files_per_batch=config.files_per_batch, embed_batch=config.embed_batch,
-                        relabel=config.relabel, progress=progress, workers=workers,
-                        diarize=keep)
-        writer = manage.LockedWriter(StoreWriter(self.store, self.indexes, run_id), self.lock,
-                                     self.scorer.invalidate)
-        t0 = time.perf_counter()
-        status = "failed"
-        try:
-            stats = engine.run(job, writer)
-            t1 = time.perf_counter()
-            with self.lock:
-                self.indexes.flush(force=True)
-                self.fit_rotation()
-            stats.write_s += time.perf_counter() - t1
-            status = "done"
-        finally:
-            with self.lock:
-                self.scorer.invalidate()
-            summary = None if status != "done" else stats.as_dict()
-            if summary is not None:
-                summary["wall_s"] = round(time.perf_counter() - t0, 3)
-                summary["multi_voice"] = len(summary["multi_voice"])
-                if stats.multi_voice:
-                    flagged = self.store.get_setting(MULTI_VOICE_KEY) or []
-                    self.store.set_setting(MULTI_VOICE_KEY, flagged + stats.multi_voice)
-                summary.pop("failures")
-                summary["label_conflicts"] = len(summary["label_conflicts"])
-            self.store.finish_run(run_id, status, summary)
-        return stats
-
-    def _engine(self, config: IngestConfig):
-        """The ingest engine ``config.engine`` names, other than the local one (its
-        workers load the model this database is bound to)."""
-        from speakerdb.ingest.engine import ingest_engine
-
-        if config.engine != "ray":
-            return ingest_engine(config.engine)
-        from speakerdb.ingest.ray_engine import RayOptions, require_ray
-        from speakerdb.ingest.ray_stages import EmbedderSpec
-
-        require_ray()  # before the run is recorded: without Ray, nothing is started
-
-        options = RayOptions(address=config.ray_address, workers=config.workers,
-                             gpus_per_worker=config.gpus_per_worker,
-                             resources=config.worker_resources)
-        spec = EmbedderSpec(self.model_spec, self.model.sha256, self.device)
-        return ingest_engine("ray", options=options, spec=spec)
+            return run_ingest(self, sources, layout, config, progress, on_start)
 
     def embed(self, audio: AudioInput, name: str | None = None,
               min_duration_s: float | None = None):
