@@ -125,6 +125,7 @@ def test_cli_engine_ray_json_summary(tmp_path, ray_cluster):
 def test_an_error_on_a_worker_is_raised_as_itself(tmp_path, ray_cluster, monkeypatch):
     """An actor whose model is not the database's: the ModelMismatchError it raises reaches
     the caller as such (one line on the command line), and nothing is written."""
+    from speakerdb.database import ingesting
     from speakerdb.errors import ModelMismatchError
     from speakerdb.ingest.engine import ingest_engine
     from speakerdb.ingest.ray_engine import RayOptions
@@ -134,7 +135,7 @@ def test_an_error_on_a_worker_is_raised_as_itself(tmp_path, ray_cluster, monkeyp
     write_corpus(root, speakers=1, utterances=2)
     wrong = ingest_engine("ray", options=RayOptions(), spec=EmbedderSpec("spectral", "0" * 64))
     with SpeakerDB.create(tmp_path / "home", model="spectral") as db:
-        monkeypatch.setattr(db, "_engine", lambda config: wrong)
+        monkeypatch.setattr(ingesting, "_engine", lambda db, config: wrong)
         with pytest.raises(ModelMismatchError, match="000000000000"):
             db.ingest([root], config=IngestConfig(engine="ray"))
         assert db.store.counts()["recordings"] == 0
