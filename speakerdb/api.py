@@ -82,7 +82,8 @@ class SpeakerDB:
                collection: str | None = None) -> SpeakerDB:
         """Create a database bound to ``model`` (a built-in name or checkpoint path), cutting
         its audio with the speech detector ``vad`` (``silero``, ``energy`` or ``none``;
-        default ``energy``; ``audio.vad``): enrollment and queries are cut the same way.
+        default ``audio.vad.default_vad``: ``silero`` for a network, ``energy`` for the test
+        embedders): enrollment and queries are cut the same way.
 
         Creating where a database exists opens it: with no ``model`` whatever its model, with
         the same model as well; another model is a ModelMismatchError. Where home.json is

@@ -2,11 +2,12 @@
 
 Three detectors, chosen per database (``AudioPolicy.vad``, recorded in the store):
 
-* ``energy``: 25 ms frames above the policy's silence floor (-60 dBFS) are signal; what the
-  segmenter has always done. Nothing is cut out before segmentation.
-* ``silero``: Silero VAD (the ``silero-vad`` package, the ``vad`` extra; its model ships in the
-  wheel). Non-speech is dropped before the signal is cut into segments, so the speech seconds
-  drive the duration gates.
+* ``silero``: Silero VAD (the ``silero-vad`` package; its model ships in the wheel). Non-speech
+  is dropped before the signal is cut into segments, so the speech seconds drive the duration
+  gates. The default for a network embedder (``default_vad``).
+* ``energy``: 25 ms frames above the policy's silence floor (-60 dBFS) are signal. Nothing is
+  cut out before segmentation. The default for the test embedders, whose generated signals are
+  not speech, and what a database that records no choice was made with.
 * ``none``: every frame that is not digital silence is signal.
 """
 
@@ -18,11 +19,11 @@ import numpy as np
 
 from speakerdb.errors import UsageError
 
-__all__ = ["VADS", "DEFAULT_VAD", "NONE_FLOOR_DBFS", "check_vad", "speech_regions",
+__all__ = ["VADS", "LEGACY_VAD", "default_vad", "NONE_FLOOR_DBFS", "check_vad", "speech_regions",
            "keep_speech", "silero_available"]
 
 VADS = ("silero", "energy", "none")
-DEFAULT_VAD = "energy"  # also what a database that records no choice was made with
+LEGACY_VAD = "energy"  # what a database that records no choice was made with
 NONE_FLOOR_DBFS = -200.0  # the silence floor of ``none``: only digital silence is not signal
 ENERGY_MIN_GAP_S = 0.3  # energy regions: pauses shorter than this stay inside a region
 ENERGY_MIN_REGION_S = 0.1  # energy regions shorter than this are dropped
@@ -37,8 +38,14 @@ def check_vad(vad) -> str:
         raise UsageError(f"vad {vad!r}: choose one of {', '.join(VADS)}", option="vad")
     if vad == "silero" and not silero_available():
         raise UsageError("vad 'silero' needs the silero-vad package: "
-                         "pip install 'speakerdb[vad]'", option="vad")
+                         "pip install silero-vad", option="vad")
     return vad
+
+
+def default_vad(embedder) -> str:
+    """The detector a new database for ``embedder`` cuts with unless told: the embedder's own
+    ``default_vad`` (``silero`` for the networks), else ``energy``."""
+    return getattr(embedder, "default_vad", "energy")
 
 
 def silero_available() -> bool:

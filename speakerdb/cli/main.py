@@ -64,7 +64,7 @@ def init(
     qdrant: Annotated[Optional[str], typer.Option(help="Qdrant of the qdrant tier: http(s)://host:6333, a folder or :memory: [env SPEAKERDB_QDRANT].")] = None,
     collection: Annotated[Optional[str], typer.Option(help="Qdrant collection name [default: one derived from the home].")] = None,
     device: Device = "auto",
-    vad: Annotated[Optional[str], typer.Option(help="Speech detection before embedding, recorded with the database: silero (the vad extra), energy (frames above -60 dBFS) or none [default: energy].")] = None,
+    vad: Annotated[Optional[str], typer.Option(help="Speech detection before embedding, recorded with the database: silero, energy (frames above -60 dBFS) or none [default: silero; energy for the spectral test embedder].")] = None,
     json_: Json = False,
 ):
     """Create a database bound to one model (runs the store migrations); in a folder whose

@@ -54,7 +54,7 @@ def _check_tier(home, info: dict, tier: dict | None) -> None:
 def create(cls, home, model, db_url, embedder, device, vad=None, tier=None):
     """``SpeakerDB.create`` (see there); ``cls`` is the class whose ``open`` ends it;
     ``tier``: ``tier_entry``'s."""
-    from speakerdb.audio.vad import DEFAULT_VAD, check_vad
+    from speakerdb.audio.vad import check_vad, default_vad
     from speakerdb.model.registry import load_embedder
 
     if vad is not None:
@@ -99,6 +99,7 @@ def create(cls, home, model, db_url, embedder, device, vad=None, tier=None):
             f"store was elsewhere: `speakerdb init --home {home} --db-url URL` rebuilds "
             "home.json from it")
     home.mkdir(parents=True, exist_ok=True)
+    vad = check_vad(vad or default_vad(embedder))
     from speakerdb.store.migrate import upgrade
     from speakerdb.store.store import Store
 
@@ -109,7 +110,7 @@ def create(cls, home, model, db_url, embedder, device, vad=None, tier=None):
         store = Store(engine, redact(url) if db_url else str(home))
         store.bind_model(embedder.name, embedder.sha256, embedder.dims, embedder.raw_dim)
         store.set_setting("model_spec", model)
-        store.set_setting("vad", vad or DEFAULT_VAD)
+        store.set_setting("vad", vad)
     except SQLAlchemyError as e:
         engine.dispose()
         raise store_error(redact(url) if db_url else str(home), e) from None
@@ -119,7 +120,7 @@ def create(cls, home, model, db_url, embedder, device, vad=None, tier=None):
     from speakerdb.index.tier import DEFAULT_TIER
 
     write_home_file(home, {"db_url": db_url, "model_spec": model,
-                           **(tier or {"vectors": DEFAULT_TIER}), "vad": vad or DEFAULT_VAD})
+                           **(tier or {"vectors": DEFAULT_TIER}), "vad": vad})
     engine.dispose()
     return cls.open(home, embedder=embedder, device=device)
 
@@ -137,9 +138,9 @@ def _same_vad(db, vad):
 def database_vad(store, info: dict | None) -> str:
     """The speech detector a database was made with: the store's setting, else home.json's,
     else ``energy`` (databases made before the choice existed)."""
-    from speakerdb.audio.vad import DEFAULT_VAD
+    from speakerdb.audio.vad import LEGACY_VAD
 
-    return store.get_setting("vad") or (info or {}).get("vad") or DEFAULT_VAD
+    return store.get_setting("vad") or (info or {}).get("vad") or LEGACY_VAD
 
 
 def open_parts(home, catch_up, model, embedder):

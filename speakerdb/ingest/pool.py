@@ -63,7 +63,9 @@ def resolve_workers(workers: int | None, n_inputs: int, files_per_batch: int) ->
 
 def _worker_setup(parent: int) -> None:
     """Worker set-up: Ctrl-C is for the parent, which shuts the pool down; a parent that
-    is gone (killed, ``kill -9``) takes the worker with it (within a second)."""
+    is gone (killed, ``kill -9``) takes the worker with it (within a second). A worker that
+    runs Silero VAD runs it on one thread: the model process has the cores."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:

@@ -30,7 +30,8 @@ class Embedder(Protocol):
     """Cosine threshold at the full dimension used for verification until a database is
     calibrated (identification uses it only as a guess, when no impostor statistics exist)."""
     # An embedder may also carry ``impostor_stats``: {space_key: ImpostorModel dict} measured
-    # for it (search/openset.py), from which identify derives gallery-size-aware defaults.
+    # for it (search/openset.py), from which identify derives gallery-size-aware defaults,
+    # and ``default_vad``: the speech detector a new database for it uses (audio/vad.py).
 
     def __call__(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
         """waveforms: B arrays (n_i,) float32 in [-1, 1] at ``sample_rate``.

@@ -50,6 +50,7 @@ class TorchEmbedder:
     """An Embedder around ``module``: waveforms (B, n) float32 at 16 kHz → (B, raw_dim) raw."""
 
     sample_rate = 16000
+    default_vad = "silero"  # a new database for a network cuts real audio on speech
 
     def __init__(self, module: torch.nn.Module, *, name: str, sha256: str, raw_dim: int,
                  dims: tuple[int, ...], default_threshold: float, device: str = "auto",

@@ -29,7 +29,6 @@ def _embedded(x):
 
 
 def test_silero_drops_silence_and_noise_around_speech(speech_dev):
-    pytest.importorskip("silero_vad")
     x = _speech(speech_dev)
     w = Waveform(_embedded(x), RATE)
     regions = speech_regions(w.samples, RATE, "silero")
@@ -45,7 +44,6 @@ def test_silero_drops_silence_and_noise_around_speech(speech_dev):
 
 
 def test_silero_finds_no_speech_in_noise():
-    pytest.importorskip("silero_vad")
     noise = 0.1 * np.random.default_rng(1).standard_normal(4 * RATE).astype(np.float32)
     with pytest.raises(SilentAudioError, match="no speech"):
         prepare(Waveform(noise, RATE), with_vad(AudioPolicy(), "silero"), name="noise.wav")
@@ -73,7 +71,7 @@ def test_silero_without_its_package_is_one_clear_error(monkeypatch):
     import speakerdb.audio.vad as vad
 
     monkeypatch.setattr(vad, "silero_available", lambda: False)
-    with pytest.raises(UsageError, match=r"pip install 'speakerdb\[vad\]'"):
+    with pytest.raises(UsageError, match="needs the silero-vad package: pip install silero-vad"):
         check_vad("silero")
 
 
@@ -92,6 +90,36 @@ def test_the_choice_is_recorded_with_the_database(tmp_home, spectral_embedder):
     SpeakerDB.create(tmp_home, model="spectral", embedder=spectral_embedder, vad="none").close()
 
 
+def _network():
+    """A TorchEmbedder (the networks' type) around a stand-in module that keeps the first 192
+    samples: what matters here is the embedder's type, not what it computes."""
+    import torch
+
+    from speakerdb.model.torch_embedder import TorchEmbedder
+
+    class Frames(torch.nn.Module):
+        def forward(self, x):
+            return x[:, :192]
+
+    return TorchEmbedder(Frames(), name="frames", sha256="f" * 64, raw_dim=192, dims=(192,),
+                         default_threshold=0.5, device="cpu")
+
+
+def test_a_new_database_for_a_network_cuts_with_silero(tmp_path, spectral_embedder):
+    from speakerdb.api import SpeakerDB
+    from speakerdb.audio.vad import default_vad
+
+    net = _network()
+    assert default_vad(net) == "silero" and default_vad(spectral_embedder) == "energy"
+    with SpeakerDB.create(tmp_path / "net", model="frames", embedder=net) as db:
+        assert db.policy.vad == "silero" and db.stats()["vad"] == "silero"
+    assert json.loads((tmp_path / "net" / "home.json").read_text())["vad"] == "silero"
+    with SpeakerDB.create(tmp_path / "net2", model="frames", embedder=net, vad="energy") as db:
+        assert db.policy.vad == "energy"
+    with SpeakerDB.create(tmp_path / "spec", model="spectral", embedder=spectral_embedder) as db:
+        assert db.policy.vad == "energy"
+
+
 def test_a_home_that_records_no_choice_is_energy(tmp_home, spectral_embedder):
     from speakerdb.api import SpeakerDB
 
@@ -106,7 +134,6 @@ def test_a_home_that_records_no_choice_is_energy(tmp_home, spectral_embedder):
 
 def test_a_silero_database_cuts_enrollment_and_queries_alike(speech_dev, tmp_path,
                                                               spectral_embedder):
-    pytest.importorskip("silero_vad")
     import soundfile as sf
 
     from speakerdb.api import SpeakerDB
