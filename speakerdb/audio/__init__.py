@@ -262,12 +262,13 @@ def cut_pieces(n: int, piece: int) -> list[tuple[int, int]]:
     return bounds
 
 
-def only_speech(samples: np.ndarray, rate: int, name: str) -> np.ndarray:
-    """The speech of mono ``samples`` (Silero VAD), joined; ``SilentAudioError`` when there is
-    none. ``rate`` must be ``TARGET_RATE``."""
+def only_speech(samples: np.ndarray, rate: int, name: str,
+                regions: list[tuple[float, float]] | None = None) -> np.ndarray:
+    """The speech of mono ``samples`` (Silero VAD, or ``regions`` it found before), joined;
+    ``SilentAudioError`` when there is none. ``rate`` must be ``TARGET_RATE``."""
     from speakerdb.audio.vad import keep_speech
 
-    speech = keep_speech(np.asarray(samples, dtype=np.float32), rate)
+    speech = keep_speech(np.asarray(samples, dtype=np.float32), rate, regions)
     if len(speech) == 0:
         raise SilentAudioError(name, "no speech found (silero VAD)")
     return speech

@@ -133,7 +133,20 @@ class Preparing:
         self._src = open_input(x, self.name, policy.max_duration_s)
         self.sample_rate, self.channels = self._src.rate, self._src.channels
         self.duration_s: float | None = None
+        self.regions: list[tuple[float, float]] | None = None  # speech found beforehand
         self._frames = 0
+        self._whole: np.ndarray | None = None
+
+    def whole(self) -> np.ndarray:
+        """The whole mono ``TARGET_RATE`` signal, decoded once and kept until iterated: what
+        Silero VAD sees (``audio.vad.silero_regions_many`` of several inputs at once, into
+        ``regions``). Raises ``AudioError``."""
+        if self._whole is None:
+            src = self._src
+            counted = type(src)(src.rate, src.channels, self._counted())
+            parts = list(mono_blocks(counted, self.name))
+            self._whole = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        return self._whole
 
     def _counted(self):
         for block in self._src.blocks:
@@ -142,13 +155,12 @@ class Preparing:
 
     def __iter__(self) -> Iterator[Segment]:
         src = self._src
-        counted = type(src)(src.rate, src.channels, self._counted())
         cut = Segmenter(self.policy, self.name)
-        blocks = mono_blocks(counted, self.name)
         if self.policy.vad == "silero":  # the detector sees the whole signal, then cuts
-            whole = list(blocks)
-            blocks = iter([only_speech(np.concatenate(whole) if len(whole) > 1 else whole[0],
-                                       TARGET_RATE, self.name)])
+            whole, self._whole = self.whole(), None
+            blocks = iter([only_speech(whole, TARGET_RATE, self.name, self.regions)])
+        else:
+            blocks = mono_blocks(type(src)(src.rate, src.channels, self._counted()), self.name)
         for block in blocks:
             yield from cut.feed(block)
         self.duration_s = self._frames / self.sample_rate

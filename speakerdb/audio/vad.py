@@ -13,14 +13,12 @@ Three detectors, chosen per database (``AudioPolicy.vad``, recorded in the store
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from speakerdb.errors import UsageError
 
 __all__ = ["VADS", "LEGACY_VAD", "default_vad", "NONE_FLOOR_DBFS", "check_vad", "speech_regions",
-           "keep_speech", "silero_available"]
+           "silero_regions", "silero_regions_many", "keep_speech", "silero_available"]
 
 VADS = ("silero", "energy", "none")
 LEGACY_VAD = "energy"  # what a database that records no choice was made with
@@ -28,12 +26,10 @@ NONE_FLOOR_DBFS = -200.0  # the silence floor of ``none``: only digital silence 
 ENERGY_MIN_GAP_S = 0.3  # energy regions: pauses shorter than this stay inside a region
 ENERGY_MIN_REGION_S = 0.1  # energy regions shorter than this are dropped
 
-_local = threading.local()
-
 
 def check_vad(vad) -> str:
     """``vad`` if it names a detector, else a UsageError; ``silero`` without its package
-    installed is a UsageError saying which extra to install."""
+    installed is a UsageError saying how to install it."""
     if vad not in VADS:
         raise UsageError(f"vad {vad!r}: choose one of {', '.join(VADS)}", option="vad")
     if vad == "silero" and not silero_available():
@@ -52,31 +48,6 @@ def silero_available() -> bool:
     from importlib.util import find_spec
 
     return find_spec("silero_vad") is not None
-
-
-def _silero():
-    """This thread's Silero model (the model keeps state between chunks: one per thread)."""
-    model = getattr(_local, "model", None)
-    if model is None:
-        check_vad("silero")
-        from silero_vad import load_silero_vad
-
-        model = _local.model = load_silero_vad()
-    return model
-
-
-def _silero_regions(samples: np.ndarray, rate: int) -> list[tuple[float, float]]:
-    import torch
-    from silero_vad import get_speech_timestamps
-
-    if rate != 16000:
-        raise ValueError("silero regions need 16 kHz samples")
-    if len(samples) < 512:
-        return []
-    with torch.inference_mode():
-        stamps = get_speech_timestamps(torch.from_numpy(np.ascontiguousarray(samples)),
-                                       _silero(), sampling_rate=rate, speech_pad_ms=60)
-    return [(s["start"] / rate, s["end"] / rate) for s in stamps]
 
 
 def _energy_regions(samples: np.ndarray, rate: int, floor_dbfs: float) -> list[tuple[float, float]]:
@@ -99,12 +70,31 @@ def speech_regions(samples: np.ndarray, rate: int, vad: str,
     ``energy``/``none``: runs of frames above ``floor_dbfs`` (``none``: above digital
     silence), pauses under 0.3 s bridged."""
     if vad == "silero":
-        return _silero_regions(samples, rate)
+        return silero_regions(samples, rate)
     return _energy_regions(samples, rate, NONE_FLOOR_DBFS if vad == "none" else floor_dbfs)
 
 
-def keep_speech(samples: np.ndarray, rate: int) -> np.ndarray:
-    """The speech of ``samples`` by Silero VAD, joined (an empty array when there is none)."""
-    parts = [samples[int(a * rate): int(b * rate)] for a, b in _silero_regions(samples, rate)]
+def silero_regions(samples: np.ndarray, rate: int) -> list[tuple[float, float]]:
+    """(start_s, end_s) of the speech in mono 16 kHz ``samples`` by Silero VAD."""
+    return silero_regions_many([samples], rate)[0]
+
+
+def silero_regions_many(signals: list[np.ndarray], rate: int) -> list[list[tuple[float, float]]]:
+    """``silero_regions`` of each signal, scored together (``audio.silero``)."""
+    check_vad("silero")
+    if rate != 16000:
+        raise ValueError("silero regions need 16 kHz samples")
+    from speakerdb.audio import silero
+
+    return silero.silero_regions_many(signals)
+
+
+def keep_speech(samples: np.ndarray, rate: int,
+                regions: list[tuple[float, float]] | None = None) -> np.ndarray:
+    """The speech of ``samples`` by Silero VAD (or in ``regions``, found before), joined (an
+    empty array when there is none)."""
+    if regions is None:
+        regions = silero_regions(samples, rate)
+    parts = [samples[int(a * rate): int(b * rate)] for a, b in regions]
     return np.concatenate(parts).astype(np.float32, copy=False) if parts \
         else np.zeros(0, np.float32)

@@ -34,7 +34,8 @@ import numpy as np
 
 from speakerdb.audio import AudioPolicy
 from speakerdb.ingest import reader as _reader
-from speakerdb.ingest.reader import ReadBatch, TooLong, _decode_one, _hash_one, add_decoded, triage
+from speakerdb.ingest.reader import (ReadBatch, _decode_one, _hash_one, add_decoded, decode_many,
+                                     triage)
 from speakerdb.ingest.sources import SourceItem
 
 __all__ = ["PoolReader", "MAX_RESTARTS", "default_workers", "resolve_workers", "start_pool",
@@ -101,12 +102,7 @@ def decode_chunk(todo: list[tuple], policy: AudioPolicy, limit: int) -> tuple[li
     """(``Decoded`` or ``FailureIn`` of each ``(item, sha, data)``, or None for an input with
     more than ``limit`` segments; seconds): runs in a worker."""
     t0 = time.perf_counter()
-    out = []
-    for item, sha, data in todo:
-        try:
-            out.append(_decode_one(item, sha, data, policy, None, None, limit)[0])
-        except TooLong:
-            out.append(None)
+    out = [res for res, _ in decode_many(todo, policy, None, None, limit)]
     return out, time.perf_counter() - t0
 
 

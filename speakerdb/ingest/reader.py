@@ -124,17 +124,67 @@ class _Embedding:
         self.held = 0
 
 
-def _decode_one(item: SourceItem, sha: str, data, policy: AudioPolicy, embed, lock,
-                limit: int | None = None):
-    """(Decoded or FailureIn, seconds spent embedding); without ``embed`` and with a
-    ``limit``, an input with more than ``limit`` segments raises ``TooLong``."""
+def _open(item: SourceItem, sha: str, data, policy: AudioPolicy):
+    """The ``Preparing`` of one input, or its FailureIn."""
     from speakerdb.audio.stream import Preparing
 
+    name = display_name(item.path)
+    try:
+        return Preparing(data if isinstance(data, AudioSource) else item.path, policy, name=name)
+    except AudioError as e:
+        return FailureIn(name, sha, e.reason, str(e))
+
+
+def _open_whole(item: SourceItem, sha: str, data, policy: AudioPolicy):
+    """``_open``, the whole signal decoded (``Preparing.whole``)."""
+    p = _open(item, sha, data, policy)
+    if isinstance(p, FailureIn):
+        return p
+    try:
+        p.whole()
+    except AudioError as e:
+        return FailureIn(p.name, sha, e.reason, str(e))
+    return p
+
+
+def decode_many(todo: list[tuple], policy: AudioPolicy, embed, lock,
+                limit: int | None = None, map_=map) -> list[tuple]:
+    """``_decode_one`` of each ``(item, sha, data)`` (``map_``: e.g. a thread pool's map);
+    a ``TooLong`` input gives ``(None, 0.0)``. With Silero VAD, the inputs' whole signals are
+    decoded first and scored together (``audio.vad.silero_regions_many``)."""
+    opened = [None] * len(todo)
+    if policy.vad == "silero":
+        from speakerdb.audio import TARGET_RATE
+        from speakerdb.audio.vad import silero_regions_many
+
+        opened = list(map_(lambda t: _open_whole(*t, policy), todo))
+        live = [p for p in opened if not isinstance(p, FailureIn)]
+        for p, regions in zip(live, silero_regions_many([p.whole() for p in live], TARGET_RATE)):
+            p.regions = regions
+
+    def one(pair):
+        try:
+            return _decode_one(*pair[0], policy, embed, lock, limit, opened=pair[1])
+        except TooLong:
+            return None, 0.0
+
+    return list(map_(one, zip(todo, opened)))
+
+
+def _decode_one(item: SourceItem, sha: str, data, policy: AudioPolicy, embed, lock,
+                limit: int | None = None, opened=None):
+    """(Decoded or FailureIn, seconds spent embedding); without ``embed`` and with a
+    ``limit``, an input with more than ``limit`` segments raises ``TooLong``. ``opened``:
+    the input's ``_open_whole``, when it was decoded before."""
+    if isinstance(opened, FailureIn):
+        return opened, 0.0
     name = display_name(item.path)
     emb = _Embedding(embed, lock, limit)
     try:
         in_memory = isinstance(data, AudioSource)
-        p = Preparing(data if in_memory else item.path, policy, name=name)
+        p = opened if opened is not None else _open(item, sha, data, policy)
+        if isinstance(p, FailureIn):
+            return p, 0.0
         for s in p:
             emb.add(s, policy)
         if emb.raw:
@@ -184,9 +234,6 @@ class Reader:
     def __len__(self) -> int:
         return len(self.items)
 
-    def _decode(self, todo: tuple):
-        return _decode_one(*todo, self.policy, self.embed, self.lock)
-
     def __iter__(self) -> Iterator[ReadBatch]:
         seen: set[str] = set()
         with ThreadPoolExecutor(self.workers) as pool:
@@ -196,7 +243,8 @@ class Reader:
                 hashed = list(pool.map(_hash_one, chunk))
                 batch, todo = triage(chunk, hashed, self.known, seen, self.labels)
                 del hashed
-                for out, embed_s in pool.map(self._decode, todo):
+                for out, embed_s in decode_many(todo, self.policy, self.embed, self.lock,
+                                                map_=pool.map):
                     batch.embed_s += embed_s
                     add_decoded(batch, out)
                 batch.decode_s = time.perf_counter() - t0 - batch.embed_s

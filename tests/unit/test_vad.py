@@ -4,6 +4,7 @@ cutting non-speech out of real speech before segmentation."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,3 +155,62 @@ def test_a_silero_database_cuts_enrollment_and_queries_alike(speech_dev, tmp_pat
         quiet = Waveform(np.zeros(3 * RATE, np.float32), RATE)
         with pytest.raises(SilentAudioError):
             db.identify(quiet)
+
+
+def test_batched_silero_marks_what_the_package_marks(speech_dev):
+    """Scored side by side (rows of different lengths, padded), every signal gets the regions
+    the silero-vad package's own timestamps give it alone, with the same parameters."""
+    import glob
+
+    import soundfile as sf
+    import torch
+    from silero_vad import get_speech_timestamps
+
+    from speakerdb.audio.silero import PAD_S, _model
+    from speakerdb.audio.vad import silero_regions_many
+
+    rng = np.random.default_rng(3)
+    signals = []
+    for path in sorted(glob.glob(str(speech_dev / "*" / "*.wav")))[:40:4]:
+        x, _ = sf.read(path, dtype="float32")
+        cut = x[: int(len(x) * rng.uniform(0.3, 1.0))]
+        around = (0.02 * rng.standard_normal(int(RATE * rng.uniform(0.5, 3)))).astype(np.float32)
+        signals.append(np.concatenate([around, cut, around[::-1]]))
+    signals.append(np.zeros(300, np.float32))  # under one chunk: no speech
+    got = silero_regions_many(signals, RATE)
+    assert got[-1] == []
+    with torch.inference_mode():
+        for x, regions in zip(signals[:-1], got[:-1]):
+            ref = get_speech_timestamps(torch.from_numpy(x), _model(),
+                                        speech_pad_ms=int(PAD_S * 1000))
+            mask = np.zeros((2, len(x)), bool)
+            for row, spans in enumerate(([(s["start"], s["end"]) for s in ref],
+                                         [(round(a * RATE), round(b * RATE)) for a, b in regions])):
+                for a, b in spans:
+                    mask[row, a:b] = True
+            assert ref and (mask[0] == mask[1]).all()
+
+
+def test_ingest_decoding_scores_a_batch_and_cuts_as_prepare_does(speech_dev, tmp_path):
+    """``decode_many`` (ingest's decoder) scores the inputs of a batch together; each input
+    is cut exactly as ``prepare`` cuts it alone, and a bad input is its own failure."""
+    import glob
+    import threading
+
+    from speakerdb.ingest.reader import _hash_one, decode_many
+    from speakerdb.ingest.sources import SourceItem
+    from speakerdb.store.records import FailureIn
+
+    paths = sorted(glob.glob(str(speech_dev / "*" / "*.wav")))[:60:6]
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF0000WAVEnot audio")
+    items = [SourceItem(Path(p), None, "folder") for p in [*paths, bad]]
+    todo = [(item, *_hash_one(item)) for item in items]
+    policy = with_vad(AudioPolicy(), "silero")
+    out = decode_many(todo, policy, None, threading.Lock())
+    assert isinstance(out[-1][0], FailureIn)
+    for (decoded, _), path in zip(out[:-1], paths):
+        alone = prepare(path, policy)
+        assert [s.start_s for s in decoded.prepared.segments] == [s.start_s for s in alone.segments]
+        for a, b in zip(decoded.prepared.segments, alone.segments):
+            assert np.array_equal(a.samples, b.samples)
