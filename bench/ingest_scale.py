@@ -26,7 +26,9 @@ kill -9 in the middle of a large ingest.
    with the default model ``campplus`` (weights fetched into ~/.cache/speakerdb on first use;
    see README "Models"): ingest wall time against pure model time on the same segments
    (``embed_segments``, after a warm-up pass, before and after the ingests, the mean), printed
-   as the model's share of wall time for workers 0 and N (target: 0.9 or more with N workers).
+   as the model's share of wall time for workers 0 and N (target: 0.9 or more with N workers),
+   once with each speech detector: ``silero`` (the default for campplus; Silero runs in the
+   decoding workers, or in the model's process without workers) and ``energy``.
 4. A kill -9: ``speakerdb ingest --workers N`` of the m4a tree (a child process, ``spectral``
    model; ``--kill-embedder hash``: the library's ingest with the near-free embedder) killed
    once about half of the inputs are stored, its workers seen gone, a re-run,
@@ -34,7 +36,7 @@ kill -9 in the middle of a large ingest.
    ``speakerdb check`` exit 0.
 
 ``--files 2000`` takes about two minutes on 2 cores (the build ~20 s, the files/s runs ~40 s,
-campplus ~45 s, the kill -9 ~15 s); the time grows with ``--files`` but for the campplus part.
+campplus ~90 s, the kill -9 ~15 s); the time grows with ``--files`` but for the campplus part.
 """
 
 from __future__ import annotations
@@ -277,11 +279,9 @@ def throughput(root: Path, formats, counts: list[int], files: int, embedder: str
 
 
 def model_share(speech: Path, limit: int | None, counts: list[int], tmp: Path) -> dict:
-    """campplus on speech-dev: ingest wall seconds against pure model seconds, per workers."""
-    from speakerdb.api import SpeakerDB
-    from speakerdb.audio import AudioPolicy, prepare
-    from speakerdb.config import IngestConfig
-    from speakerdb.ingest.runner import embed_segments
+    """campplus on speech-dev: ingest wall seconds against pure model seconds on the same
+    segments, per workers, for each speech detector (silero, the default; energy)."""
+    from speakerdb.audio import AudioPolicy, prepare, with_vad
     from speakerdb.model.registry import load_embedder
 
     with open(speech / "manifest.csv", newline="") as f:
@@ -292,7 +292,19 @@ def model_share(speech: Path, limit: int | None, counts: list[int], tmp: Path) -
         w.writerow(["path", "speaker"])
         w.writerows([str(speech / r["path"]), r["speaker"]] for r in rows)
     emb = load_embedder("campplus")
-    segs = [s.samples for r in rows for s in prepare(speech / r["path"], AudioPolicy()).segments]
+    out = {"files": len(rows), "by_vad": {}}
+    for vad in ("silero", "energy"):
+        policy = with_vad(AudioPolicy(), vad)
+        segs = [s.samples for r in rows for s in prepare(speech / r["path"], policy).segments]
+        out["by_vad"][vad] = _share(emb, manifest, len(rows), segs, vad, counts, tmp)
+    return out
+
+
+def _share(emb, manifest: Path, files: int, segs: list, vad: str, counts: list[int],
+           tmp: Path) -> dict:
+    from speakerdb.api import SpeakerDB
+    from speakerdb.config import IngestConfig
+    from speakerdb.ingest.runner import embed_segments
 
     def model_s() -> float:
         t0 = time.perf_counter()
@@ -302,17 +314,19 @@ def model_share(speech: Path, limit: int | None, counts: list[int], tmp: Path) -
     model_s()  # warm-up: the frozen graph specialises on the batch shapes it meets first
     before, walls = model_s(), {}
     for n in counts:
-        with SpeakerDB.create(tmp / f"home-campplus-{n}", model="campplus", embedder=emb) as db:
+        home = tmp / f"home-campplus-{vad}-{n}"
+        with SpeakerDB.create(home, model="campplus", embedder=emb, vad=vad) as db:
             t0 = time.perf_counter()
             stats = db.ingest([manifest], config=IngestConfig(workers=n))
             walls[n] = (time.perf_counter() - t0, stats.as_dict())
-        shutil.rmtree(tmp / f"home-campplus-{n}")
+        shutil.rmtree(home)
     model = (before + model_s()) / 2
-    out = {"files": len(rows), "segments": len(segs), "model_s": round(model, 2), "runs": []}
+    out = {"segments": len(segs), "model_s": round(model, 2), "runs": []}
     for n, (wall, s) in walls.items():
         out["runs"].append({"workers": n, "wall_s": round(wall, 2), "model_share": round(model / wall, 3),
-                            "files_per_s": round(len(rows) / wall, 1), "seconds": s["seconds"]})
-        print(f"campplus speech-dev ({len(rows)} files, {len(segs)} segments) workers {n}: "
+                            "files_per_s": round(files / wall, 1),
+                            "seconds": s["seconds"]})
+        print(f"campplus speech-dev, vad {vad} ({len(segs)} segments) workers {n}: "
               f"wall {wall:.1f} s, model alone {model:.1f} s, model share {model / wall:.2f}",
               flush=True)
     return out
