@@ -82,7 +82,7 @@ def eval_(
     sizes: Annotated[str, typer.Option(help="Conversations: numbers of speakers, comma-separated.")] = "2,3,4",
     overlap_share: Annotated[float, typer.Option(help="Conversations: the share with overlapping turns.", min=0.0, max=1.0)] = 0.3,
     seed: Annotated[int, typer.Option(help="Conversations: seed of the draws.")] = 0,
-    vad: Annotated[str, typer.Option(help="Conversations: the speech detector of the scratch database (silero, energy, none).")] = "energy",
+    vad: Annotated[Optional[str], typer.Option(help="Conversations: the speech detector of the scratch database (silero, energy, none) [default: the model's, as `init` would choose].")] = None,
     cluster_distance: Annotated[Optional[float], typer.Option(help="Conversations: the clustering's cosine distance threshold (default: the model's).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Conversations: write each one's WAV and reference and hypothesis RTTM here.")] = None,
     home: Home = None,
@@ -215,7 +215,8 @@ def _conversations(source, models, split, per_size, sizes, overlap_share, seed, 
     if not counts or any(n < 2 for n in counts):
         raise UsageError(f"--sizes must be numbers of speakers of at least 2 separated by "
                          f"commas, got {sizes!r}")
-    check_vad(vad)
+    if vad is not None:
+        check_vad(vad)
     bar = _progress(per_size * len(counts), "conversations")
     try:
         return evaluate_conversations(source, model=(models or [default_model()])[0],

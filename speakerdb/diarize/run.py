@@ -20,6 +20,7 @@ __all__ = ["WINDOW_S", "HOP_S", "DiarizedSpeaker", "DiarizeResult", "windows_of"
 WINDOW_S = 1.5  # s: the length of the windows that are embedded and clustered
 HOP_S = 0.75  # s: from one window's start to the next
 MIN_REGION_S = 0.25  # s: speech regions shorter than this are left out
+JOIN_GAP_S = 0.8  # s: one speaker's turns with a shorter pause between them are one turn (dev split)
 
 
 @dataclass
@@ -145,7 +146,7 @@ def diarize_samples(db, samples: np.ndarray, name: str, *, num_speakers=None,
     t["cluster"] = time.perf_counter()
     names, scores, speakers = _identify_clusters(db, raw, labels, name, identify)
     frames = label_frames(duration, regions, wins, labels)
-    turns = frames_to_turns(frames, names, scores)
+    turns = frames_to_turns(frames, names, scores, JOIN_GAP_S)
     spoken: dict[str, float] = {}
     for tr in turns:
         spoken[tr.speaker] = spoken.get(tr.speaker, 0.0) + tr.duration

@@ -57,8 +57,11 @@ def label_frames(duration_s: float, regions, windows, labels) -> np.ndarray:
     return out
 
 
-def frames_to_turns(frames: np.ndarray, names: dict, scores: dict | None = None) -> list[Turn]:
-    """Runs of equal labels (not -1) as turns, named by ``names[label]``."""
+def frames_to_turns(frames: np.ndarray, names: dict, scores: dict | None = None,
+                    join_gap_s: float = 0.0) -> list[Turn]:
+    """Runs of equal labels (not -1) as turns, named by ``names[label]``; two turns of one
+    speaker with a pause shorter than ``join_gap_s`` between them (and no other speaker) are
+    one turn."""
     turns: list[Turn] = []
     scores = scores or {}
     change = np.flatnonzero(np.diff(frames) != 0) + 1
@@ -69,7 +72,8 @@ def frames_to_turns(frames: np.ndarray, names: dict, scores: dict | None = None)
         if lab < 0 or b <= a:
             continue
         name = names[lab]
-        if turns and turns[-1].speaker == name and abs(turns[-1].end - a * STEP_S) < 1e-9:
+        if turns and turns[-1].speaker == name and a * STEP_S - turns[-1].end < \
+                max(join_gap_s, 1e-9):
             turns[-1] = Turn(turns[-1].start, float(b * STEP_S), name, turns[-1].score)
         else:
             turns.append(Turn(float(a * STEP_S), float(b * STEP_S), name, scores.get(lab)))

@@ -96,13 +96,14 @@ def _naming_doc(c: dict) -> dict:
 
 def evaluate_conversations(source, *, model: str | None = None, embedder=None,
                            split: str = "test", sizes=(2, 3, 4), per_size: int = 10,
-                           overlap_share: float = 0.3, seed: int = 0, vad: str = "energy",
+                           overlap_share: float = 0.3, seed: int = 0, vad: str | None = None,
                            distance: float | None = None, out: Path | None = None,
                            device: str = "auto", progress=None) -> dict:
     """Build the conversations of ``split``'s speakers (every other one enrolled, from files
     the conversations do not use), diarize each against a scratch database of the enrolled
     speakers, and measure. ``out``: write each conversation's WAV and reference and
-    hypothesis RTTM there."""
+    hypothesis RTTM there. ``vad``: the scratch database's speech detector (default: the
+    model's, as a new database of it would have)."""
     from speakerdb.api import SpeakerDB
     from speakerdb.diarize.run import diarize_samples
     from speakerdb.diarize.turns import write_rttm
@@ -125,6 +126,7 @@ def evaluate_conversations(source, *, model: str | None = None, embedder=None,
     with tempfile.TemporaryDirectory(prefix="speakerdb-conv-") as tmp:
         with SpeakerDB.create(Path(tmp) / "home", model=model, embedder=embedder,
                               device=device, vad=vad) as db:
+            vad = db.policy.vad
             for s in sorted(enrolled):
                 db.enroll(s, [root / p for p in pool[s].enroll])
             for conv in conversations(pool, enrolled, sizes, per_size, overlap_share, seed):

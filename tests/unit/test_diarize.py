@@ -63,7 +63,9 @@ def test_a_voice_not_in_the_database_is_unknown(enrolled):
 def test_one_voice_is_one_speaker_and_counts_are_checked(enrolled):
     x, _ = conversation([(2, 3.0), (2, 3.0)])
     r = enrolled.diarize(Waveform(x, RATE), max_speakers=3)
-    assert [t.speaker for t in r.turns] == ["spk02", "spk02"]
+    # one speaker's two turns with a short pause between them: one turn
+    assert [(t.speaker, t.start) for t in r.turns] == [("spk02", pytest.approx(0.0, abs=0.1))]
+    assert r.turns[0].end == pytest.approx(len(x) / RATE, abs=0.6)
     with pytest.raises(UsageError, match="not both"):
         enrolled.diarize(Waveform(x, RATE), num_speakers=2, max_speakers=3)
     with pytest.raises(UsageError, match="num_speakers must be"):
@@ -98,6 +100,15 @@ def test_overlapping_windows_are_split_at_the_centres():
     # centres 0.75, 1.5 | 2.25, 3.25: the change is half way between 1.5 and 2.25
     assert [(t.speaker, t.start, t.end) for t in turns] == [
         ("a", 0.0, pytest.approx(1.88, abs=0.011)), ("b", pytest.approx(1.88, abs=0.011), 4.0)]
+
+
+def test_short_pauses_inside_one_speakers_turn_are_joined():
+    # a 1 s, pause 0.3 s, a 1 s, pause 0.8 s, a 0.5 s, b 1 s (10 ms frames)
+    frames = np.array([0] * 100 + [-1] * 30 + [0] * 100 + [-1] * 80 + [0] * 50 + [1] * 100)
+    got = [(t.speaker, round(t.start, 2), round(t.end, 2))
+           for t in frames_to_turns(frames, {0: "a", 1: "b"}, join_gap_s=0.5)]
+    assert got == [("a", 0.0, 2.3), ("a", 3.1, 3.6), ("b", 3.6, 4.6)]
+    assert len(frames_to_turns(frames, {0: "a", 1: "b"})) == 4  # without: every pause splits
 
 
 def test_rttm_round_trip(tmp_path):
