@@ -303,13 +303,15 @@ def segment(w: Waveform, policy: AudioPolicy = AudioPolicy(), *,
 
 
 def prepare(x: AudioInput, policy: AudioPolicy = AudioPolicy(), *,
-            name: str | None = None) -> Prepared:
+            name: str | None = None, regions: list | None = None) -> Prepared:
     """Decode, mix to mono, resample to ``TARGET_RATE``, check the whole signal
     (``TooShortError`` / ``SilentAudioError``) and segment, a block at a time
-    (``stream.Preparing``). Raises ``AudioError``."""
+    (``stream.Preparing``). ``regions``: the speech Silero VAD found in it before (with
+    ``audio.vad.silero_regions_many``). Raises ``AudioError``."""
     from speakerdb.audio.stream import Preparing
 
     p = Preparing(x, policy, name=name)
+    p.regions = regions
     segments = list(p)
     return Prepared(name=p.name, duration_s=p.duration_s, sample_rate=p.sample_rate,
                     channels=p.channels, segments=segments)

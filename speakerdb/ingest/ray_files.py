@@ -1,5 +1,5 @@
 """Inputs where a Ray worker runs: paths on a file system the nodes mount, read as a local
-ingest reads them (``reader._hash_one``, ``reader._decode_one``), and URIs (``file://``,
+ingest reads them (``reader._hash_one``, ``reader.decode_many``), and URIs (``file://``,
 ``s3://``, ``gs://``, ...) opened through pyarrow's file systems, the layer Ray Data reads
 with. ``uri_items`` lists the audio files under a URI for the driver (names only)."""
 
@@ -10,7 +10,7 @@ import re
 
 from speakerdb.ingest.sources import AUDIO_EXTENSIONS, SourceItem
 
-__all__ = ["is_uri", "uri_items", "discover_with_uris", "hash_item", "decode_item"]
+__all__ = ["is_uri", "uri_items", "discover_with_uris", "hash_item", "decode_items"]
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _CHUNK = 1 << 20
@@ -93,24 +93,39 @@ def hash_item(item: SourceItem) -> tuple[str, object]:
     return h.hexdigest(), ("uri", info.size, info.mtime_ns)
 
 
-def decode_item(item: SourceItem, sha: str, stamp, policy):
-    """``Decoded`` or ``FailureIn`` (``reader._decode_one``, no model: a worker that decodes
-    holds every segment of its input). A URI is read whole, then decoded from memory."""
-    from speakerdb.ingest.reader import _decode_one
+def decode_items(todo: list[tuple], policy) -> list:
+    """``Decoded`` or ``FailureIn`` of each ``(item, sha, stamp)`` (``reader.decode_many``, no
+    model: a worker that decodes holds every segment of its input; with Silero VAD the
+    inputs are scored together). A URI is read whole, then decoded from memory."""
+    from speakerdb.ingest.reader import decode_many
+    from speakerdb.store.records import FailureIn
 
-    data = stamp
-    if is_uri(item.path):
-        from speakerdb.audio.inputs import AudioSource
-        from speakerdb.store.records import FailureIn
+    out: list = [None] * len(todo)
+    ready = []
+    for i, (item, sha, stamp) in enumerate(todo):
+        data = _uri_data(item, sha) if is_uri(item.path) else stamp
+        if isinstance(data, FailureIn):
+            out[i] = data
+        else:
+            ready.append((i, (item, sha, data)))
+    decoded = decode_many([t for _, t in ready], policy, None, None)
+    for (i, _), (res, _) in zip(ready, decoded):
+        out[i] = res
+    return out
 
-        name = str(item.path)
-        try:
-            filesystem, path = _fs(name)
-            with filesystem.open_input_stream(path) as fh:
-                data = AudioSource(name, data=fh.read())
-        except Exception as e:  # noqa: BLE001 - as in hash_item
-            return FailureIn(name, sha, "unreadable", f"{name}: cannot read ({_short(e)})")
-    return _decode_one(item, sha, data, policy, None, None)[0]
+
+def _uri_data(item: SourceItem, sha: str):
+    """The bytes of a URI input as an ``AudioSource``, or its FailureIn."""
+    from speakerdb.audio.inputs import AudioSource
+    from speakerdb.store.records import FailureIn
+
+    name = str(item.path)
+    try:
+        filesystem, path = _fs(name)
+        with filesystem.open_input_stream(path) as fh:
+            return AudioSource(name, data=fh.read())
+    except Exception as e:  # noqa: BLE001 - as in hash_item
+        return FailureIn(name, sha, "unreadable", f"{name}: cannot read ({_short(e)})")
 
 
 def _short(e: Exception) -> str:

@@ -5,7 +5,7 @@ pickled: ``{"chunk": index, "data": bytes}``.
 - ``hash_rows`` (a CPU task): the content hash of each input, read where the worker runs
   (``reader._hash_one``; URIs through ``ray_files``), so no audio crosses to the driver.
 - ``decode_rows`` (a CPU task): the inputs the driver left to do, decoded, checked and cut
-  into segments (``reader._decode_one``), then held to the duration gate
+  into segments (``reader.decode_many``), then held to the duration gate
   (``gates.gate_batches``): the same failures, with the same reasons, as a local ingest.
 - ``Embed`` (an actor, the model loaded once): every segment of the batch embedded in
   batches of similar length (``runner.embed_segments``); the samples are dropped before the
@@ -67,13 +67,13 @@ def decode_rows(row: dict, policy, gate_s: float, gated) -> dict:
     the ``(item, sha, stamp)`` of a row; ``gated``: the policy decoded with
     (``gates.gated_policy``), ``policy`` the one the gate re-describes failures with."""
     from speakerdb.audio.gates import gate_batches
-    from speakerdb.ingest.ray_files import decode_item
+    from speakerdb.ingest.ray_files import decode_items
     from speakerdb.ingest.reader import ReadBatch, add_decoded
 
     t0 = time.perf_counter()
     batch = ReadBatch()
-    for item, sha, stamp in unpack(row["data"]):
-        add_decoded(batch, decode_item(item, sha, stamp, gated))
+    for out in decode_items(unpack(row["data"]), gated):
+        add_decoded(batch, out)
     [batch] = gate_batches([batch], gate_s, policy)
     batch.decode_s = time.perf_counter() - t0
     return {"chunk": row["chunk"], "data": pack(batch), "seconds": batch.decode_s}

@@ -35,27 +35,62 @@ class Pending:
     error: AudioError | None = None
 
 
-def decode_input(x, policy: AudioPolicy, gate: float) -> Pending:
-    """Read, gate and segment one input (a ``SourceItem`` carries its truth); an AudioError,
-    or an error known from discovery, becomes the input's error."""
+def _described(x):
+    """(audio, truth, name, error known from discovery) of an input."""
     if isinstance(x, SourceItem):
-        audio, truth = x.path, x.speaker
         name = describe(x.path)
-        if x.error is not None:
-            return Pending(name, truth, error=AudioError(name, x.error))
-    else:
-        audio, truth, name = x, None, describe(x)
+        return x.path, x.speaker, name, None if x.error is None else AudioError(name, x.error)
+    return x, None, describe(x), None
+
+
+def decode_input(x, policy: AudioPolicy, gate: float, regions=None) -> Pending:
+    """Read, gate and segment one input (a ``SourceItem`` carries its truth); an AudioError,
+    or an error known from discovery, becomes the input's error. ``regions``: as
+    ``audio.prepare``'s (``x`` then a ``Waveform`` decoded before)."""
+    audio, truth, name, error = _described(x)
+    if error is not None:
+        return Pending(name, truth, error=error)
     try:
-        return Pending(name, truth, prepared=decode_gated(audio, policy, gate, name))
+        return Pending(name, truth, prepared=decode_gated(audio, policy, gate, name,
+                                                          regions=regions))
     except AudioError as e:
         return Pending(name, truth, error=e)
 
 
 def decode_chunk(inputs: list, policy: AudioPolicy, gate: float) -> tuple[list[Pending], float]:
-    """(``decode_input`` of each input, seconds): one worker task."""
+    """(``decode_input`` of each input, seconds): one worker task. With Silero VAD the inputs
+    are decoded first and scored together (``audio.vad.silero_regions_many``)."""
     t0 = time.perf_counter()
-    out = [decode_input(x, policy, gate) for x in inputs]
-    return out, time.perf_counter() - t0
+    if policy.vad != "silero":
+        return [decode_input(x, policy, gate) for x in inputs], time.perf_counter() - t0
+    return _decode_scored(inputs, policy, gate), time.perf_counter() - t0
+
+
+def _decode_scored(inputs: list, policy: AudioPolicy, gate: float) -> list[Pending]:
+    """``decode_input`` of each input, Silero VAD scoring the decoded inputs together."""
+    from speakerdb.audio import TARGET_RATE, load
+    from speakerdb.audio.vad import silero_regions_many
+
+    out: list[Pending | None] = [None] * len(inputs)
+    waves = []
+    for i, x in enumerate(inputs):
+        audio, truth, name, error = _described(x)
+        if error is None:
+            try:
+                waves.append((i, name, truth, load(audio, name=name,
+                                                   max_duration_s=policy.max_duration_s)))
+                continue
+            except AudioError as e:
+                error = e
+        out[i] = Pending(name, truth, error=error)
+    found = silero_regions_many([w.samples for *_, w in waves], TARGET_RATE)
+    for (i, name, truth, wave), regions in zip(waves, found):
+        try:
+            out[i] = Pending(name, truth, prepared=decode_gated(wave, policy, gate, name,
+                                                                regions=regions))
+        except AudioError as e:
+            out[i] = Pending(name, truth, error=e)
+    return out
 
 
 def decoded(inputs: Iterable, policy: AudioPolicy, gate: float, batch: int, workers: int,

@@ -55,13 +55,15 @@ def embed_audio(
     )
 
 
-def decode_gated(audio: AudioInput, policy: AudioPolicy, gate: float, name=None):
+def decode_gated(audio: AudioInput, policy: AudioPolicy, gate: float, name=None, *,
+                 regions=None):
     """Decode and segment ``audio`` (``Prepared``) under a duration gate: less than ``gate``
-    seconds of signal is a TooShortError naming the measured and required seconds."""
+    seconds of signal is a TooShortError naming the measured and required seconds.
+    ``regions``: as ``audio.prepare``'s."""
     name = describe(audio) if name is None else name
     wave = load(audio, name=name, max_duration_s=policy.max_duration_s)
     check_signal_gate(wave.samples, gate, policy, name)
-    prepared = prepare(wave, gated_policy(policy, gate), name=name)
+    prepared = prepare(wave, gated_policy(policy, gate), name=name, regions=regions)
     check_gate(prepared, gate, policy)
     return prepared
 

@@ -214,3 +214,26 @@ def test_ingest_decoding_scores_a_batch_and_cuts_as_prepare_does(speech_dev, tmp
         assert [s.start_s for s in decoded.prepared.segments] == [s.start_s for s in alone.segments]
         for a, b in zip(decoded.prepared.segments, alone.segments):
             assert np.array_equal(a.samples, b.samples)
+
+
+def test_bulk_identify_decoding_scores_a_chunk_and_cuts_as_one_input(speech_dev, tmp_path):
+    """identify's worker task (``decode_chunk``) scores its inputs together; each is cut as
+    ``decode_input`` cuts it alone, and a bad input keeps its own error."""
+    import glob
+
+    from speakerdb.search.decoding import decode_chunk, decode_input
+
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF0000WAVEnot audio")
+    inputs = [Path(p) for p in sorted(glob.glob(str(speech_dev / "*" / "*.wav")))[:50:7]]
+    inputs.insert(2, bad)
+    policy = with_vad(AudioPolicy(), "silero")
+    chunk, _ = decode_chunk(inputs, policy, 1.0)
+    assert chunk[2].error is not None and chunk[2].prepared is None
+    for got, x in zip(chunk, inputs):
+        alone = decode_input(x, policy, 1.0)
+        assert got.name == alone.name and (got.error is None) == (alone.error is None)
+        if got.prepared is not None:
+            a, b = got.prepared.segments, alone.prepared.segments
+            assert [s.start_s for s in a] == [s.start_s for s in b]
+            assert all(np.array_equal(s.samples, t.samples) for s, t in zip(a, b))
