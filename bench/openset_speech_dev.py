@@ -47,7 +47,8 @@ FPIR = 0.01
 
 
 def embed_all(model: str, conditions):
-    """(segment gallery of every file, probe vectors per condition, files)."""
+    """(segment gallery of every file, probe vectors per condition, files, the model's
+    shipped impostor statistics, the database's speech detector)."""
     from speakerdb.api import SpeakerDB
     from speakerdb.eval.embed import EmbeddingCache, Job
     from speakerdb.eval.trials import labelled_files
@@ -66,8 +67,9 @@ def embed_all(model: str, conditions):
                 cache.ensure(jobs)
                 probes[cond.name] = cache.matrix(jobs, top)[0].astype(np.float64)
             shipped = getattr(db.embedder, "impostor_stats", None) or {}
+            vad = db.policy.vad
     file_of = [str(Path(r).resolve().relative_to(DATA.resolve())) for r in recs]
-    return (np.asarray(vecs, np.float64), list(labels), file_of), probes, files, shipped
+    return (np.asarray(vecs, np.float64), list(labels), file_of), probes, files, shipped, vad
 
 
 def best_scores(q, gvecs, gspk, speakers, rule: str = "max"):
@@ -105,7 +107,7 @@ def main() -> None:
     if not DATA.is_dir():
         raise SystemExit(f"{DATA}: speech-dev is not there (it ships beside the repository)")
     conds = (CLEAN, parse_condition(HARD))
-    (gv, gl, gf), probes, files, shipped = embed_all(args.model, conds)
+    (gv, gl, gf), probes, files, shipped, vad = embed_all(args.model, conds)
     gl = np.array(gl)
     gf = np.array(gf)
     shipped_model = ImpostorModel.from_dict(shipped["none/max/256"]) if shipped else None
@@ -180,7 +182,8 @@ def main() -> None:
                 thr = float(np.sort(uu)[::-1][k]) + 1e-9
                 count("oracle (FPIR 1 % on the unknowns)", n, cond.name, int((uu >= thr).sum()),
                       len(uu), int((right & (kbest >= thr)).sum()), n, thr)
-    doc = {"data": str(DATA), "model": args.model, "splits": args.splits, "target_fpir": FPIR,
+    doc = {"data": str(DATA), "model": args.model, "vad": vad, "splits": args.splits,
+           "target_fpir": FPIR,
            "results": per_size(tally),
            "larger_galleries": larger(shipped_model, probes, gv, gl, gf, files)}
     print_table(doc)
@@ -223,7 +226,7 @@ def per_size(tally):
 
 def print_table(doc) -> None:
     print(f"speech-dev, {doc['splits']} speaker-disjoint splits, target FPIR "
-          f"{doc['target_fpir']:g}, model {doc['model']}")
+          f"{doc['target_fpir']:g}, model {doc['model']}, vad {doc['vad']}")
     print(f"{'operating point':<36} {'N':>3} {'condition':<22} {'FPIR':>7} {'(n)':>9} "
           f"{'DIR':>7} {'(n)':>7} {'thr':>7}")
     for r in doc["results"]:
