@@ -1,6 +1,6 @@
 """Ingest on Ray against local ingest: files/s on the same files in the same run.
 
-    flock /tmp/speakerdb-bench.lock python bench/ingest_ray.py [--speech DIR] [--files K]
+    flock /tmp/speakerdb-bench.lock python -m bench.ingest_ray [--speech DIR] [--files K]
         [--model campplus] [--formats wav,m4a] [--rounds R] [--cpus N] [--json OUT]
 
 The files: the first K (default all 293) of speech-dev's manifest as they are (wav), and
