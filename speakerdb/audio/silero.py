@@ -58,7 +58,8 @@ def _score_rows(signals: list[np.ndarray]) -> list[np.ndarray]:
     x = torch.from_numpy(rows.reshape(len(signals), steps, CHUNK))
     out = np.empty((len(signals), steps), np.float32)
     model = _model()
-    with torch.inference_mode():
+    # no TorchScript optimisation passes: as fast once warm, without their first-call cost
+    with torch.inference_mode(), torch.jit.optimized_execution(False):
         model.reset_states()
         for t in range(steps):
             out[:, t] = model(x[:, t], RATE).reshape(-1).numpy()
