@@ -14,7 +14,7 @@ import typer
 
 from speakerdb.cli.identify import register as _register_identify
 from speakerdb.cli.shell import (CohortFile, CohortTop, Device, Home, Json,
-                                 MaxDuration, MinDuration, NoWait, ScoreNorm, cli_message, err,
+                                 MaxDuration, MinDuration, NoWait, ScoreNorm, Vad, cli_message, err,
                                  audio_policy, print_ingest, print_json, open_db, shell)
 
 __all__ = ["app", "main"]
@@ -41,17 +41,31 @@ def _uses_db(home, model: str | None) -> bool:
         read_home_file(resolve_home(home)) is not None
 
 
-def _model_for(home, model: str | None, device: str = "auto"):
-    """The database's embedder at ``home`` (``model``, if named, must be it), else the one
-    named by ``model``, else the default."""
+def _db_vad(db, vad: str | None) -> str:
+    """The database's speech detector; ``vad``, if named, must be it."""
+    from speakerdb.errors import UsageError
+
+    if vad is not None and vad != db.policy.vad:
+        raise UsageError(f"{db.home}: the database cuts its audio with the {db.policy.vad} "
+                         f"speech detector; vad {vad!r} differs", option="vad")
+    return db.policy.vad
+
+
+def _model_for(home, model: str | None, device: str = "auto", vad: str | None = None):
+    """(embedder, speech detector): the database's at ``home`` (``model`` and ``vad``, if
+    named, must be its), else the model named by ``model`` (else the default) with ``vad``
+    (else that model's default detector)."""
+    from speakerdb.audio.vad import check_vad, default_vad
     from speakerdb.config import default_model
     from speakerdb.model.registry import load_embedder
 
+    if vad is not None:
+        check_vad(vad)
     if _uses_db(home, model):
         with _open(home, catch_up=False, device=device, model=model) as db:
-            return db.embedder, db.threshold()
+            return db.embedder, _db_vad(db, vad)
     emb = load_embedder(model or default_model(), device)
-    return emb, emb.default_threshold
+    return emb, vad or default_vad(emb)
 
 
 @app.command()
@@ -175,6 +189,7 @@ def verify(
     score_norm: ScoreNorm = "none",
     cohort: CohortFile = None,
     cohort_top: CohortTop = None,
+    vad: Vad = None,
     min_duration: MinDuration = None,
     max_duration: MaxDuration = None,
     device: Device = "auto",
@@ -190,15 +205,17 @@ def verify(
     if _uses_db(home, model):
         with _open(home, max_duration=max_duration, catch_up=False, device=device,
                    model=model) as db:
+            _db_vad(db, vad)
             r = db.verify(a, b, threshold, **kw)
     else:
         if score_norm == "asnorm" and cohort is None:
             raise UsageError("--score-norm asnorm without a database needs --cohort FILE")
-        from speakerdb.model.registry import load_embedder
+        from speakerdb.audio import with_vad
         from speakerdb.search.verify import verify_with
 
-        r = verify_with(load_embedder(model or default_model(), device), a, b, threshold,
-                        audio_policy(max_duration), **kw)
+        emb, detector = _model_for(None, model or default_model(), device, vad)
+        r = verify_with(emb, a, b, threshold, with_vad(audio_policy(max_duration), detector),
+                        **kw)
     if json_:
         print_json(r.as_dict())
         return
@@ -215,6 +232,7 @@ def embed(
     home: Home = None,
     model: Annotated[Optional[str], typer.Option(help="Model (default: the database's, else the built-in default); with --home it must be the database's.")] = None,
     raw: Annotated[bool, typer.Option("--raw", help="Also give the raw model outputs.")] = False,
+    vad: Vad = None,
     max_duration: MaxDuration = None,
     device: Device = "auto",
     json_: Json = False,
@@ -224,8 +242,10 @@ def embed(
     from speakerdb.errors import AudioError
     from speakerdb.model.base import model_info
 
-    policy = audio_policy(max_duration)
-    emb, _ = _model_for(home, model, device)
+    from speakerdb.audio import with_vad
+
+    emb, detector = _model_for(home, model, device, vad)
+    policy = with_vad(audio_policy(max_duration), detector)
     results, bad = [], 0
     for a in audio:
         try:

@@ -50,6 +50,9 @@ CohortFile = Annotated[Optional[Path], typer.Option(
                      "database's speaker means).")]
 MinDuration = Annotated[Optional[float], typer.Option(
     "--min-duration", help="Seconds of signal an input needs (default 0.5).")]
+Vad = Annotated[Optional[str], typer.Option(
+    help="Speech detection: silero, energy or none [default: the database's, else the "
+         "model's: silero for the networks].")]
 MaxDuration = Annotated[Optional[float], typer.Option(
     "--max-duration", help="Most seconds of audio one input may hold; a longer one fails with "
                            "the reason, the rest unread (default 14400: 4 h).")]
