@@ -41,16 +41,6 @@ def _uses_db(home, model: str | None) -> bool:
         read_home_file(resolve_home(home)) is not None
 
 
-def _db_vad(db, vad: str | None) -> str:
-    """The database's speech detector; ``vad``, if named, must be it."""
-    from speakerdb.errors import UsageError
-
-    if vad is not None and vad != db.policy.vad:
-        raise UsageError(f"{db.home}: the database cuts its audio with the {db.policy.vad} "
-                         f"speech detector; vad {vad!r} differs", option="vad")
-    return db.policy.vad
-
-
 def _model_for(home, model: str | None, device: str = "auto", vad: str | None = None):
     """(embedder, speech detector): the database's at ``home`` (``model`` and ``vad``, if
     named, must be its), else the model named by ``model`` (else the default) with ``vad``
@@ -63,7 +53,9 @@ def _model_for(home, model: str | None, device: str = "auto", vad: str | None = 
         check_vad(vad)
     if _uses_db(home, model):
         with _open(home, catch_up=False, device=device, model=model) as db:
-            return db.embedder, _db_vad(db, vad)
+            from speakerdb.database.opening import require_vad
+
+            return db.embedder, require_vad(db, vad)
     emb = load_embedder(model or default_model(), device)
     return emb, vad or default_vad(emb)
 
@@ -205,7 +197,9 @@ def verify(
     if _uses_db(home, model):
         with _open(home, max_duration=max_duration, catch_up=False, device=device,
                    model=model) as db:
-            _db_vad(db, vad)
+            from speakerdb.database.opening import require_vad
+
+            require_vad(db, vad)
             r = db.verify(a, b, threshold, **kw)
     else:
         if score_norm == "asnorm" and cohort is None:

@@ -10,7 +10,7 @@ from speakerdb.errors import (DatabaseExistsError, ModelMismatchError, ReadOnlyE
                               StoreError, UsageError)
 from speakerdb.database.home import not_found, rebuild_home_file, remove_stray_temps, store_left
 
-__all__ = ["DB_URL_ENV", "create", "open_parts", "stored_space", "tier_entry"]
+__all__ = ["DB_URL_ENV", "create", "open_parts", "require_vad", "stored_space", "tier_entry"]
 
 DB_URL_ENV = "SPEAKERDB_DB_URL"  # the store of a new home when no db_url is given
 
@@ -125,13 +125,24 @@ def create(cls, home, model, db_url, embedder, device, vad=None, tier=None):
     return cls.open(home, embedder=embedder, device=device)
 
 
-def _same_vad(db, vad):
-    """``db``, when ``vad`` is None or the speech detector it was made with."""
+def require_vad(db, vad: str | None) -> str:
+    """The speech detector ``db`` was made with; ``vad``, if named, must be it (else a
+    UsageError)."""
     if vad is not None and vad != db.policy.vad:
-        db.close()
         raise UsageError(f"{db.home}: the database cuts its audio with the {db.policy.vad} "
                          f"speech detector; vad {vad!r} differs (it is chosen when the "
                          "database is created)", option="vad")
+    return db.policy.vad
+
+
+def _same_vad(db, vad):
+    """``db``, when ``vad`` is None or the speech detector it was made with (else it is
+    closed and the UsageError raised)."""
+    try:
+        require_vad(db, vad)
+    except UsageError:
+        db.close()
+        raise
     return db
 
 

@@ -176,8 +176,6 @@ def _decode_one(item: SourceItem, sha: str, data, policy: AudioPolicy, embed, lo
     """(Decoded or FailureIn, seconds spent embedding); without ``embed`` and with a
     ``limit``, an input with more than ``limit`` segments raises ``TooLong``. ``opened``:
     the input's ``_open_whole``, when it was decoded before."""
-    if isinstance(opened, FailureIn):
-        return opened, 0.0
     name = display_name(item.path)
     emb = _Embedding(embed, lock, limit)
     try:
